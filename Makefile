@@ -1,0 +1,45 @@
+# Two commands a new user needs: `make run` and `make test`. Both set up .venv when absent.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+# The bundled runs live inside the repo's ignored folder unless the user points elsewhere.
+export CLASSLENS_RUNS_DIR ?= $(CURDIR)/.classlens/runs
+export CLASSLENS_CACHE_DIR ?= $(CURDIR)/.classlens/cache
+
+.PHONY: run test test-fast lint format sample bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+## Serve the dashboard on the bundled sample at http://localhost:$(PORT)
+run: $(VENV)/.installed
+	$(PY) -m core.sample
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
+		--browser.gatherUsageStats false
+
+## Lint, then the whole test suite (unit, CLI, sample models, app)
+test: $(VENV)/.installed lint
+	$(PY) -m pytest -q
+
+## Unit tests only (seconds)
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Rebuild sample_data/ (images + three checkpoints) deterministically
+sample: $(VENV)/.installed
+	$(PY) sample_data/build_sample.py
+
+clean:
+	rm -rf .classlens .pytest_cache .ruff_cache

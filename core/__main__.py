@@ -1,0 +1,149 @@
+"""The CLI: ``python -m core evaluate ...``, ``python -m core runs``, ``python -m core archs``.
+
+Progress goes to stderr, the run directory is the last line of stdout, and bad input exits
+non-zero with one ``error: ...`` line on stderr -- never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from core.errors import ClassLensError
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0.485,0.456,0.406, got {text!r}"
+        ) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as argparse does, plus a hint
+        self.exit(2, f"error: {message} (see python -m core {self.prog.split()[-1]} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m core", description="ClassLens engine.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    ev = sub.add_parser("evaluate", help="run a checkpoint over an image folder, store the run")
+    ev.add_argument("--checkpoint", required=True, type=Path, help="model file")
+    ev.add_argument("--data", required=True, type=Path, help="ImageFolder dataset root")
+    ev.add_argument("--arch", help="architecture name (default: metadata, else detected)")
+    ev.add_argument("--image-size", type=int, help="square input side in pixels")
+    ev.add_argument("--mean", type=_floats, help="per-channel mean, e.g. 0.485,0.456,0.406")
+    ev.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    ev.add_argument("--channels", type=int, choices=(1, 3), help="model input channels")
+    ev.add_argument("--resize", choices=("stretch", "center_crop"), help="resize mode")
+    ev.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--workers", type=int, help="DataLoader workers (default: by size)")
+    ev.add_argument("--runs-dir", type=Path, help="run store (default: $CLASSLENS_RUNS_DIR)")
+    ev.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow formats that run code from the file (TorchScript, .pt2, pickled modules)",
+    )
+    rs = sub.add_parser("runs", help="list stored runs with headline metrics")
+    rs.add_argument("--runs-dir", type=Path)
+    sub.add_parser("archs", help="list the architectures --arch accepts")
+    return p
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from core.evaluate import evaluate
+    from core.progress import ProgressBar
+
+    overrides = {
+        "image_size": args.image_size,
+        "mean": args.mean,
+        "std": args.std,
+        "channels": args.channels,
+        "resize": args.resize,
+    }
+    run = evaluate(
+        args.checkpoint,
+        args.data,
+        arch=args.arch,
+        preprocessing_overrides=overrides,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        runs_dir=args.runs_dir,
+        trust_checkpoint=args.trust_checkpoint,
+        progress=ProgressBar(),
+        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    for split, m in run.metrics["splits"].items():
+        print(
+            f"{split}: n={m['n']} accuracy={m['accuracy']:.4f} "
+            f"balanced_accuracy={m['balanced_accuracy']:.4f} macro_f1={m['macro']['f1']:.4f}",
+            file=sys.stderr,
+        )
+    print(run.path)
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from core.runs import RunStore
+
+    store = RunStore(args.runs_dir)
+    runs = store.list()
+    if not runs:
+        print(f"no runs in {store.root}", file=sys.stderr)
+        return 0
+    head = ("run", "checkpoint", "split", "n", "acc", "bal_acc", "macroF1")
+    print("{:<17} {:<28} {:<6} {:>6} {:>7} {:>7} {:>7}".format(*head))
+    for run in runs:
+        for split, m in run.metrics["splits"].items():
+            print(
+                f"{run.run_id:<17} {run.meta['checkpoint']['name'][:28]:<28} {split:<6} "
+                f"{m['n']:>6} {m['accuracy']:>7.4f} {m['balanced_accuracy']:>7.4f} "
+                f"{m['macro']['f1']:>7.4f}"
+            )
+    return 0
+
+
+def _archs(args: argparse.Namespace) -> int:
+    from core.archs import registry
+
+    for arch in registry().values():
+        print(f"{arch.name:<28} {arch.source}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return {"evaluate": _evaluate, "runs": _runs, "archs": _archs}[args.command](args)
+    except ClassLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; lower --batch-size.", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permissions on --runs-dir, ...
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, with a way to see the traceback
+        if os.environ.get("CLASSLENS_DEBUG"):
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc}. Set CLASSLENS_DEBUG=1 to see the "
+            "traceback and please report it.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Architecture registry: how a state_dict becomes a module, and which one it came from.
+
+A registry dict maps a name to an :class:`Architecture`. The project's own nets and every
+torchvision classification model (by its ``get_model`` name) are registered; ``num_classes``
+(and the input channels, where the net allows it) are read from the weights, never guessed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache, lru_cache
+
+import torch
+from torch import nn
+
+from core import nets, paths
+from core.errors import ClassLensError
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One buildable architecture."""
+
+    name: str  # the registry name users pass as --arch
+    source: str  # "classlens" or "torchvision": where the builder lives
+    build: Callable[..., nn.Module]  # keyword arguments come from `kwargs_from`
+    # Reads the constructor's keyword arguments (num_classes, ...) from a state_dict.
+    kwargs_from: Callable[[StateDict], dict]
+
+
+def in_channels_of(module: nn.Module) -> int | None:
+    """Return the input channels of the module's first convolution, or None."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            return int(layer.in_channels)
+    return None
+
+
+def _cnn_kwargs(sd: StateDict) -> dict:
+    return {
+        "num_classes": int(sd["classifier.2.weight"].shape[0]),
+        "in_channels": int(sd["features.0.weight"].shape[1]),
+    }
+
+
+def _wide_mlp_kwargs(sd: StateDict) -> dict:
+    width, n_in = sd["features.1.weight"].shape
+    channels = 1 if math.isqrt(n_in) ** 2 == n_in else 3
+    return {
+        "num_classes": int(sd["classifier.weight"].shape[0]),
+        "in_channels": channels,
+        "input_size": math.isqrt(n_in // channels),
+        "width": int(width),
+    }
+
+
+def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
+    def build(**kwargs: int) -> nn.Module:
+        import torchvision
+
+        with warnings.catch_warnings():  # googlenet/inception warn about their init scheme
+            warnings.simplefilter("ignore")
+            kw = dict(kwargs)
+            if name in ("googlenet", "inception_v3"):
+                kw.setdefault("aux_logits", False)
+                kw.setdefault("init_weights", False)
+            return torchvision.models.get_model(name, weights=None, **kw)
+
+    return build
+
+
+@cache
+def _head_keys(name: str) -> tuple[str, ...]:
+    """Return the state_dict keys whose shape depends on num_classes (the head)."""
+    arch = registry()[name]
+    a, b = (_meta_signature(arch, {"num_classes": n}) for n in (7, 11))
+    if a is None or b is None:
+        return ()
+    return tuple(k for k in a if a[k] != b.get(k))
+
+
+def _torchvision_kwargs(name: str) -> Callable[[StateDict], dict]:
+    def kwargs_from(sd: StateDict) -> dict:
+        heads = [k for k in _head_keys(name) if k in sd]
+        if not heads:
+            raise KeyError(f"no head weights of {name} in the state_dict")
+        return {"num_classes": int(sd[heads[0]].shape[0])}
+
+    return kwargs_from
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, Architecture]:
+    """Return every known architecture by name (the project's nets first)."""
+    import torchvision.models
+
+    reg = {
+        "digits_cnn": Architecture("digits_cnn", "classlens", nets.DigitsCNN, _cnn_kwargs),
+        "digits_wide_mlp": Architecture(
+            "digits_wide_mlp", "classlens", nets.DigitsWideMLP, _wide_mlp_kwargs
+        ),
+    }
+    for name in torchvision.models.list_models(module=torchvision.models):
+        reg[name] = Architecture(
+            name, "torchvision", _torchvision_builder(name), _torchvision_kwargs
+        )
+    return reg
+
+
+def get(name: str) -> Architecture:
+    """Return the architecture called ``name``; an unknown name lists the closest ones."""
+    reg = registry()
+    if name in reg:
+        return reg[name]
+    close = difflib.get_close_matches(name, list(reg), n=5, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "run `python -m core archs` for all."
+    raise ClassLensError(f"unknown architecture {name!r}: {hint} Pass one of these to --arch.")
+
+
+def build(name: str, state_dict: StateDict) -> nn.Module:
+    """Return architecture ``name`` with ``state_dict`` loaded (strict), in eval mode."""
+    arch = get(name)
+    try:
+        kwargs = arch.kwargs_from(state_dict)
+        model = arch.build(**kwargs)
+        model.load_state_dict(state_dict, strict=True)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ClassLensError):
+            raise
+        first = " ".join(str(exc).split())[:240]
+        raise ClassLensError(
+            f"the checkpoint's weights do not fit architecture {name!r} ({first}). "
+            "Pass the right --arch, or leave it out to detect it from the weights."
+        ) from None
+    return model.eval()
+
+
+def _signature(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _meta_signature(arch: Architecture, kwargs: dict) -> dict[str, tuple[int, ...]] | None:
+    try:
+        with torch.device("meta"):
+            return _signature(arch.build(**kwargs))
+    except Exception:  # a few builders (regnet) compute on tensors and cannot run on meta
+        return None
+
+
+def _keys_hash(keys: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def _key_index() -> dict[str, str]:
+    """Return {architecture: hash of its state_dict key names}, cached on disk per version.
+
+    Building every torchvision model (even on the meta device) takes seconds, so the
+    key names -- which do not depend on num_classes -- are computed once per version.
+    """
+    import torchvision
+
+    path = paths.cache_dir() / f"arch-keys-tv{torchvision.__version__}-v1.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass
+    index = {}
+    for arch in registry().values():
+        if arch.source == "classlens":
+            continue  # cheap to build: always compared directly
+        sig = _meta_signature(arch, {"num_classes": 10})
+        if sig is not None:
+            index[arch.name] = _keys_hash(sig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(index))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return index
+
+
+def detect(state_dict: StateDict) -> str:
+    """Return the registry name whose keys and shapes match ``state_dict`` exactly."""
+    wanted = {k: tuple(v.shape) for k, v in state_dict.items()}
+    wanted_keys = _keys_hash(wanted)
+    index = _key_index()
+    for arch in registry().values():
+        if arch.source != "classlens" and index.get(arch.name) != wanted_keys:
+            continue
+        try:
+            kwargs = arch.kwargs_from(state_dict)
+        except (KeyError, ValueError, IndexError):
+            continue
+        if _meta_signature(arch, kwargs) == wanted:
+            return arch.name
+    raise ClassLensError(
+        "could not recognise the architecture from the checkpoint's weights "
+        f"({len(wanted)} tensors, first {next(iter(wanted), '-')!r}). "
+        "Pass --arch NAME (`python -m core archs` lists them) or export the model to ONNX."
+    )

@@ -1,0 +1,205 @@
+"""Datasets: discover an ImageFolder tree, fingerprint it, decode images for a model.
+
+Layouts: ``root/<split>/<class>/<image>`` with splits among train/val/test, or
+``root/<class>/<image>`` read as a single ``test`` split. Hidden, empty and non-image files
+are skipped and listed with the reason, never fatal and never silent; images that fail to
+decode are found during inference and listed the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.errors import ClassLensError
+from core.preprocessing import Preprocessing
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+)
+# Folder names accepted for each split; the key is the name used everywhere else.
+SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+SPLIT_ORDER = tuple(SPLIT_ALIASES)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a dataset."""
+
+    split: str  # train / val / test
+    path: str  # relative to the split folder, e.g. "cat/001.png" (the root for one split)
+    label: int  # index into Dataset.class_names
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out, and why."""
+
+    split: str  # the split it sat in, or "" for files beside the split folders
+    path: str  # relative like Item.path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An image folder, scanned: what will be evaluated and what was left out."""
+
+    root: Path
+    split_dirs: dict[str, Path]  # split -> folder holding its class folders
+    class_names: tuple[str, ...]  # sorted class folder names
+    items: tuple[Item, ...]
+    skipped: tuple[Skipped, ...]
+    fingerprint: str  # changes when any image, name or label changes
+
+    def abspath(self, item: Item) -> Path:
+        """Return the file behind ``item``."""
+        return self.split_dirs[item.split] / item.path
+
+    def count(self, split: str) -> int:
+        """Return the number of images in ``split``."""
+        return sum(1 for it in self.items if it.split == split)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__MACOSX")
+
+
+def _split_dirs(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    for split, aliases in SPLIT_ALIASES.items():
+        for alias in aliases:
+            if alias in children:
+                found[split] = children[alias]
+                break
+    return found or {"test": root}
+
+
+def _scan_split(split: str, folder: Path, skipped: list[Skipped]) -> dict[str, list[str]]:
+    """Return {class: [relative image paths]} for one split folder, recording skips."""
+    by_class: dict[str, list[str]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            if _is_hidden(entry.name):
+                skipped.append(Skipped(split, entry.name + "/", "hidden folder"))
+                continue
+            by_class[entry.name] = []
+            for dirpath, dirnames, filenames in os.walk(entry):
+                dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+                for name in sorted(filenames):
+                    rel = os.path.relpath(os.path.join(dirpath, name), folder)
+                    reason = _reject_reason(Path(dirpath) / name)
+                    if reason:
+                        skipped.append(Skipped(split, rel.replace(os.sep, "/"), reason))
+                    else:
+                        by_class[entry.name].append(rel.replace(os.sep, "/"))
+        else:
+            skipped.append(Skipped(split, entry.name, "not inside a class folder"))
+    return by_class
+
+
+def _reject_reason(path: Path) -> str | None:
+    if _is_hidden(path.name):
+        return "hidden file"
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return "not an image (unknown extension)"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def scan(root: str | Path) -> Dataset:
+    """Return the dataset under ``root``: its splits, classes, images and skipped files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ClassLensError(f"dataset folder not found: {root}. Check the path passed to --data.")
+    split_dirs = _split_dirs(root)
+    skipped: list[Skipped] = []
+    if split_dirs != {"test": root}:  # files and folders beside the split folders
+        used = set(split_dirs.values())
+        skipped += [
+            Skipped("", p.name + ("/" if p.is_dir() else ""), "not inside a split folder")
+            for p in sorted(root.iterdir())
+            if p not in used
+        ]
+    per_split = {s: _scan_split(s, d, skipped) for s, d in split_dirs.items()}
+    class_names = tuple(sorted({c for classes in per_split.values() for c in classes}))
+    if not class_names:
+        raise ClassLensError(
+            f"no class folders in {root}: expected root/<class>/<image> or "
+            "root/<split>/<class>/<image> with splits among train, val, test."
+        )
+    index = {c: i for i, c in enumerate(class_names)}
+    items = tuple(
+        Item(split, path, index[cls])
+        for split in SPLIT_ORDER
+        if split in per_split
+        for cls, paths in sorted(per_split[split].items())
+        for path in paths
+    )
+    if not items:
+        raise ClassLensError(
+            f"no readable images in {root} ({len(skipped)} file(s) skipped). Image files "
+            f"must end in one of {', '.join(sorted(IMAGE_EXTENSIONS))}."
+        )
+    fp = fingerprint(items, split_dirs)
+    return Dataset(root, split_dirs, class_names, items, tuple(skipped), fp)
+
+
+def fingerprint(items: tuple[Item, ...], split_dirs: dict[str, Path]) -> str:
+    """Return a hash of every image's split, path, label and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for it in items:
+        h.update(f"{it.split}\0{it.path}\0{it.label}\0".encode())
+        with open(split_dirs[it.split] / it.path, "rb") as f:
+            h.update(hashlib.blake2b(f.read(), digest_size=16).digest())
+    return h.hexdigest()
+
+
+def decode(path: Path, prep: Preprocessing) -> np.ndarray:
+    """Return the image at ``path`` as uint8 (channels, size, size), or raise OSError/ValueError.
+
+    Resizing happens here, on uint8 pixels; normalising happens on the device (inference).
+    """
+    with Image.open(path) as img:
+        img.load()  # forces a full decode: truncated files fail here, not later
+        img = img.convert("L" if prep.channels == 1 else "RGB")
+    size = prep.image_size
+    if prep.resize == "center_crop":
+        short = round(size / 0.875)
+        w, h = img.size
+        scale = short / min(w, h)
+        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        left, top = (img.width - size) // 2, (img.height - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    elif img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Decodes dataset items for a DataLoader; a file that fails yields ok=False, not an error."""
+
+    def __init__(self, paths: list[Path], prep: Preprocessing) -> None:
+        self.paths, self.prep = paths, prep
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            return torch.from_numpy(decode(self.paths[i], self.prep)), i, ""
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            blank = torch.zeros((self.prep.channels, self.prep.image_size, self.prep.image_size))
+            return blank.to(torch.uint8), i, f"unreadable image ({exc.__class__.__name__}: {exc})"

@@ -1,0 +1,345 @@
+"""Checkpoints: recognise the format by content, load it safely, read its metadata.
+
+Safe formats (`.safetensors`, a state_dict saved with ``torch.save``) never run code from the
+file: state_dicts load only through ``torch.load(..., weights_only=True)``. Code-bearing
+formats (TorchScript, ``torch.export`` ``.pt2``, whole pickled modules) load only when the
+caller passes ``trusted=True``. Formats live in a registry, tried in order by ``sniff``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core import archs
+from core.errors import ClassLensError
+
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "weights", "net")
+PREFIXES = (
+    "module.",
+    "_orig_mod.",
+)  # DataParallel / DistributedDataParallel, torch.compile
+META_ALIASES = {
+    "architecture": ("architecture", "arch"),
+    "class_names": ("class_names", "classes"),
+}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded model and what its file says about itself."""
+
+    path: Path
+    sha256: str  # of the file's bytes: part of the run id
+    format: str  # a FORMATS name
+    module: nn.Module  # on CPU, in eval mode
+    architecture: str  # registry name, or the format name for code-bearing formats
+    class_names: tuple[str, ...] | None  # from metadata, if any
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # partial, from metadata
+    in_channels: int | None = None  # from the first convolution, when visible
+    # True when built from a state_dict: the module's layers are ours to hook (Grad-CAM).
+    native: bool = True
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """One checkpoint format: how to recognise it and how to load it."""
+
+    name: str
+    code_bearing: bool  # True: loading runs code from the file, so it needs trust
+    sniff: Callable[[Path, bytes, list[str]], bool]  # (path, first bytes, zip names)
+    # (path, arch, sidecar metadata) -> Checkpoint without its sha256
+    load: Callable[[Path, str | None, dict[str, Any]], Checkpoint]
+    what: str  # for messages
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    for side in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
+        if side.is_file() and side != path:
+            try:
+                return dict(json.loads(side.read_text()))
+            except (ValueError, TypeError) as exc:
+                raise ClassLensError(
+                    f"the metadata file {side.name} is not valid JSON ({exc}). Fix or remove it."
+                ) from None
+    return {}
+
+
+def _normalise_meta(raw: dict[str, Any]) -> dict[str, Any]:
+    """Return {architecture, class_names, preprocessing} from the many spellings in the wild."""
+    if isinstance(raw.get("classlens"), str):
+        raw = {**raw, **json.loads(raw["classlens"])}
+    meta: dict[str, Any] = {}
+    for name, aliases in META_ALIASES.items():
+        for alias in aliases:
+            if raw.get(alias) is not None:
+                value = raw[alias]
+                meta[name] = (
+                    json.loads(value)
+                    if isinstance(value, str) and name != "architecture"
+                    else value
+                )
+                break
+    prep = raw.get("preprocessing")
+    if isinstance(prep, str):
+        prep = json.loads(prep)
+    if isinstance(prep, dict):
+        meta["preprocessing"] = prep
+    if "class_names" in meta:
+        meta["class_names"] = tuple(str(c) for c in meta["class_names"])
+    return meta
+
+
+# --- state_dicts -----------------------------------------------------------------------------
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def _split_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return (state_dict, metadata beside it) from a loaded torch.save payload."""
+    if _is_tensor_dict(obj):
+        return obj, {}
+    if isinstance(obj, dict):
+        for key in NESTED_KEYS:
+            if _is_tensor_dict(obj.get(key)):
+                return obj[key], {k: v for k, v in obj.items() if k != key}
+    raise ClassLensError(
+        "the file holds no state_dict (expected a dict of tensors, or one under "
+        f"{'/'.join(NESTED_KEYS)}). Save the model with torch.save(model.state_dict(), path)."
+    )
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in PREFIXES:
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+def _from_state_dict(
+    path: Path,
+    fmt: str,
+    sd: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    arch: str | None,
+) -> Checkpoint:
+    sd = _strip_prefixes(sd)
+    name = arch or meta.get("architecture") or archs.detect(sd)
+    module = archs.build(name, sd)
+    return Checkpoint(
+        path=path,
+        sha256="",
+        format=fmt,
+        module=module,
+        architecture=name,
+        class_names=meta.get("class_names"),
+        preprocessing=dict(meta.get("preprocessing") or {}),
+        in_channels=archs.in_channels_of(module) or _mlp_channels(module),
+    )
+
+
+def _merge(embedded: dict[str, Any], sidecar: dict[str, Any]) -> dict[str, Any]:
+    prep = {**embedded.get("preprocessing", {}), **sidecar.get("preprocessing", {})}
+    return {**embedded, **sidecar, "preprocessing": prep}
+
+
+def _mlp_channels(module: nn.Module) -> int | None:
+    first = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+    if first is None:
+        return None
+    return 1 if math.isqrt(first.in_features) ** 2 == first.in_features else 3
+
+
+def _load_safetensors(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        raw = f.metadata() or {}
+        sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    meta = _merge(_normalise_meta(dict(raw)), sidecar)
+    return _from_state_dict(path, "safetensors", sd, meta, arch)
+
+
+def _load_torch_state_dict(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError and friends: see _unsafe_pickle_error
+        raise _unsafe_pickle_error(path, exc) from None
+    sd, beside = _split_state_dict(obj)
+    meta = _merge(_normalise_meta(beside), sidecar)
+    return _from_state_dict(path, "state_dict", sd, meta, arch)
+
+
+def _unsafe_pickle_error(path: Path, exc: Exception) -> ClassLensError:
+    text = str(exc)
+    if "Weights only load failed" not in text and "Unsupported global" not in text:
+        return _damaged(path, exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    what = f" (it references {found.group(1)})" if found else ""
+    return ClassLensError(
+        f"{path.name} is not a safe checkpoint: it contains pickled Python objects{what} that "
+        "would run code when loaded. Save a state_dict or .safetensors instead, or, only if you "
+        "trust the file, pass --trust-checkpoint."
+    )
+
+
+def _load_pickled(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
+    """Trusted only: a whole pickled module (or anything torch.load can unpickle)."""
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        return _code_bearing(path, "pickled_module", obj.eval(), sidecar)
+    sd, beside = _split_state_dict(obj)
+    return _from_state_dict(path, "state_dict", sd, _merge(_normalise_meta(beside), sidecar), arch)
+
+
+def _load_torchscript(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+    return _code_bearing(path, "torchscript", module, sidecar)
+
+
+def _load_export(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
+    return _code_bearing(path, "torch_export", torch.export.load(str(path)).module(), sidecar)
+
+
+def _code_bearing(path: Path, fmt: str, module: nn.Module, meta: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(
+        path=path,
+        sha256="",
+        format=fmt,
+        module=module,
+        architecture=fmt,
+        class_names=meta.get("class_names"),
+        preprocessing=dict(meta.get("preprocessing") or {}),
+        in_channels=archs.in_channels_of(module),
+        native=False,
+    )
+
+
+# --- sniffing ------------------------------------------------------------------------------
+
+
+def _is_safetensors(path: Path, head: bytes, names: list[str]) -> bool:
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= 100_000_000 and head[8:9] == b"{"
+
+
+def _zip_has(part: str) -> Callable[[Path, bytes, list[str]], bool]:
+    return lambda path, head, names: any(part in n for n in names)
+
+
+def _is_torch_pickle(path: Path, head: bytes, names: list[str]) -> bool:
+    # zip-based torch.save (any archive with data.pkl), or the legacy raw-pickle format
+    return any(n.endswith("data.pkl") for n in names) or head[:1] == b"\x80"
+
+
+FORMATS: tuple[CheckpointFormat, ...] = (
+    CheckpointFormat("safetensors", False, _is_safetensors, _load_safetensors, "safetensors"),
+    CheckpointFormat(
+        "torchscript",
+        True,
+        _zip_has("/code/"),
+        _load_torchscript,
+        "a TorchScript archive",
+    ),
+    CheckpointFormat(
+        "torch_export",
+        True,
+        _zip_has("archive_format"),
+        _load_export,
+        "a torch.export .pt2 archive",
+    ),
+    CheckpointFormat("state_dict", False, _is_torch_pickle, _load_torch_state_dict, "torch.save"),
+)
+
+
+def _damaged(path: Path, exc: BaseException) -> ClassLensError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return ClassLensError(
+        f"{path.name} is damaged or truncated and cannot be read ({first}). "
+        "Copy or export the checkpoint again."
+    )
+
+
+def sniff(path: Path) -> CheckpointFormat:
+    """Return the format of the file at ``path``, judged by its content, not its name."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    names: list[str] = []
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise _damaged(path, exc) from None
+    for fmt in FORMATS:
+        if fmt.sniff(path, head, names):
+            return fmt
+    if path.suffix.lower() == ".onnx":
+        raise ClassLensError(
+            f"{path.name}: ONNX checkpoints are not supported yet. Export a state_dict "
+            "(torch.save(model.state_dict(), path)) or a .safetensors file instead."
+        )
+    raise ClassLensError(
+        f"{path.name} is not a checkpoint ClassLens can read: expected .safetensors, a "
+        "torch.save state_dict (.pt/.pth/.ckpt), TorchScript or a torch.export .pt2 archive."
+    )
+
+
+def load_checkpoint(
+    path: str | Path, *, arch: str | None = None, trusted: bool = False
+) -> Checkpoint:
+    """Return the model in the checkpoint at ``path``, loaded without running its code unless
+    ``trusted``; ``arch`` overrides the architecture named or detected."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClassLensError(
+            f"checkpoint not found: {path}. Check the path passed to --checkpoint."
+        )
+    if path.stat().st_size == 0:
+        raise ClassLensError(
+            f"{path.name} is empty (0 bytes). Copy or export the checkpoint again."
+        )
+    fmt = sniff(path)
+    if fmt.code_bearing and not trusted:
+        raise ClassLensError(
+            f"{path.name} is {fmt.what}, which runs code from the file when loaded. Refusing "
+            "to load it; pass --trust-checkpoint only if you trust where it came from."
+        )
+    if arch is not None:
+        archs.get(arch)  # an unknown --arch fails before any loading
+    load = _load_pickled if trusted and fmt.name == "state_dict" else fmt.load
+    sidecar = _normalise_meta(_sidecar(path))
+    try:
+        ckpt = load(path, arch, sidecar)
+    except ClassLensError:
+        raise
+    except Exception as exc:  # truncated zip/safetensors header, bad storage offsets...
+        raise _damaged(path, exc) from None
+    return dataclasses.replace(ckpt, sha256=sha256_file(path))

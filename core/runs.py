@@ -1,0 +1,244 @@
+"""The run store: immutable runs on disk, identified by their inputs, written atomically.
+
+A run is a folder ``<runs_dir>/<run_id>/`` with ``predictions.parquet``, ``meta.json`` and
+``metrics.json``. It is written under a hidden temporary name and renamed into place, so a
+crash never leaves a half run visible; a damaged run is detected and dropped, never shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core import paths
+
+FORMAT_VERSION = 1  # bump when predictions.parquet or metrics.json change shape
+FILES = ("predictions.parquet", "meta.json", "metrics.json")
+STALE_TMP_SECONDS = 6 * 3600
+
+
+def run_id(
+    *,
+    checkpoint_sha256: str,
+    dataset_fingerprint: str,
+    preprocessing: dict[str, Any],
+    class_names: tuple[str, ...] | list[str],
+) -> str:
+    """Return the content hash that names a run (16 hex characters)."""
+    key = json.dumps(
+        {
+            "checkpoint": checkpoint_sha256,
+            "dataset": dataset_fingerprint,
+            "preprocessing": preprocessing,
+            "class_names": list(class_names),
+            "format": FORMAT_VERSION,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def predictions_table(
+    *,
+    split: list[str],
+    path: list[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    confidence: np.ndarray,
+    loss: np.ndarray,
+    probs: np.ndarray,
+) -> pa.Table:
+    """Return the predictions as an Arrow table; ``probs`` is (n, n_classes) float32."""
+    n, k = probs.shape if probs.ndim == 2 else (0, 0)
+    flat = pa.array(np.ascontiguousarray(probs, dtype=np.float32).reshape(-1))
+    return pa.table(
+        {
+            "split": pa.array(split, pa.string()).dictionary_encode(),
+            "path": pa.array(path, pa.string()),
+            "y_true": pa.array(np.asarray(y_true, np.int32)),
+            "y_pred": pa.array(np.asarray(y_pred, np.int32)),
+            "confidence": pa.array(np.asarray(confidence, np.float32)),
+            "loss": pa.array(np.asarray(loss, np.float32)),
+            "probs": pa.FixedSizeListArray.from_arrays(flat, max(k, 1))
+            if n
+            else pa.array([], pa.list_(pa.float32(), max(k, 1))),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stored run: predictions of one checkpoint on one dataset under one preprocessing."""
+
+    run_id: str
+    path: Path  # the run's folder
+    meta: dict[str, Any]  # meta.json
+    metrics: dict[str, Any]  # metrics.json (the contract in DESIGN.md)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Return the class names, in label order."""
+        return list(self.metrics["classes"])
+
+    @property
+    def splits(self) -> list[str]:
+        """Return the splits present, in train/val/test order."""
+        return list(self.metrics["splits"])
+
+    def predictions(self) -> pd.DataFrame:
+        """Return one row per image (split, path, y_true, y_pred, confidence, loss), no probs."""
+        if "df" not in self._cache:
+            table = pq.read_table(self.path / "predictions.parquet", columns=list(_COLUMNS))
+            df = table.to_pandas()
+            df["split"] = df["split"].astype(str)
+            self._cache["df"] = df
+        return self._cache["df"]
+
+    def probs(self) -> np.ndarray:
+        """Return the (n, n_classes) float32 probabilities, rows as in ``predictions()``."""
+        if "probs" not in self._cache:
+            col = pq.read_table(self.path / "predictions.parquet", columns=["probs"])["probs"]
+            flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            self._cache["probs"] = flat.reshape(len(col), -1).astype(np.float32, copy=False)
+        return self._cache["probs"]
+
+
+_COLUMNS = ("split", "path", "y_true", "y_pred", "confidence", "loss")
+
+
+class RunStore:
+    """A directory of runs."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else paths.default_runs_dir()
+
+    def path_for(self, rid: str) -> Path:
+        """Return where run ``rid`` lives (whether or not it exists)."""
+        return self.root / rid
+
+    def get(self, rid: str) -> Run | None:
+        """Return run ``rid`` if it is complete and intact; a damaged one is removed."""
+        path = self.path_for(rid)
+        if not path.exists():
+            return None
+        run = _read(path)
+        if run is None:
+            self._discard(path)
+        return run
+
+    def list(self) -> list[Run]:
+        """Return every intact run, newest first (damaged ones are skipped, not removed)."""
+        if not self.root.is_dir():
+            return []
+        runs = [
+            r
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".")
+            for r in [_read(p)]
+            if r is not None
+        ]
+        return sorted(runs, key=lambda r: r.meta.get("created", ""), reverse=True)
+
+    def write(
+        self, rid: str, table: pa.Table, meta: dict[str, Any], metrics: dict[str, Any]
+    ) -> Run:
+        """Write a run atomically and return it; if another writer won the race, return theirs."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clean_stale()
+        tmp = self.root / f".tmp-{rid}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            pq.write_table(table, tmp / "predictions.parquet")
+            meta = {
+                **meta,
+                "run_id": rid,
+                "format_version": FORMAT_VERSION,
+                "n_predictions": table.num_rows,
+                "predictions_bytes": (tmp / "predictions.parquet").stat().st_size,
+            }
+            _write_json(tmp / "meta.json", meta)
+            _write_json(tmp / "metrics.json", metrics)
+            _fsync_dir(tmp)
+            final = self.path_for(rid)
+            if final.exists() and _read(final) is None:
+                self._discard(final)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # a complete run appeared meanwhile: it is identical by id
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        run = _read(final)
+        assert run is not None, f"run {rid} was written but does not read back"
+        return run
+
+    def _discard(self, path: Path) -> None:
+        trash = self.root / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, trash)
+        except OSError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _clean_stale(self) -> None:
+        """Remove temporary folders left by writers that died (killed midway)."""
+        now = time.time()
+        for p in self.root.glob(".tmp-*"):
+            pid = p.name.split("-")[2] if p.name.count("-") >= 3 else ""
+            dead = pid.isdigit() and not _alive(int(pid))
+            if dead or now - p.stat().st_mtime > STALE_TMP_SECONDS:
+                shutil.rmtree(p, ignore_errors=True)
+        for p in self.root.glob(".trash-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    for name in FILES:
+        with open(path / name, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _read(path: Path) -> Run | None:
+    """Return the run in ``path`` if every file is present and consistent, else None."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        metrics = json.loads((path / "metrics.json").read_text())
+        rows = pq.read_metadata(path / "predictions.parquet").num_rows
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    if rows != meta.get("n_predictions") or meta.get("format_version") != FORMAT_VERSION:
+        return None
+    if (path / "predictions.parquet").stat().st_size != meta.get("predictions_bytes", -1):
+        return None
+    return Run(path.name, path, meta, metrics)
