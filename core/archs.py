@@ -13,7 +13,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -42,6 +42,11 @@ def in_channels_of(module: nn.Module) -> int | None:
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
             return int(layer.in_channels)
+    # TorchScript and torch.export modules hide their layer classes; their first 4-D weight
+    # is still (out_channels, in_channels, kh, kw).
+    for name, param in module.named_parameters():
+        if name.endswith("weight") and param.ndim == 4:
+            return int(param.shape[1])
     return None
 
 
@@ -103,21 +108,27 @@ def registry() -> dict[str, Architecture]:
     """Return every known architecture by name (the project's nets first)."""
     import torchvision.models
 
-    reg = {
-        "digits_cnn": Architecture("digits_cnn", "classlens", nets.DigitsCNN, _cnn_kwargs),
-        "digits_wide_mlp": Architecture(
-            "digits_wide_mlp", "classlens", nets.DigitsWideMLP, _wide_mlp_kwargs
-        ),
-    }
+    reg = dict(OWN)
     for name in torchvision.models.list_models(module=torchvision.models):
         reg[name] = Architecture(
-            name, "torchvision", _torchvision_builder(name), _torchvision_kwargs
+            name, "torchvision", _torchvision_builder(name), _torchvision_kwargs(name)
         )
     return reg
 
 
+# The project's own nets: looked up without importing torchvision (seconds of start-up).
+OWN = {
+    "digits_cnn": Architecture("digits_cnn", "classlens", nets.DigitsCNN, _cnn_kwargs),
+    "digits_wide_mlp": Architecture(
+        "digits_wide_mlp", "classlens", nets.DigitsWideMLP, _wide_mlp_kwargs
+    ),
+}
+
+
 def get(name: str) -> Architecture:
     """Return the architecture called ``name``; an unknown name lists the closest ones."""
+    if name in OWN:
+        return OWN[name]
     reg = registry()
     if name in reg:
         return reg[name]
@@ -191,14 +202,18 @@ def _key_index() -> dict[str, str]:
     return index
 
 
+def _candidates(keys_hash: str) -> Iterator[Architecture]:
+    """Yield the project's nets, then torchvision models whose key names match."""
+    yield from OWN.values()
+    index = _key_index()
+    reg = registry()
+    yield from (reg[name] for name, h in index.items() if h == keys_hash)
+
+
 def detect(state_dict: StateDict) -> str:
     """Return the registry name whose keys and shapes match ``state_dict`` exactly."""
     wanted = {k: tuple(v.shape) for k, v in state_dict.items()}
-    wanted_keys = _keys_hash(wanted)
-    index = _key_index()
-    for arch in registry().values():
-        if arch.source != "classlens" and index.get(arch.name) != wanted_keys:
-            continue
+    for arch in _candidates(_keys_hash(wanted)):
         try:
             kwargs = arch.kwargs_from(state_dict)
         except (KeyError, ValueError, IndexError):
@@ -208,5 +223,5 @@ def detect(state_dict: StateDict) -> str:
     raise ClassLensError(
         "could not recognise the architecture from the checkpoint's weights "
         f"({len(wanted)} tensors, first {next(iter(wanted), '-')!r}). "
-        "Pass --arch NAME (`python -m core archs` lists them) or export the model to ONNX."
+        "Pass --arch NAME (`python -m core archs` lists them)."
     )

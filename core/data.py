@@ -104,7 +104,8 @@ def _scan_split(split: str, folder: Path, skipped: list[Skipped]) -> dict[str, l
                     else:
                         by_class[entry.name].append(rel.replace(os.sep, "/"))
         else:
-            skipped.append(Skipped(split, entry.name, "not inside a class folder"))
+            why = "hidden file" if _is_hidden(entry.name) else "not inside a class folder"
+            skipped.append(Skipped(split, entry.name, why))
     return by_class
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import time
 from collections.abc import Callable
@@ -83,7 +84,8 @@ def evaluate(
         say(f"cached run {rid}: no inference needed")
         return cached
 
-    _check_width(inference.output_width(ckpt.module, prep, dev), class_names, ds)
+    width = inference.output_width(ckpt.module, prep, dev, batch_size=batch_size)
+    _check_width(width, class_names, ds)
     to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
     labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
     say(f"evaluating {len(ds.items)} images ({ckpt.architecture}, {prep.image_size}px) on {dev}")
@@ -129,6 +131,8 @@ def evaluate(
             "root": str(ds.root.resolve()),
             "fingerprint": ds.fingerprint,
             "splits": {s: ds.count(s) for s in ds.split_dirs},
+            # where each split's images live: prediction paths are relative to these
+            "split_dirs": {s: str(d.resolve()) for s, d in ds.split_dirs.items()},
         },
         "skipped": [{"split": s.split, "path": s.path, "reason": s.reason} for s in skipped],
         "device": str(dev),
@@ -171,11 +175,14 @@ def _metrics_json(
 
 def _versions() -> dict[str, str]:
     import torch
-    import torchvision
 
+    try:  # from the package metadata: importing torchvision costs seconds
+        tv = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        tv = "not installed"
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": tv,
         "classlens_format": str(runs.FORMAT_VERSION),
     }

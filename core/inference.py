@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,8 +52,14 @@ def _normalise(batch: torch.Tensor, prep: Preprocessing, device: torch.device) -
     return (x - mean) / std
 
 
-def output_width(module: nn.Module, prep: Preprocessing, device: torch.device) -> int:
-    """Return the number of logits the model gives for one blank image of this preprocessing."""
+def output_width(
+    module: nn.Module, prep: Preprocessing, device: torch.device, *, batch_size: int = 1
+) -> int:
+    """Return the number of logits the model gives for one blank image of this preprocessing.
+
+    With ``batch_size`` > 1 it also checks the model takes batches (a ``torch.export`` model
+    exported without a dynamic batch dimension only takes the example's batch size).
+    """
     x = torch.zeros((1, prep.channels, prep.image_size, prep.image_size), device=device)
     try:
         with torch.inference_mode():
@@ -61,8 +68,20 @@ def output_width(module: nn.Module, prep: Preprocessing, device: torch.device) -
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ClassLensError(
             f"the model cannot run on {prep.channels}-channel {prep.image_size}x{prep.image_size} "
-            f"images ({first}). Pass the --image-size (and --mean/--std) it was trained with."
+            f"images ({first}). Pass the --channels, --image-size (and --mean/--std) it was "
+            "trained with."
         ) from None
+    if batch_size > 1:
+        try:
+            with torch.inference_mode():
+                module(torch.cat([x, x]))
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ClassLensError(
+                f"the model runs on one image but not on a batch of 2 ({first}); it was probably "
+                "exported with a fixed batch size. Pass --batch-size 1, or export it with a "
+                "dynamic batch dimension."
+            ) from None
     if isinstance(out, (tuple, list)):
         out = out[0]
     if out.ndim != 2:
@@ -91,7 +110,9 @@ def predict(
     progress: Progress | None = None,
 ) -> Predictions:
     """Return the model's predictions for ``paths`` (true ``labels``, shape (n,), for the loss)."""
-    module = module.to(device).eval()
+    module = module.to(device)
+    with contextlib.suppress(NotImplementedError):  # torch.export modules refuse .eval()
+        module.eval()
     loader = torch.utils.data.DataLoader(
         ImageDataset(paths, prep),
         batch_size=batch_size,

@@ -112,7 +112,9 @@ class Run:
         if "probs" not in self._cache:
             col = pq.read_table(self.path / "predictions.parquet", columns=["probs"])["probs"]
             flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            self._cache["probs"] = flat.reshape(len(col), -1).astype(np.float32, copy=False)
+            # One column per class; an explicit width so a run with no predictions gives (0, k).
+            width = len(self.class_names)
+            self._cache["probs"] = flat.reshape(len(col), width).astype(np.float32, copy=False)
         return self._cache["probs"]
 
 

@@ -1,0 +1,253 @@
+"""Shared fixtures: tiny image datasets, tiny checkpoints, an isolated run store, the CLI.
+
+Every test gets its own run store; the cache directory (which only holds the architecture key
+index, slow to build) is one temporary folder per session. No test touches the user's cache.
+
+The CLI is driven two ways. ``cli``/``cli_many`` start real ``python -m core`` processes
+(seconds each, mostly importing torch): used where the process itself is the point -- a kill
+midway, a second process finding the cached run, a malicious file refused by the real entry
+point -- and marked ``slow``. ``cli_inprocess`` calls the same ``main`` in this process and is
+used to pin exit codes and error wording for many inputs cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from core.nets import DigitsCNN
+
+REPO = Path(__file__).resolve().parents[1]
+# Created out of order on purpose: scan() must sort them.
+CLASSES = ("dog", "cat", "bird")
+SORTED_CLASSES = tuple(sorted(CLASSES))
+SIZE = 16
+PREPROCESSING = {"image_size": SIZE, "channels": 1, "mean": [0.5], "std": [0.5]}
+CLI_TIMEOUT = 180
+
+# Tiny models on a shared 2-core box: one thread avoids OpenMP spin-waiting (10x faster here).
+torch.set_num_threads(1)
+
+
+# --- isolation ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a session-wide temporary cache directory (the arch key index is built once)."""
+    return tmp_path_factory.mktemp("classlens-cache")
+
+
+@pytest.fixture(autouse=True)
+def runs_dir(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cache_dir: Path
+) -> Path:
+    """Return this test's own run store; both ClassLens directories point into tmp folders.
+
+    Tests that use the session-wide sample store (``sample_runs``) export their own folders.
+    """
+    runs = tmp_path / "runs"
+    if "sample_runs" in request.fixturenames:
+        return runs
+    monkeypatch.setenv("CLASSLENS_RUNS_DIR", str(runs))
+    monkeypatch.setenv("CLASSLENS_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("CLASSLENS_DEBUG", raising=False)
+    return runs
+
+
+# --- images and datasets -----------------------------------------------------------------------
+
+
+def draw(label: int, seed: int, *, size: int = SIZE, mode: str = "L") -> Image.Image:
+    """Return a small image whose pattern depends on ``label`` (stripes, bars, a square)."""
+    rng = np.random.default_rng(1000 * label + seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    pattern = [
+        (yy // 2) % 2,  # horizontal stripes
+        (xx // 2) % 2,  # vertical stripes
+        (abs(yy - size / 2) < size / 4) & (abs(xx - size / 2) < size / 4),  # a square
+    ][label % 3]
+    pixels = pattern * 200.0 + rng.normal(0, 20, (size, size)) + 20
+    gray = np.clip(pixels, 0, 255).astype(np.uint8)
+    if mode == "L":
+        return Image.fromarray(gray, mode="L")
+    tint = np.array([1.0, 0.6 + 0.2 * (label % 2), 0.4])
+    rgb = np.clip(gray[..., None] * tint, 0, 255).astype(np.uint8)
+    return Image.fromarray(rgb, mode="RGB")
+
+
+def write_dataset(
+    root: Path,
+    *,
+    splits: Sequence[str] | None = ("train", "test"),
+    classes: Sequence[str] = CLASSES,
+    per_class: int = 4,
+    size: int = SIZE,
+    mode: str = "L",
+) -> Path:
+    """Write ``root/<split>/<class>/NNN.png`` (``splits=None``: ``root/<class>/NNN.png``)."""
+    for s, split in enumerate(splits or [None]):
+        for label, name in enumerate(classes):
+            folder = root / split / name if split else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                draw(label, 100 * s + i, size=size, mode=mode).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """Return a train/test dataset: 3 classes x 4 grayscale 16x16 images per split."""
+    return write_dataset(tmp_path / "data")
+
+
+# --- models and checkpoints --------------------------------------------------------------------
+
+
+def make_model(num_classes: int = 3, in_channels: int = 1, seed: int = 0) -> DigitsCNN:
+    """Return a DigitsCNN in eval mode with random weights AND random batch-norm statistics."""
+    torch.manual_seed(seed)
+    model = DigitsCNN(num_classes=num_classes, in_channels=in_channels)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.running_mean.normal_(0, 0.2)
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.normal_(0, 0.1)
+    return model.eval()
+
+
+def classlens_meta(
+    architecture: str = "digits_cnn",
+    class_names: Iterable[str] | None = SORTED_CLASSES,
+    preprocessing: dict | None = None,
+) -> dict:
+    """Return checkpoint metadata the way sample_data/build_sample.py writes it."""
+    meta: dict = {"architecture": architecture, "preprocessing": preprocessing or PREPROCESSING}
+    if class_names is not None:
+        meta["class_names"] = list(class_names)
+    return meta
+
+
+def save_safetensors(model: torch.nn.Module, path: Path, meta: dict | None = None) -> Path:
+    """Write the model's state_dict as .safetensors, with ClassLens metadata when given."""
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"classlens": json.dumps(meta)} if meta is not None else None
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+@pytest.fixture
+def model() -> DigitsCNN:
+    """Return a 3-class, 1-channel DigitsCNN."""
+    return make_model()
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, model: DigitsCNN) -> Path:
+    """Return a .safetensors checkpoint of ``model`` with full ClassLens metadata."""
+    return save_safetensors(model, tmp_path / "model.safetensors", classlens_meta())
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+def cli_env() -> dict[str, str]:
+    """Return the environment for a CLI subprocess (the test's isolated ClassLens folders)."""
+    env = dict(os.environ)
+    assert env["CLASSLENS_RUNS_DIR"] and env["CLASSLENS_CACHE_DIR"]
+    env["OMP_NUM_THREADS"] = "1"  # several CLIs may run at once on a small box
+    return env
+
+
+def cli_cmd(args: Sequence[object]) -> list[str]:
+    """Return the command line of ``python -m core ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "core", *(str(a) for a in args)]
+
+
+def cli(*args: object, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run ``python -m core ARGS`` from the repo root and return the finished process."""
+    return subprocess.run(
+        cli_cmd(args), cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def cli_many(*arg_lists: Sequence[object]) -> list[subprocess.CompletedProcess]:
+    """Run several independent CLI calls at once (start-up dominates); return them in order."""
+    procs = [
+        subprocess.Popen(
+            cli_cmd(args),
+            cwd=REPO,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in arg_lists
+    ]
+    done = []
+    for args, proc in zip(arg_lists, procs, strict=True):
+        try:
+            out, err = proc.communicate(timeout=CLI_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        done.append(subprocess.CompletedProcess(cli_cmd(args), proc.returncode, out, err))
+    return done
+
+
+def cli_inprocess(capsys: pytest.CaptureFixture[str], *args: object) -> subprocess.CompletedProcess:
+    """Run the CLI's ``main`` in this process (no interpreter start-up) and return what it
+    printed, shaped like a finished subprocess. An exception escaping ``main`` fails the test.
+    """
+    from core.__main__ import main
+
+    argv = [str(a) for a in args]
+    capsys.readouterr()  # drop anything printed before
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "core", *argv], code, out, err)
+
+
+def last_line(text: str) -> str:
+    """Return the last non-empty line of ``text``."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def assert_cli_error(proc: subprocess.CompletedProcess, pattern: str) -> str:
+    """Assert the CLI failed cleanly: exit 1, one ``error: ...`` line matching ``pattern``
+    (a regex), no traceback, nothing on stdout. Return the error line."""
+    context = f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 1, context
+    assert "Traceback" not in proc.stderr, context
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, context
+    assert "unexpected" not in errors[0], context  # the catch-all for bugs
+    assert re.search(pattern, errors[0]), f"{pattern!r} not in {errors[0]!r}"
+    assert proc.stdout.strip() == "", context
+    return errors[0]
+
+
+def assert_cli_run(proc: subprocess.CompletedProcess, runs_dir: Path) -> Path:
+    """Assert the CLI succeeded and printed a run folder inside ``runs_dir``; return it."""
+    context = f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, context
+    run_path = Path(last_line(proc.stdout))
+    assert run_path.parent == runs_dir, context
+    for name in ("predictions.parquet", "meta.json", "metrics.json"):
+        assert (run_path / name).is_file(), context
+    return run_path
