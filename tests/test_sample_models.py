@@ -1,0 +1,102 @@
+"""The bundled sample: each checkpoint, evaluated through the CLI, meets its promised figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, recall_score
+
+from core.runs import RunStore
+from core.sample import CHECKPOINTS, DATASET
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Evaluate every sample checkpoint once through the CLI; return {name: run dir}."""
+    base = tmp_path_factory.mktemp("sample")
+    env = {
+        **os.environ,
+        "CLASSLENS_RUNS_DIR": str(base / "runs"),
+        "CLASSLENS_CACHE_DIR": str(base / "cache"),
+    }
+    out = {}
+    for name, ckpt in CHECKPOINTS.items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "core", "evaluate", "--checkpoint", str(ckpt),
+             "--data", str(DATASET), "--device", "cpu"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        out[name] = Path(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _split(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    run = RunStore(run_dir.parent).get(run_dir.name)
+    assert run is not None
+    df = run.predictions()
+    df = df[df.split == split]
+    return df.y_true.to_numpy(), df.y_pred.to_numpy()
+
+
+def test_good_model_is_at_least_97_percent_on_test(sample_runs: dict[str, Path]) -> None:
+    y_true, y_pred = _split(sample_runs["good"], "test")
+    assert accuracy_score(y_true, y_pred) >= 0.97
+
+
+def test_overfit_model_memorises_train_and_drops_8_points(sample_runs: dict[str, Path]) -> None:
+    train = accuracy_score(*_split(sample_runs["overfit"], "train"))
+    test = accuracy_score(*_split(sample_runs["overfit"], "test"))
+    assert train >= 0.99
+    assert train - test >= 0.08, f"train {train:.3f} vs test {test:.3f}"
+
+
+def test_imbalanced_model_hides_one_digit_behind_high_accuracy(
+    sample_runs: dict[str, Path],
+) -> None:
+    figures = json.loads((ROOT / "sample_data" / "figures.json").read_text())
+    digit = str(figures["checkpoints"]["imbalanced"]["rare_class"])
+    y_true, y_pred = _split(sample_runs["imbalanced"], "test")
+    recalls = recall_score(y_true, y_pred, average=None, labels=range(10), zero_division=0)
+    assert accuracy_score(y_true, y_pred) >= 0.88
+    assert recalls[int(digit)] < 0.30
+    assert sorted(recalls)[1] >= 0.80, "only the one digit should fail"
+
+
+def test_metrics_json_matches_the_run_predictions(sample_runs: dict[str, Path]) -> None:
+    for run_dir in sample_runs.values():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for split in ("train", "test"):
+            y_true, y_pred = _split(run_dir, split)
+            assert metrics["splits"][split]["n"] == len(y_true)
+            assert metrics["splits"][split]["accuracy"] == pytest.approx(
+                accuracy_score(y_true, y_pred), abs=1e-12
+            )
+
+
+def test_second_cli_call_returns_the_same_run_without_inference(
+    sample_runs: dict[str, Path],
+) -> None:
+    run_dir = sample_runs["good"]
+    before = (run_dir / "predictions.parquet").stat().st_mtime_ns
+    env = {**os.environ, "CLASSLENS_RUNS_DIR": str(run_dir.parent)}
+    env["CLASSLENS_CACHE_DIR"] = str(run_dir.parent.parent / "cache")
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", "evaluate", "--checkpoint", str(CHECKPOINTS["good"]),
+         "--data", str(DATASET)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(run_dir)
+    assert "no inference" in proc.stderr
+    assert "evaluating" not in proc.stderr
+    assert (run_dir / "predictions.parquet").stat().st_mtime_ns == before
