@@ -37,6 +37,10 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## Benchmarks (prints ratios; figures recorded in BENCHMARKS.md)
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
 ## Rebuild sample_data/ (images + three checkpoints) deterministically
 sample: $(VENV)/.installed
 	$(PY) sample_data/build_sample.py

@@ -1,0 +1,47 @@
+"""ClassLens dashboard: ``streamlit run app.py``.
+
+Page config, the bundled sample made ready, the sidebar run picker, then ``st.navigation``
+over the views in pages/. Pages are thin: they read the chosen run and call core/.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import ClassLensError
+from core.sample import ensure_sample_runs
+from ui.boot import inside_app
+from ui.picker import sidebar
+from ui.state import list_runs
+
+st.set_page_config(page_title="ClassLens", page_icon="🔍", layout="wide")
+
+
+@st.cache_resource(show_spinner="Evaluating the bundled sample checkpoints (first start only)…")
+def _sample_ready() -> bool:
+    """Make sure the bundled sample runs exist; cached runs make this instant."""
+    ensure_sample_runs()
+    list_runs.clear()
+    return True
+
+
+PAGES = [
+    st.Page(
+        "pages/overview.py", title="Overview", icon=":material/health_and_safety:", default=True
+    ),
+    st.Page("pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:"),
+    st.Page("pages/per_class.py", title="Per-class metrics", icon=":material/table_chart:"),
+    st.Page("pages/mistakes.py", title="Mistakes", icon=":material/image_search:"),
+    st.Page("pages/overfitting.py", title="Overfitting", icon=":material/compare_arrows:"),
+    st.Page("pages/runs.py", title="All runs", icon=":material/list:"),
+]
+
+try:
+    _sample_ready()
+except ClassLensError as exc:
+    st.error(f"Could not evaluate the bundled sample: {exc}")
+
+page = st.navigation(PAGES)
+sidebar()
+with inside_app():
+    page.run()

@@ -1,0 +1,153 @@
+"""Confusion matrix: which classes the model mixes up, and the images behind every cell.
+
+Click a cell of the heatmap, pick a row of the most-confused pairs, or choose the cell with
+the two selectboxes: all three set the same (true class, predicted class) cell, whose images
+are shown below.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import confusion, gallery
+from ui.boot import ensure_app
+from ui.gallery import class_filter, pager, thumbnail_grid
+from ui.state import current_run, split_picker
+
+ensure_app()
+
+TRUE_KEY, PRED_KEY = "cm_true", "cm_pred"
+
+st.title("Confusion matrix")
+st.caption(
+    "Rows are the true classes, columns what the model predicted; the diagonal (dotted "
+    "outline) holds the correct predictions, everything else is a mistake."
+)
+run = current_run()
+names = run.class_names
+c_view, c_split = st.columns([2, 1])
+with c_split:
+    split = split_picker(run)
+view = c_view.segmented_control(
+    "Show",
+    list(confusion.VIEWS),
+    format_func=lambda v: confusion.VIEWS[v][0],
+    key="cm_view",
+    default="count",
+    required=True,
+    help="Recall view: each row sums to 100% (of all true 'a', how many were predicted 'b'). "
+    "Precision view: each column sums to 100% (when the model says 'b', what was it really).",
+)
+results = confusion.split_results(run.predictions(), split, names)
+if results.cm.sum() == 0:
+    st.info(f"The {split} split has no predictions to count.")
+    st.stop()
+pairs = confusion.most_confused_pairs(results.cm, names)
+
+# One selected cell, shared by the heatmap, the pairs table and the selectboxes; a new run
+# or split opens on its most confused pair.
+if st.session_state.get("cm_opened") != (run.run_id, split):
+    st.session_state["cm_opened"] = (run.run_id, split)
+    first = (pairs["true_idx"].iloc[0], pairs["pred_idx"].iloc[0]) if len(pairs) else (0, 0)
+    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = int(first[0]), int(first[1])
+
+if len(names) >= confusion.PAIRS_FROM:
+    shown = class_filter(
+        "Classes shown in the heatmap",
+        names,
+        key=f"cm_classes-{run.run_id}-{split}",
+        default=confusion.focus_classes(results.cm),
+        placeholder="All classes",
+    )
+    shown = shown or list(range(len(names)))
+    st.caption(
+        f"{len(names)} classes: the heatmap opens on the classes of the most confused pairs. "
+        "Percentages stay relative to whole classes."
+    )
+else:
+    shown = list(range(len(names)))
+
+
+def _select_from_chart() -> None:
+    points = st.session_state["cm_chart"]["selection"]["points"]
+    cell = confusion.selected_cell(points, shown)
+    if cell is not None:
+        st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = cell
+
+
+def _select_from_pairs() -> None:
+    picked = st.session_state["cm_pairs"]["selection"]["rows"]
+    if picked:
+        row = pairs.iloc[picked[0]]
+        st.session_state[TRUE_KEY] = int(row["true_idx"])
+        st.session_state[PRED_KEY] = int(row["pred_idx"])
+
+
+if len(shown) > confusion.TEXT_MAX_CLASSES:  # a big matrix gets the full width
+    chart_col, side_col = st.container(), st.container()
+else:
+    chart_col, side_col = st.columns([5, 3], gap="large")
+with chart_col:
+    fig = confusion.heatmap_figure(
+        results.cm,
+        names,
+        normalize=confusion.VIEWS[view][1],
+        classes=shown,
+        highlight=(st.session_state[TRUE_KEY], st.session_state[PRED_KEY]),
+    )
+    st.plotly_chart(
+        fig,
+        key="cm_chart",
+        on_select=_select_from_chart,
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
+    st.caption("Hover a cell for its count and both percentages; click it to see its images.")
+
+with side_col:
+    st.subheader("Most confused pairs")
+    if pairs.empty:
+        st.success("No mistakes in this split: every image is on the diagonal.")
+    else:
+        st.dataframe(
+            pairs,
+            key="cm_pairs",
+            on_select=_select_from_pairs,
+            selection_mode="single-row",
+            hide_index=True,
+            height=min(420, 36 * len(pairs) + 38),
+            column_order=["true", "predicted", "count", "share_of_true"],
+            column_config={
+                "true": st.column_config.TextColumn("True class"),
+                "predicted": st.column_config.TextColumn("Predicted as"),
+                "count": st.column_config.NumberColumn("Images", format="%d"),
+                "share_of_true": st.column_config.NumberColumn(
+                    "% of true",
+                    format="percent",
+                    help="The pair's images over all images of the true class.",
+                ),
+            },
+        )
+        st.caption("Select a row to see its images.")
+    st.subheader("Images of one cell")
+    c_true, c_pred = st.columns(2)
+    true_idx = c_true.selectbox(
+        "True class", range(len(names)), key=TRUE_KEY, format_func=lambda c: names[c]
+    )
+    pred_idx = c_pred.selectbox(
+        "Predicted class", range(len(names)), key=PRED_KEY, format_func=lambda c: names[c]
+    )
+
+cell = run.predictions().loc[results.cell_rows(true_idx, pred_idx)]
+st.divider()
+st.subheader(f"{len(cell):,} images: true '{names[true_idx]}' predicted '{names[pred_idx]}'")
+if cell.empty:
+    st.info("No image falls in this cell. Pick another cell.")
+    st.stop()
+st.caption(f"Split {split} · hardest first (highest loss).")
+page, size = pager(len(cell), key="cm_gallery", reset_on=(run.run_id, split, true_idx, pred_idx))
+thumbnail_grid(
+    gallery.paginate(gallery.sort_rows(cell, "loss"), page=page, page_size=size),
+    run,
+    key="cm_gallery",
+)

@@ -1,0 +1,50 @@
+"""Mistakes: a gallery of the misclassified images, most confidently wrong first."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import gallery
+from ui.boot import ensure_app
+from ui.gallery import class_filter, pager, thumbnail_grid
+from ui.state import current_run
+
+ensure_app()
+
+st.title("Mistakes")
+st.caption(
+    "Every misclassified image with its true class, the prediction, the confidence and the "
+    "three most likely classes. Confidently wrong images often reveal label errors, "
+    "look-alike classes or a preprocessing mismatch."
+)
+run = current_run()
+names = run.class_names
+splits = sorted(run.splits, key=lambda s: {"test": 0, "val": 1, "train": 2}.get(s, 3))
+
+c_split, c_true, c_pred, c_sort = st.columns([1.2, 2, 2, 1.6])
+if "mk_splits" not in st.session_state:
+    st.session_state["mk_splits"] = splits[:1]
+st.session_state["mk_splits"] = [s for s in st.session_state["mk_splits"] if s in splits]
+chosen_splits = c_split.multiselect("Split", splits, key="mk_splits", placeholder="All splits")
+with c_true:
+    true_classes = class_filter("True class", names, key="mk_true")
+with c_pred:
+    pred_classes = class_filter("Predicted class", names, key="mk_pred")
+sort_by = c_sort.selectbox(
+    "Sort", list(gallery.SORT_LABELS), format_func=gallery.SORT_LABELS.get, key="mk_sort"
+)
+
+rows = gallery.filter_mistakes(
+    run.predictions(), splits=chosen_splits, true_classes=true_classes, pred_classes=pred_classes
+)
+st.markdown(f"**{len(rows):,}** misclassified images match these filters")
+if rows.empty:
+    st.success("No misclassified image matches these filters.")
+    st.stop()
+filters = (run.run_id, tuple(chosen_splits), tuple(true_classes), tuple(pred_classes), sort_by)
+page, size = pager(len(rows), key="mk_gallery", reset_on=filters)
+thumbnail_grid(
+    gallery.paginate(gallery.sort_rows(rows, sort_by), page=page, page_size=size),
+    run,
+    key="mk_gallery",
+)

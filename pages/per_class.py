@@ -1,0 +1,88 @@
+"""Per-class metrics: precision, recall, F1, specificity and support for every class, colored
+by the verdict thresholds, with the averages, a bar chart and a CSV download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import charts, tables
+from core.diagnostics import pct, pct_brief
+from ui.boot import ensure_app
+from ui.state import current_run, split_picker, thresholds
+
+ensure_app()
+
+FLAGGED_NAMED = 12  # worst classes named in the flag line; the table has them all
+
+run = current_run()
+st.title("Per-class metrics")
+split = split_picker(run)
+t = thresholds()
+m = run.metrics["splits"][split]
+if m["n"] == 0:
+    st.info(f"No images were evaluated in the {split} split.")
+    st.stop()
+
+with st.expander("Precision or recall: which one matters?", icon=":material/help:"):
+    st.markdown(
+        "- **Precision** answers *when the model says X, is it right?* Low precision: other "
+        "images get called X (false alarms).\n"
+        "- **Recall** answers *of all the X images, how many did it find?* Low recall: X "
+        "images are missed.\n"
+        "- **F1** balances the two; **specificity** is the share of non-X images correctly "
+        "not called X; **support** is the number of X images.\n\n"
+        "Which matters depends on the task: medical screening wants recall (do not miss a "
+        "disease), photo sorting may prefer precision (do not file a wrong photo)."
+    )
+
+table = tables.per_class_table(m, t)
+failing = tables.failing_classes(m, t)
+if failing.empty:
+    st.success(
+        f"Every class has precision and recall of at least {pct_brief(t.good_class)}.",
+        icon=":material/check_circle:",
+    )
+else:
+    names = ", ".join(
+        f"'{r['class']}' ({r['weakest']} {pct(r['score'])})"
+        for _, r in failing.head(FLAGGED_NAMED).iterrows()
+    )
+    if len(failing) > FLAGGED_NAMED:
+        names += f" and {len(failing) - FLAGGED_NAMED} more (sort the table by status)"
+    alert = st.error if (failing["status"] == "bad").any() else st.warning
+    alert(
+        f"**{len(failing)} of {len(table)} classes below {pct_brief(t.good_class)}:** {names}",
+        icon=":material/flag:",
+    )
+
+st.dataframe(
+    tables.styled_per_class(table, t),
+    hide_index=True,
+    height="content" if len(table) <= charts.MANY_CLASSES else 600,
+    column_config={"support": st.column_config.NumberColumn("support", help="Images of the class")},
+    key="per_class_table",
+)
+st.caption(
+    f"Cells: red below {pct_brief(t.bad_class)}, amber below {pct_brief(t.good_class)}, green "
+    "otherwise (thresholds are set on the Overview). Click a header to sort."
+)
+st.dataframe(
+    tables.averages_table(m).style.format("{:.1%}", subset=["precision", "recall", "f1"]),
+    hide_index=True,
+    key="averages_table",
+)
+st.caption(
+    "Macro: the plain mean over classes, each class counts the same. Weighted: each class "
+    "counts by its number of images, so large classes dominate (like accuracy)."
+)
+st.download_button(
+    "Download the per-class table (CSV)",
+    tables.per_class_csv(m, t),
+    file_name=f"{Path(run.meta['checkpoint']['name']).stem}-{split}-per-class.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    on_click="ignore",
+)
+st.plotly_chart(charts.per_class_bars(table, t), width="stretch", key="per_class_bars")

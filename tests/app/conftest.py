@@ -1,0 +1,41 @@
+"""Fixtures for the dashboard tests: the bundled sample evaluated once into a private store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runs import Run
+from core.sample import ensure_sample_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """Return {"good" | "overfit" | "imbalanced": run} in a session-wide private run store.
+
+    The store is exported through CLASSLENS_RUNS_DIR so the app under AppTest reads it too.
+    """
+    base = tmp_path_factory.mktemp("app-store")
+    os.environ["CLASSLENS_RUNS_DIR"] = str(base / "runs")
+    os.environ["CLASSLENS_CACHE_DIR"] = str(base / "cache")
+    return ensure_sample_runs(base / "runs")
+
+
+def open_page(page: str, run: Run, **query: str) -> AppTest:
+    """Return an AppTest of ``pages/<page>.py`` inside app.py, with ``run`` chosen via the URL."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["run"] = run.run_id
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    if page != "overview":
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+        assert not at.exception, at.exception
+    return at

@@ -1,0 +1,147 @@
+"""The Overview page under AppTest, on the bundled sample runs."""
+
+from __future__ import annotations
+
+import json
+
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from core.runs import Run
+
+from .conftest import ROOT, open_page
+
+pytestmark = pytest.mark.slow
+FIGURES = ROOT / "sample_data" / "figures.json"
+
+
+def percent(text: str) -> float:
+    """Return "91.3%" as 0.913."""
+    assert text.endswith("%"), text
+    return float(text[:-1]) / 100
+
+
+def figures(at) -> list[go.Figure]:
+    """Return the page's plotly charts as figures (typed arrays decoded)."""
+    return [pio.from_json(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def low_recall_digit() -> str:
+    """Return the imbalanced sample model's low-recall digit, as sample_data/figures.json says."""
+    figures = json.loads(FIGURES.read_text())
+    entry = figures.get("imbalanced") or figures["checkpoints"]["imbalanced"]
+    for key in ("low_recall_digit", "rare_class"):
+        if key in entry:
+            return str(entry[key])
+    return min(entry["test_recall"], key=entry["test_recall"].get)
+
+
+@pytest.mark.parametrize("name", ["good", "overfit", "imbalanced"])
+def test_metric_cards_equal_metrics_json(sample_runs: dict[str, Run], name: str) -> None:
+    run = sample_runs[name]
+    at = open_page("overview", run)
+    cards = {m.label: m.value for m in at.metric}
+    splits = run.metrics["splits"]
+    assert at.metric[0].label == "Accuracy (test)"  # the held-out split leads
+    assert len(at.metric) == 4 * len(splits)
+    for split, m in splits.items():
+        assert percent(cards[f"Accuracy ({split})"]) == pytest.approx(m["accuracy"], abs=5e-4)
+        assert percent(cards[f"Balanced accuracy ({split})"]) == pytest.approx(
+            m["balanced_accuracy"], abs=5e-4
+        )
+        assert percent(cards[f"Macro F1 ({split})"]) == pytest.approx(m["macro"]["f1"], abs=5e-4)
+        assert int(cards[f"Images ({split})"].replace(",", "")) == m["n"]
+
+
+def test_good_model_verdict_is_good(sample_runs: dict[str, Run]) -> None:
+    at = open_page("overview", sample_runs["good"])
+    assert not at.error and not at.warning
+    assert at.success[0].value.startswith("**Good: accuracy ")
+    assert "Every class has precision and recall of at least 85%" in at.success[1].value
+
+
+def test_imbalanced_model_verdict_names_its_low_recall_digit(sample_runs: dict[str, Run]) -> None:
+    run = sample_runs["imbalanced"]
+    digit = low_recall_digit()
+    test = run.metrics["splits"]["test"]
+    recall = next(c["recall"] for c in test["per_class"] if c["class"] == digit)
+    at = open_page("overview", run)
+
+    verdict = at.error[0].value
+    assert verdict.startswith(f"**Not production-ready: recall on '{digit}' is ")
+    shown = verdict.split(f"recall on '{digit}' is ")[1].split("%")[0]
+    assert float(shown) / 100 == pytest.approx(recall, abs=5e-4)
+    assert "the model misses" in verdict
+    failing = at.dataframe[0].value
+    assert failing.iloc[0]["class"] == digit
+    assert failing.iloc[0]["score"] == pytest.approx(recall)
+
+
+def test_recall_chart_shows_the_split_recall_and_threshold_lines(
+    sample_runs: dict[str, Run],
+) -> None:
+    run = sample_runs["imbalanced"]
+    at = open_page("overview", run)
+    (fig,) = figures(at)
+    bar = fig.data[0]
+    per_class = run.metrics["splits"]["test"]["per_class"]
+    assert list(bar.x) == [c["class"] for c in per_class]
+    assert list(bar.y) == pytest.approx([c["recall"] for c in per_class])
+    digit = low_recall_digit()
+    assert bar.marker.color[list(bar.x).index(digit)] == "#d62728"
+    lines = sorted(s.y0 for s in fig.layout.shapes)
+    assert lines == pytest.approx(sorted([0.6, 0.85, run.metrics["splits"]["test"]["accuracy"]]))
+
+
+def test_split_picker_judges_the_chosen_split(sample_runs: dict[str, Run]) -> None:
+    run = sample_runs["overfit"]
+    at = open_page("overview", run)
+    at.segmented_control(key="split").set_value("train").run()
+    assert not at.exception
+    train = run.metrics["splits"]["train"]
+    assert at.subheader[1].value == "Classes on the train split"
+    (fig,) = figures(at)
+    assert list(fig.data[0].y) == pytest.approx([c["recall"] for c in train["per_class"]])
+
+
+def test_thresholds_flip_the_verdict_and_reach_the_per_class_page(
+    sample_runs: dict[str, Run],
+) -> None:
+    at = open_page("overview", sample_runs["good"])
+    assert at.success[0].value.startswith("**Good")
+    at.number_input(key="thr_good_class").set_value(0.999).run()
+    assert not at.exception
+    assert at.session_state["thresholds"]["good_class"] == 0.999
+    assert not at.success or not at.success[0].value.startswith("**Good")
+    assert (at.warning or at.error)[0].value.startswith("**Needs attention: ")
+
+    at.switch_page("pages/per_class.py").run()
+    assert not at.exception
+    assert "classes below 99.9%:** '8' (recall " in at.warning[0].value
+
+
+def test_inconsistent_thresholds_are_refused(sample_runs: dict[str, Run]) -> None:
+    at = open_page("overview", sample_runs["good"])
+    at.number_input(key="thr_bad_class").set_value(0.95).run()
+    assert not at.exception
+    assert at.error[0].value.startswith("Thresholds not applied: a 'bad' threshold is above")
+    assert (
+        "thresholds" not in at.session_state
+        or at.session_state["thresholds"].get("bad_class", 0.6) == 0.6
+    )
+
+
+def test_run_facts_and_skipped_files(sample_runs: dict[str, Run]) -> None:
+    run = sample_runs["good"]
+    at = open_page("overview", run)
+    text = "\n".join(md.value for md in at.markdown)
+    meta = run.meta
+    assert f"file: `{meta['checkpoint']['name']}`" in text
+    assert f"sha256: `{meta['checkpoint']['sha256'][:12]}`" in text
+    assert f"architecture: `{meta['architecture']}`" in text
+    assert f"device: `{meta['device']}`" in text
+    for split, n in meta["dataset"]["splits"].items():
+        assert f"{split} images: `{n:,}`" in text
+    assert "images/s" in text
+    assert f"Skipped files ({len(meta['skipped'])})" in [e.label for e in at.expander]

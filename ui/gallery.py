@@ -1,0 +1,183 @@
+"""The shared image gallery: a pager, a thumbnail grid and the full-size view of one image.
+
+Both the Mistakes page and the Confusion matrix page (the images behind a cell) use it. Rows
+are slices of ``run.predictions()`` that keep its index, which is also the row of
+``run.probs()``. Only the rows handed in (the visible page) are decoded, each file once per
+server (``st.cache_data`` keyed by path and modification time).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Hashable, Sequence
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from core import gallery
+from core.runs import Run
+
+FULL_PX = 320  # the enlarged view in the dialog
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _thumbnail(path: str, mtime: float, size: int) -> bytes | None:
+    """Return the thumbnail of ``path`` as PNG bytes (None when unreadable); mtime keys edits.
+
+    PNG, not pixels: a few KB per entry in the cache, and st.image sends it as is.
+    """
+    try:
+        pixels = gallery.thumbnail(path, size=size)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _image(path: str, size: int) -> bytes | None:
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return None
+    return _thumbnail(path, mtime, size)
+
+
+def _md(text: str) -> str:
+    """Return ``text`` safe inside Streamlit markdown (class names may hold * _ [ ] etc.)."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~:$<>" else ch for ch in text)
+
+
+def class_filter(
+    label: str,
+    class_names: Sequence[str],
+    *,
+    key: str,
+    default: Sequence[int] = (),
+    placeholder: str = "All classes",
+) -> list[int]:
+    """Render a class multiselect over class indices (empty = all) and return the chosen ones.
+
+    The stored choice is kept to valid indices, so switching to a run with fewer classes
+    never breaks the widget; ``default`` applies the first time only.
+    """
+    options = list(range(len(class_names)))
+    chosen = st.session_state.get(key, list(default))
+    st.session_state[key] = [c for c in chosen if c in options]
+    return st.multiselect(
+        label,
+        options,
+        key=key,
+        format_func=lambda c: class_names[c],
+        placeholder=placeholder,
+    )
+
+
+def pager(n_rows: int, *, key: str, reset_on: Hashable = None) -> tuple[int, int]:
+    """Render page-size and page-number controls and return (page, page_size), page 1-based.
+
+    ``reset_on``: a value describing the current filters; when it changes, go back to page 1.
+    """
+    size_key, page_key, sig_key = f"{key}-size", f"{key}-page", f"{key}-filters"
+    if st.session_state.get(sig_key) != reset_on:
+        st.session_state[sig_key] = reset_on
+        st.session_state[page_key] = 1
+    c1, c2, c3 = st.columns([1, 1, 4], vertical_alignment="bottom")
+    size = c1.selectbox("Images per page", gallery.PAGE_SIZES, key=size_key)
+    n_pages = gallery.page_count(n_rows, size)
+    st.session_state[page_key] = min(max(1, st.session_state.get(page_key, 1)), n_pages)
+    page = c2.number_input("Page", min_value=1, max_value=n_pages, step=1, key=page_key)
+    c3.caption(f"Page {page} of {n_pages}")
+    return int(page), int(size)
+
+
+def _headline(true_name: str, pred_name: str, correct: bool) -> str:
+    if correct:
+        return f":green[**{_md(true_name)}** ✓]"
+    return f"**{_md(true_name)}** → :red[**{_md(pred_name)}**]"
+
+
+def thumbnail_grid(
+    rows: pd.DataFrame,
+    run: Run,
+    *,
+    columns: int = 6,
+    key: str,
+    size: int = gallery.THUMB_PX,
+) -> None:
+    """Render ``rows`` (a slice of ``run.predictions()``) as thumbnails with their true and
+    predicted class, confidence and top-3 probabilities; each opens a full-size view."""
+    if rows.empty:
+        return
+    names = run.class_names
+    index = rows.index.to_numpy()
+    top_idx, top_p = gallery.top_k(run.probs()[index], k=3)
+    records = rows.to_dict("records")
+    for start in range(0, len(rows), columns):
+        cells = st.columns(columns)
+        for offset, cell in enumerate(cells):
+            pos = start + offset
+            if pos >= len(rows):
+                break
+            row, idx = records[pos], int(index[pos])
+            true_name, pred_name = names[row["y_true"]], names[row["y_pred"]]
+            path = gallery.image_path(run, row["split"], row["path"])
+            with cell.container(border=True):
+                pixels = _image(str(path), size)
+                if pixels is None:
+                    st.warning(f"Image not found: {row['path']}", icon=":material/broken_image:")
+                else:
+                    st.image(pixels, width=size)
+                st.markdown(
+                    f"{_headline(true_name, pred_name, row['y_true'] == row['y_pred'])}"
+                    f" · {row['confidence']:.0%}"
+                )
+                st.caption(
+                    "Top 3: "
+                    + " · ".join(
+                        f"**{_md(names[c])}** {p:.0%}"
+                        for c, p in zip(top_idx[pos], top_p[pos], strict=True)
+                    )
+                )
+                if st.button(
+                    "Enlarge",
+                    key=f"{key}-zoom-{idx}",
+                    icon=":material/zoom_in:",
+                    type="tertiary",
+                ):
+                    full_view(run, idx)
+
+
+@st.dialog("Full-size view", width="large")
+def full_view(run: Run, idx: int) -> None:
+    """Show one prediction row: the image large, its details and every class probability."""
+    row = run.predictions().loc[idx]
+    names = run.class_names
+    path = gallery.image_path(run, row["split"], row["path"])
+    left, right = st.columns([2, 3])
+    with left:
+        pixels = _image(str(path), FULL_PX)
+        if pixels is None:
+            st.warning(f"Image not found: {path}", icon=":material/broken_image:")
+        else:
+            st.image(pixels, width=FULL_PX)
+        correct = row["y_true"] == row["y_pred"]
+        st.markdown(
+            f"True {_headline(names[row['y_true']], names[row['y_pred']], correct)}"
+            + ("" if correct else " (predicted)")
+        )
+        st.markdown(
+            f"Confidence **{row['confidence']:.1%}** · loss **{row['loss']:.3f}**  \n"
+            f"`{row['split']}/{row['path']}`"
+        )
+    with right:
+        st.plotly_chart(
+            gallery.probability_figure(
+                run.probs()[idx], names, y_true=int(row["y_true"]), y_pred=int(row["y_pred"])
+            ),
+            key=f"probs-{idx}",
+            config={"displayModeBar": False},
+        )
+        st.caption("Green: the true class. Red: the predicted class when it is wrong.")
