@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,16 @@ def _wait_healthy(port: int, proc: subprocess.Popen, seconds: float = 180) -> No
     raise RuntimeError("server did not answer /_stcore/health in time")
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running dashboard."""
+
+    url: str  # http://127.0.0.1:<port>
+    runs_dir: Path  # its private run store
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Start `streamlit run app.py` on a free loopback port with a private run store."""
     base = tmp_path_factory.mktemp("browser-store")
     env = {
@@ -65,7 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )  # fmt: skip
     try:
         _wait_healthy(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        yield Server(f"http://127.0.0.1:{port}", base / "runs")
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,183 @@
+"""End to end in headless Chromium: every page, an upload evaluated, a confusion cell opened.
+
+Each page's screenshot lands in tests/screenshots/ (ignored by git; the README's copies live
+in docs/). Under CI=true these tests run, never skip (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.sample import CHECKPOINTS
+from tests.browser.conftest import SHOTS, Server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PAGES = {
+    "": "Overview",
+    "confusion": "Confusion matrix",
+    "per_class": "Per-class metrics",
+    "mistakes": "Mistakes",
+    "overfitting": "Overfitting",
+    "runs": "All runs",
+}
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+def settle(page, timeout: float = 60) -> None:
+    """Wait until Streamlit has finished running the script (bounded)."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline and quiet < 3:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        quiet = 0 if running else quiet + 1
+        time.sleep(0.4)
+    page.wait_for_timeout(600)  # plotly draws after the script finishes
+
+
+def shoot(page, name: str) -> Path:
+    """Save the whole page: Streamlit scrolls inside stMain, so grow the viewport to fit."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 1000"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, 800), 5000)})
+    settle(page)
+    charts = page.locator('[data-testid="stPlotlyChart"]').count()
+    deadline = time.monotonic() + 20  # bounded: plotly draws each chart after the script ends
+    while page.locator(".js-plotly-plot .main-svg").count() < charts:
+        if time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(300)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+    return path
+
+
+def run_id_for(server: Server, page, checkpoint: str) -> str:
+    """Return the id of the sample run of ``checkpoint``, read from the All runs page URL."""
+    page.goto(f"{server.url}/runs")
+    settle(page)
+    page.get_by_role("combobox", name="Stored runs").click()
+    page.get_by_role("option", name=re.compile(re.escape(checkpoint))).click()
+    settle(page)
+    return re.search(r"run=([0-9a-f]{16})", page.url).group(1)
+
+
+def test_every_page_renders_without_errors(server: Server, page) -> None:
+    rid = run_id_for(server, page, "good.safetensors")
+    for path, title in PAGES.items():
+        page.goto(f"{server.url}/{path}?run={rid}")
+        settle(page)
+        page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+        assert page.locator(ERRORS).count() == 0, f"error element on /{path}"
+        assert f"run={rid}" in page.url, "the chosen run must stay in the URL"
+        shoot(page, f"good-{path or 'overview'}")
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "path", "verdict"),
+    [
+        ("imbalanced.safetensors", "", "recall on '8'"),
+        ("imbalanced.safetensors", "confusion", "Most confused pairs"),
+        ("imbalanced.safetensors", "per_class", "below"),
+        ("imbalanced.safetensors", "mistakes", "misclassified images match"),
+        ("overfit.safetensors", "overfitting", "Overfitting: train accuracy"),
+    ],
+    ids=["overview", "confusion", "per_class", "mistakes", "overfitting"],
+)
+def test_the_lessons_show_on_the_sample_models(
+    server: Server, page, checkpoint: str, path: str, verdict: str
+) -> None:
+    """The flawed sample models: verdict boxes may be red, but nothing may crash."""
+    rid = run_id_for(server, page, checkpoint)
+    page.goto(f"{server.url}/{path}?run={rid}")
+    settle(page)
+    page.get_by_text(verdict).first.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shoot(page, path or "overview")
+
+
+def test_deep_link_on_first_visit_opens_the_full_app(server: Server, page) -> None:
+    rid = run_id_for(server, page, "imbalanced.safetensors")
+    page.goto(f"{server.url}/per_class?run={rid}")
+    settle(page)
+    assert page.get_by_role("heading", name="Per-class metrics").count() >= 1
+    assert page.locator('[data-testid="stSidebarNav"]').get_by_text("Overview").count() == 1
+    chosen = page.get_by_role("combobox", name="Stored runs").input_value()
+    assert chosen.startswith("imbalanced.safetensors")
+
+
+def test_confusion_cell_selection_shows_that_cells_images(server: Server, page) -> None:
+    rid = run_id_for(server, page, "imbalanced.safetensors")
+    page.goto(f"{server.url}/confusion?run={rid}")
+    settle(page)
+    metrics = json.loads((server.runs_dir / rid / "metrics.json").read_text())
+    cm = metrics["splits"]["test"]["confusion_matrix"]
+    # click the heatmap cell true '8' -> predicted '6' (its invisible overlay marker)
+    points = page.locator(".js-plotly-plot .scatterlayer path.point")
+    points.first.wait_for(state="attached", timeout=30_000)
+    assert points.count() == 100
+    points.nth(8 * 10 + 6).click(force=True)
+    settle(page)
+    clicked = page.get_by_role("heading", name=re.compile(r"images: true '8' predicted '6'"))
+    clicked.wait_for(timeout=30_000)
+    assert clicked.inner_text().startswith(f"{cm[8][6]} images")
+    assert page.locator('[data-testid="stImage"]').count() == min(cm[8][6], 24)
+    # choose true '8', predicted '0' with the cell pickers
+    page.get_by_role("combobox", name="True class").click()
+    page.get_by_role("option", name="8", exact=True).click()
+    settle(page)
+    page.get_by_role("combobox", name="Predicted class").click()
+    page.get_by_role("option", name="0", exact=True).click()
+    settle(page)
+    expected = cm[8][0]
+    heading = page.get_by_role("heading", name=re.compile(r"images: true '8' predicted '0'"))
+    heading.wait_for(timeout=30_000)
+    assert heading.inner_text().startswith(f"{expected} images")
+    thumbs = page.locator('[data-testid="stImage"]')
+    assert thumbs.count() == min(expected, 24)
+    assert page.locator(ERRORS).count() == 0
+    shoot(page, "confusion-cell")
+
+
+def test_upload_a_checkpoint_and_evaluate_it(server: Server, page, tmp_path: Path) -> None:
+    # A checkpoint the store has not seen: the good sample's weights as a torch.save file.
+    ckpt = tmp_path / "uploaded_digits.pt"
+    meta = json.loads(_safetensors_meta(CHECKPOINTS["good"]))
+    torch.save({"state_dict": load_file(str(CHECKPOINTS["good"])), **meta}, ckpt)
+
+    page.goto(server.url)
+    settle(page)
+    page.get_by_text("New run").click()
+    page.get_by_text("Upload", exact=True).click()
+    settle(page)
+    page.locator('input[type="file"]').set_input_files(str(ckpt))
+    settle(page)
+    page.get_by_role("button", name="Evaluate").click()
+    chosen = page.get_by_role("combobox", name="Stored runs")
+    deadline = time.monotonic() + 180  # bounded: evaluation of 1,797 images on a busy CPU
+    while "uploaded_digits.pt" not in chosen.input_value() and time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+    assert "uploaded_digits.pt" in chosen.input_value(), "the evaluated upload must open"
+    settle(page)
+    assert page.get_by_text("uploaded_digits.pt").count() >= 1  # the overview's run caption
+    assert page.locator(ERRORS).count() == 0
+    shoot(page, "after-upload")
+
+
+def _safetensors_meta(path: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()["classlens"]
