@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+ADDRESS ?= localhost
 # The bundled runs live inside the repo's ignored folder unless the user points elsewhere.
 export CLASSLENS_RUNS_DIR ?= $(CURDIR)/.classlens/runs
 export CLASSLENS_CACHE_DIR ?= $(CURDIR)/.classlens/cache
@@ -11,14 +12,14 @@ export CLASSLENS_CACHE_DIR ?= $(CURDIR)/.classlens/cache
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
 ## Serve the dashboard on the bundled sample at http://localhost:$(PORT)
 run: $(VENV)/.installed
 	$(PY) -m core.sample
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
+		--server.headless true \
 		--browser.gatherUsageStats false
 
 ## Lint, then the whole test suite (unit, CLI, sample models, app)

@@ -7,17 +7,12 @@ import streamlit as st
 
 from core import charts, diagnostics, tables
 from core.diagnostics import pct_brief
+from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.state import current_run, thresholds
 
 ensure_app()
 
-ALERT = {"good": st.success, "needs attention": st.warning, "bad": st.error}
-ICON = {
-    "good": ":material/check_circle:",
-    "needs attention": ":material/warning:",
-    "bad": ":material/dangerous:",
-}
 
 run = current_run()
 st.title("Overfitting")
@@ -37,7 +32,7 @@ if not ov.available:
     st.info(ov.message, icon=":material/info:")
     st.stop()
 
-ALERT[ov.level](ov.message, icon=ICON[ov.level])
+verdict_box(ov.level, ov.message)
 
 overall, gaps = st.columns([2, 3])
 with overall:

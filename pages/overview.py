@@ -9,17 +9,12 @@ import streamlit as st
 
 from core import charts, diagnostics, tables
 from core.diagnostics import pct, pct_brief
+from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.state import current_run, split_picker, thresholds
 
 ensure_app()
 
-ALERT = {"good": st.success, "needs attention": st.warning, "bad": st.error}
-ICON = {
-    "good": ":material/check_circle:",
-    "needs attention": ":material/warning:",
-    "bad": ":material/dangerous:",
-}
 FRACTION = {"min_value": 0.0, "max_value": 1.0, "step": 0.01, "format": "%.2f"}
 RATIO = {"min_value": 1.0, "max_value": 1000.0, "step": 0.5, "format": "%.1f"}
 THRESHOLD_INPUTS = {  # Thresholds field -> (label, help, number_input options)
@@ -96,7 +91,7 @@ st.session_state["thresholds"] = dataclasses.asdict(t)
 m = m_all["splits"][split]
 verdict = diagnostics.health(m, t)
 reasons = "\n".join(f"- {r}" for r in verdict.reasons)
-ALERT[verdict.level](f"**{verdict.headline}**\n\n{reasons}", icon=ICON[verdict.level])
+verdict_box(verdict.level, f"**{verdict.headline}**\n\n{reasons}")
 warning = diagnostics.imbalance_warning(m, t)
 if warning:
     st.warning(f"**Accuracy paradox risk.** {warning}", icon=":material/balance:")

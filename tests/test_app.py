@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -29,17 +29,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_server_starts_and_answers_health(store_with_sample: Path) -> None:
+def test_make_run_serves_the_dashboard_and_answers_health(store_with_sample: Path) -> None:
+    """`make run` as a user types it (on a free loopback port): sample runs, then the server."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
+        ["make", "-s", "run", f"PORT={port}", "ADDRESS=127.0.0.1"],
         cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # make's children share its process group: stop them all
     )  # fmt: skip
     try:
         body = b""
-        for _ in range(60):  # bounded: 60 x 0.5 s
+        deadline = time.monotonic() + 240  # bounded: the sample is evaluated first
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 url = f"http://127.0.0.1:{port}/_stcore/health"
                 with urllib.request.urlopen(url, timeout=2) as r:
@@ -48,6 +49,7 @@ def test_server_starts_and_answers_health(store_with_sample: Path) -> None:
             except OSError:
                 time.sleep(0.5)
         assert body == b"ok"
+        assert len(list(store_with_sample.iterdir())) == 3, "make run evaluates the 3 samples"
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
