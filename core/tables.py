@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ def runs_table(runs: Iterable[Run]) -> pd.DataFrame:
                     "run": run.run_id,
                     "checkpoint": run.meta["checkpoint"]["name"],
                     "architecture": run.meta["architecture"],
-                    "dataset": run.meta["dataset"]["root"],
+                    "dataset": Path(run.meta["dataset"]["root"]).name,
                     "split": split,
                     "images": m["n"],
                     "accuracy": m["accuracy"],

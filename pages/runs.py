@@ -19,7 +19,9 @@ pct = {
     c: st.column_config.ProgressColumn(c, format="percent", min_value=0, max_value=1)
     for c in ("accuracy", "balanced accuracy", "macro F1", "worst class recall")
 }
-st.dataframe(runs_table(runs), hide_index=True, column_config=pct)
+ORDER = ("checkpoint", "dataset", "split", "images", "accuracy", "balanced accuracy", "macro F1",
+         "worst class recall", "skipped files", "architecture", "run", "created")  # fmt: skip
+st.dataframe(runs_table(runs), hide_index=True, column_config=pct, column_order=ORDER)
 st.caption(
     "Accuracy alone misleads: read it beside balanced accuracy and the worst class's recall. "
     "From the command line: `python -m core runs`."
