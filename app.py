@@ -33,6 +33,9 @@ PAGES = [
     st.Page("pages/per_class.py", title="Per-class metrics", icon=":material/table_chart:"),
     st.Page("pages/mistakes.py", title="Mistakes", icon=":material/image_search:"),
     st.Page("pages/overfitting.py", title="Overfitting", icon=":material/compare_arrows:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/difference:"),
+    st.Page("pages/thresholds.py", title="Thresholds", icon=":material/tune:"),
+    st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
     st.Page("pages/runs.py", title="All runs", icon=":material/list:"),
 ]
 

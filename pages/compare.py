@@ -1,0 +1,218 @@
+"""Compare: two or more runs of one dataset on the same images — which model is better, by how
+much, whether the difference is more than chance, and the images where they disagree."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import compare, gallery
+from core.errors import ClassLensError
+from core.tables import CELL_COLORS
+from ui.alerts import verdict_box
+from ui.boot import ensure_app
+from ui.gallery import pager, thumbnail_grid
+from ui.state import current_run, list_runs, load_run, run_label, split_picker
+
+ensure_app()
+
+N_RESAMPLES = 1000
+CLASS_LINES = 8  # per-class differences spelled out under a conclusion; the table has them all
+
+
+@st.cache_data(max_entries=32, show_spinner="Bootstrapping 1,000 resamples of the images…")
+def _comparison(
+    run_ids: tuple[str, ...], split: str
+) -> tuple[compare.Aligned, compare.Bootstrap | None, list[compare.McNemar]]:
+    """Return the aligned predictions, their paired bootstrap (None when no image is shared)
+    and McNemar's test of every pair; runs are immutable, so ids and split are the key."""
+    aligned = compare.align([load_run(rid) for rid in run_ids], split=split)
+    if not len(aligned.y_true):
+        return aligned, None, []
+    boot = compare.bootstrap(
+        aligned.y_true,
+        aligned.y_pred,
+        n_classes=len(aligned.class_names),
+        n_resamples=N_RESAMPLES,
+    )
+    return aligned, boot, compare.mcnemar(aligned.y_true, aligned.y_pred)
+
+
+run = current_run()
+st.title("Compare runs")
+st.caption(
+    "Two or more checkpoints on the same images. A few points of accuracy can be luck of the "
+    "draw: the intervals below come from a paired bootstrap (every model scored on the same "
+    f"{N_RESAMPLES:,} resamples of the images) and McNemar's test asks whether the models' "
+    "disagreements lean one way more than chance would."
+)
+
+runs = {r.run_id: r for r in list_runs()}
+if "cmp_runs" not in st.session_state:
+    fingerprint = run.meta["dataset"]["fingerprint"]
+    same = [
+        r
+        for r in runs.values()
+        if r.run_id != run.run_id and r.meta["dataset"]["fingerprint"] == fingerprint
+    ]
+    # The oldest other run first: for the bundled sample, good is paired with overfit.
+    same.sort(key=lambda r: r.meta.get("created", ""))
+    st.session_state["cmp_runs"] = [run.run_id, *[r.run_id for r in same[:1]]]
+st.session_state["cmp_runs"] = [rid for rid in st.session_state["cmp_runs"] if rid in runs]
+ids = st.multiselect(
+    "Runs to compare",
+    list(runs),
+    key="cmp_runs",
+    format_func=lambda rid: run_label(runs[rid]),
+    placeholder="Pick two or more runs of the same dataset",
+)
+if len(ids) < 2:
+    st.info("Pick at least two runs of the same dataset to compare.", icon=":material/info:")
+    st.stop()
+chosen = [runs[rid] for rid in ids]
+try:
+    compare.check_same_dataset(chosen)
+except ClassLensError as exc:
+    st.error(str(exc), icon=":material/block:")
+    st.stop()
+names = compare.model_names(chosen)
+label = dict(zip(ids, names, strict=True))
+
+c_base, c_split = st.columns([2, 3], vertical_alignment="bottom")
+if st.session_state.get("cmp_baseline") not in ids:
+    st.session_state["cmp_baseline"] = ids[0]
+base_id = c_base.selectbox(
+    "Baseline (A)",
+    ids,
+    key="cmp_baseline",
+    format_func=label.get,
+    help="Every other run is compared with this one: deltas are that run minus the baseline.",
+)
+baseline = ids.index(base_id)
+with c_split:
+    split = split_picker(chosen[0])
+
+try:
+    aligned, boot, tests = _comparison(tuple(ids), split)
+except ClassLensError as exc:
+    st.error(str(exc), icon=":material/block:")
+    st.stop()
+n = len(aligned.y_true)
+if boot is None:
+    st.info(f"No {split} image is present in every chosen run.", icon=":material/info:")
+    st.stop()
+st.markdown(f"Compared on **{n:,}** {split} images present in every run.")
+if any(aligned.dropped):
+    st.warning(
+        "Left out, because some other run has no prediction for them: "
+        + ", ".join(f"{d:,} images of {names[i]}" for i, d in enumerate(aligned.dropped) if d)
+        + ". Re-evaluate the runs on the same dataset to compare every image.",
+        icon=":material/warning:",
+    )
+
+st.subheader("Conclusion")
+for finding in compare.conclude(
+    boot, tests, names=names, class_names=aligned.class_names, baseline=baseline
+):
+    lines = [f"- {line}" for line in finding.class_lines[:CLASS_LINES]]
+    if len(finding.class_lines) > CLASS_LINES:
+        lines.append(
+            f"- and {len(finding.class_lines) - CLASS_LINES} more (see the per-class table below)"
+        )
+    body = finding.text
+    if lines:
+        body += "\n\nPer class, where the 95% interval excludes 0:\n" + "\n".join(lines)
+    if finding.direction > 0:
+        verdict_box("good", body)
+    elif finding.direction < 0:
+        verdict_box("needs attention", body)
+    else:
+        st.info(body, icon=":material/balance:")
+
+st.subheader("Overall")
+overall = compare.overall_table(boot, names=names, baseline=baseline)
+levels = [compare.LABELS[m] for m in compare.OVERALL]
+deltas = [f"Δ {c}" for c in levels]
+st.dataframe(
+    overall.style.format("{:.1%}", subset=levels).format(
+        lambda v: f"{100 * v:+.1f} pts", subset=deltas, na_rep="–"
+    ),
+    hide_index=True,
+    key="cmp_overall",
+)
+st.caption(
+    f"Δ: each run minus the baseline ({names[baseline]}) in percentage points, with its 95% "
+    f"interval from {N_RESAMPLES:,} paired bootstrap resamples. An interval that excludes 0 "
+    "is a difference larger than resampling noise."
+)
+
+st.subheader("Per class")
+metric = st.segmented_control(
+    "Metric",
+    list(compare.PER_CLASS),
+    format_func={"recall": "Recall", "precision": "Precision", "f1": "F1"}.get,
+    default="recall",
+    key="cmp_metric",
+    required=True,
+)
+table, significant = compare.class_table(
+    boot, names=names, class_names=aligned.class_names, baseline=baseline, metric=metric
+)
+colors = {1: CELL_COLORS["good"], -1: CELL_COLORS["bad"], 0: ""}
+st.dataframe(
+    table.style.apply(lambda _: significant.map(colors.get), axis=None)
+    .format("{:.1%}", subset=[f"{metric} {name}" for name in names])
+    .format("{:+.2f}", subset=[f"Δ {name}" for i, name in enumerate(names) if i != baseline]),
+    hide_index=True,
+    height="content" if len(table) <= 30 else 600,
+    key="cmp_class_table",
+)
+st.caption(
+    f"Δ: {metric} minus the baseline's. Green: higher than the baseline, red: lower, where "
+    "the 95% interval of the difference excludes 0."
+)
+
+st.subheader("Is the difference more than chance?")
+st.dataframe(
+    compare.mcnemar_table(tests, names=names).style.format(
+        lambda p: "< 0.001" if p < 0.001 else f"{p:.3f}", subset=["p-value"]
+    ),
+    hide_index=True,
+    key="cmp_mcnemar",
+)
+st.caption(
+    "McNemar's exact test looks only at the images the two models disagree on: b are right "
+    "in A only, c in B only. If neither model were better, each disagreement would fall either "
+    "way with probability ½; a p-value below 0.05 says the split b : c is unlikely by chance."
+)
+
+st.subheader("Where they disagree")
+others = [rid for rid in ids if rid != base_id]
+if st.session_state.get("cmp_flip_b") not in others:
+    st.session_state["cmp_flip_b"] = others[0]
+if len(others) > 1:
+    st.selectbox("Compare the baseline with", others, key="cmp_flip_b", format_func=label.get)
+other = ids.index(st.session_state["cmp_flip_b"])
+a_name, b_name = names[baseline], names[other]
+right_a, right_b = compare.flips(aligned.y_true, aligned.y_pred[baseline], aligned.y_pred[other])
+direction = st.segmented_control(
+    "Images",
+    ["a", "b"],
+    format_func={
+        "a": f"Right in {a_name}, wrong in {b_name} ({len(right_a):,})",
+        "b": f"Wrong in {a_name}, right in {b_name} ({len(right_b):,})",
+    }.get,
+    default="a",
+    key="cmp_flip_dir",
+    required=True,
+)
+positions, wrong = (right_a, other) if direction == "a" else (right_b, baseline)
+right_name, wrong_name = (a_name, b_name) if direction == "a" else (b_name, a_name)
+st.markdown(f"**{len(positions):,}** images right in {right_name}, wrong in {wrong_name}")
+if not len(positions):
+    st.success(f"{wrong_name} gets every image right that {right_name} does.")
+    st.stop()
+st.caption(f"Each thumbnail shows {wrong_name}'s prediction, most confidently wrong first.")
+wrong_run = chosen[wrong]
+rows = gallery.sort_rows(wrong_run.predictions().loc[aligned.rows[wrong][positions]])
+page, size = pager(len(rows), key="cmp_gallery", reset_on=(tuple(ids), split, other, direction))
+thumbnail_grid(gallery.paginate(rows, page=page, page_size=size), wrong_run, key="cmp_gallery")
