@@ -1,0 +1,129 @@
+"""Thresholds: flag class X whenever P(X) passes a threshold, and see what it costs.
+
+Pick a threshold and read its precision, recall and counts, or ask for a recall ("find 95% of
+the X images") and get the threshold and the precision that comes with it. The curves and the
+table of every class come from core.thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from core import thresholds as th
+from ui.boot import ensure_app
+from ui.state import current_run, split_picker
+
+ensure_app()
+
+MODES = {"threshold": "Pick a threshold", "recall": "Reach a recall"}
+
+
+def _pct(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:.1%}"
+
+
+st.title("Thresholds")
+st.caption(
+    "Instead of taking the most likely class, you can flag class X whenever P(X) reaches a "
+    "threshold: lower it to miss fewer X images (recall), raise it for fewer false alarms "
+    "(precision)."
+)
+run = current_run()
+names = run.class_names
+c_class, c_mode, c_split = st.columns([2, 2, 1.4])
+with c_split:
+    split = split_picker(run)
+if st.session_state.get("th_class") not in range(len(names)):
+    st.session_state["th_class"] = 0
+cls = c_class.selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="th_class")
+mode = c_mode.segmented_control(
+    "Mode",
+    list(MODES),
+    format_func=MODES.get,
+    key="th_mode",
+    default="threshold",
+    required=True,
+)
+
+rows, probs = th.split_rows(run.predictions(), run.probs(), split)
+if rows.empty:
+    st.info(f"No images were evaluated in the {split} split.")
+    st.stop()
+y_true = rows["y_true"].to_numpy()
+name = names[cls]
+curves = th.class_curves(y_true, probs, cls)
+
+if mode == "threshold":
+    threshold = st.slider(
+        "Threshold: flag the class when its probability is at least",
+        min_value=0.0,
+        max_value=1.0,
+        value=0.5,
+        step=0.01,
+        key="th_threshold",
+    )
+    point = th.at_threshold(y_true, probs, cls, threshold)
+else:
+    target = st.slider(
+        "Target recall: the share of the class's images to find",
+        min_value=0.5,
+        max_value=1.0,
+        value=0.95,
+        step=0.01,
+        format="percent",
+        key="th_target",
+    )
+    point = th.threshold_for_recall(y_true, probs, cls, target)
+    st.markdown(th.recall_sentence(point, name, target))
+
+if point is not None:
+    m = st.columns(6)
+    m[0].metric("Threshold", f"{point.threshold:.3g}")
+    m[1].metric(
+        "Precision", _pct(point.precision), help=f"Of the flagged images, share of '{name}'"
+    )
+    m[2].metric("Recall", _pct(point.recall), help=f"Of the '{name}' images, share flagged")
+    m[3].metric("Flagged", f"{point.flagged:,}", help="Images with P ≥ threshold")
+    m[4].metric("False alarms", f"{point.fp:,}", help=f"Flagged images that are not '{name}'")
+    m[5].metric("Missed", f"{point.fn:,}", help=f"'{name}' images below the threshold")
+    st.caption(
+        f"Counts one-vs-rest over {len(rows):,} {split} images: {point.tp:,} '{name}' images "
+        f"flagged, {point.fp:,} others flagged, {point.fn:,} '{name}' missed, {point.tn:,} "
+        "others correctly left out."
+    )
+if curves.n_pos == 0:
+    st.warning(
+        f"The {split} split has no '{name}' images: recall, AP and AUC are undefined.",
+        icon=":material/warning:",
+    )
+
+left, right = st.columns(2)
+left.plotly_chart(th.pr_figure(curves, class_name=name, point=point), width="stretch", key="th_pr")
+right.plotly_chart(
+    th.roc_figure(curves, class_name=name, point=point), width="stretch", key="th_roc"
+)
+st.caption(
+    "Precision-recall: each point is one threshold; AP summarises the whole curve (1 is "
+    "perfect, the dotted line is a model that guesses). ROC: recall against the share of other "
+    "images flagged; AUC 0.5 is guessing, 1 is a perfect ranking."
+)
+
+st.subheader("Every class")
+st.dataframe(
+    th.class_table(y_true, probs, names),
+    hide_index=True,
+    column_config={
+        "class": st.column_config.TextColumn("class"),
+        "support": st.column_config.NumberColumn("support", help="Images of the class"),
+        "average_precision": st.column_config.NumberColumn(
+            "average precision", format="%.3f", help="Area under the precision-recall curve"
+        ),
+        "roc_auc": st.column_config.NumberColumn(
+            "ROC AUC", format="%.3f", help="Chance that a class image outranks another image"
+        ),
+    },
+    key="th_table",
+)
+st.caption("One-vs-rest, from P(class) alone. Click a header to sort; empty cells: no images.")

@@ -1,0 +1,125 @@
+"""core.thresholds against scikit-learn, brute force and a hand-counted case."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from core import thresholds as th
+
+
+def _random(seed: int, n: int = 300, k: int = 4, decimals: int = 2):
+    """Return (y_true, probs) with many tied scores (probs rounded to ``decimals``)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, np.round(p, decimals).astype(np.float32)
+
+
+@pytest.mark.parametrize("decimals", [1, 2, 6], ids=["heavy-ties", "ties", "few-ties"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ap_and_auc_equal_sklearn(seed: int, decimals: int) -> None:
+    y, p = _random(seed, decimals=decimals)
+    for c in range(p.shape[1]):
+        ref_ap = skm.average_precision_score(y == c, p[:, c])
+        ref_auc = skm.roc_auc_score(y == c, p[:, c])
+        assert th.average_precision_score(y, p, c) == pytest.approx(ref_ap, abs=1e-9)
+        assert th.roc_auc_score(y, p, c) == pytest.approx(ref_auc, abs=1e-9)
+
+
+def test_curves_equal_sklearn_curves() -> None:
+    y, p = _random(3, decimals=2)
+    cur = th.class_curves(y, p, 1)
+    prec, rec, thr = skm.precision_recall_curve(y == 1, p[:, 1])
+    # sklearn lists increasing thresholds and ends with (recall 0, precision 1)
+    np.testing.assert_allclose(cur.thresholds, thr[::-1].astype(np.float64))
+    np.testing.assert_allclose(cur.recall, rec[::-1], atol=1e-12)
+    np.testing.assert_allclose(cur.precision, prec[::-1], atol=1e-12)
+    fpr, tpr, rthr = skm.roc_curve(y == 1, p[:, 1], drop_intermediate=False)
+    np.testing.assert_allclose(cur.fpr, fpr, atol=1e-12)
+    np.testing.assert_allclose(cur.tpr, tpr, atol=1e-12)
+    np.testing.assert_allclose(cur.thresholds, rthr[1:])
+
+
+def test_class_without_positives_is_nan_without_warning() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([[0.9, 0.1, 0.0], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.4, 0.4, 0.2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cur = th.class_curves(y, p, 2)
+        assert np.isnan(cur.average_precision) and np.isnan(cur.roc_auc)
+        assert th.threshold_for_recall(y, p, 2, 0.9) is None
+        point = th.at_threshold(y, p, 2, 0.15)
+        assert np.isnan(point.recall) and (point.tp, point.fp, point.tn) == (0, 1, 3)
+        table = th.class_table(y, p, ["a", "b", "c"])
+    assert table["support"].tolist() == [2, 2, 0]
+    assert np.isnan(table.loc[2, "average_precision"])
+
+
+def test_at_threshold_hand_counted() -> None:
+    # class 1; scores 0.9 0.8 0.5 0.5 0.3 0.1; truth: 1 0 1 1 0 1 -> at t=0.5 flag 4 rows
+    y = np.array([1, 0, 1, 1, 0, 1])
+    s1 = np.array([0.9, 0.8, 0.5, 0.5, 0.3, 0.1])
+    p = np.stack([1 - s1, s1], axis=1)
+    point = th.at_threshold(y, p, 1, 0.5)  # >= keeps both 0.5 rows
+    assert (point.tp, point.fp, point.fn, point.tn) == (3, 1, 1, 1)
+    assert point.precision == 3 / 4 and point.recall == 3 / 4 and point.flagged == 4
+    nothing = th.at_threshold(y, p, 1, 0.95)
+    assert (nothing.tp, nothing.fp, nothing.fn, nothing.tn) == (0, 0, 4, 2)
+    assert np.isnan(nothing.precision) and nothing.recall == 0
+
+
+def _brute(y, p, c, target):
+    best = None
+    for t in np.unique(p[:, c]):
+        flag = p[:, c] >= t
+        tp = int((flag & (y == c)).sum())
+        if tp / (y == c).sum() >= target and (best is None or t > best[0]):
+            best = (float(t), tp / int(flag.sum()))
+    return best
+
+
+@pytest.mark.parametrize("target", [0.05, 0.5, 0.8, 0.95, 0.999, 1.0])
+@pytest.mark.parametrize("seed", [4, 5])
+def test_threshold_for_recall_equals_brute_force(seed: int, target: float) -> None:
+    y, p = _random(seed, n=200, decimals=2)
+    for c in range(p.shape[1]):
+        got = th.threshold_for_recall(y, p, c, target)
+        t, precision = _brute(y, p.astype(np.float64), c, target)
+        assert got.threshold == t
+        assert got.precision == pytest.approx(precision, abs=1e-12)
+        assert got.recall >= target
+
+
+def test_bad_input_says_what_to_pass() -> None:
+    y, p = _random(0, n=10)
+    with pytest.raises(ValueError, match=r"target recall must be in \(0, 1\]"):
+        th.threshold_for_recall(y, p, 0, 0)
+    with pytest.raises(ValueError, match="class index 9 is out of range: scores have 4"):
+        th.class_curves(y, p, 9)
+    with pytest.raises(ValueError, match=r"scores must be \(n, n_classes\)"):
+        th.at_threshold(y, p[:, 0], 0, 0.5)
+
+
+def test_figures_mark_the_point_and_name_the_auc() -> None:
+    y, p = _random(6)
+    cur = th.class_curves(y, p, 0)
+    point = th.at_threshold(y, p, 0, 0.4)
+    pr = th.pr_figure(cur, class_name="cat", point=point)
+    marker = pr.data[-1]
+    assert (marker.x[0], marker.y[0]) == (point.recall, point.precision)
+    assert pr.data[0].name == f"AP {skm.average_precision_score(y == 0, p[:, 0]):.3f}"
+    roc = th.roc_figure(cur, class_name="cat", point=point)
+    assert roc.data[0].name == f"AUC {skm.roc_auc_score(y == 0, p[:, 0]):.3f}"
+    assert roc.data[-1].x[0] == point.fp / int((y != 0).sum())
+
+
+def test_recall_sentence() -> None:
+    point = th.ThresholdPoint(0.03, 0.41, 0.95, tp=95, fp=137, fn=5, tn=763)
+    text = th.recall_sentence(point, "8", 0.95)
+    assert text.startswith("To find 95% of '8' images, flag every image with P('8') ≥ 0.03;")
+    assert "41% of the 232 flagged images are really '8'" in text
