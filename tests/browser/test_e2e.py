@@ -25,6 +25,9 @@ PAGES = {
     "per_class": "Per-class metrics",
     "mistakes": "Mistakes",
     "overfitting": "Overfitting",
+    "compare": "Compare runs",
+    "thresholds": "Thresholds",
+    "calibration": "Calibration",
     "runs": "All runs",
 }
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
