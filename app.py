@@ -36,6 +36,8 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/difference:"),
     st.Page("pages/thresholds.py", title="Thresholds", icon=":material/tune:"),
     st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
+    st.Page("pages/leakage.py", title="Leakage", icon=":material/content_copy:"),
+    st.Page("pages/suspicious.py", title="Suspicious labels", icon=":material/flag:"),
     st.Page("pages/runs.py", title="All runs", icon=":material/list:"),
 ]
 

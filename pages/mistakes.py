@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import gallery
 from ui.boot import ensure_app
-from ui.gallery import class_filter, pager, thumbnail_grid
+from ui.gallery import class_filter, gradcam_overlays, pager, thumbnail_grid
 from ui.state import current_run
 
 ensure_app()
@@ -43,8 +43,16 @@ if rows.empty:
     st.stop()
 filters = (run.run_id, tuple(chosen_splits), tuple(true_classes), tuple(pred_classes), sort_by)
 page, size = pager(len(rows), key="mk_gallery", reset_on=filters)
+visible = gallery.paginate(gallery.sort_rows(rows, sort_by), page=page, page_size=size)
+show_cam = st.toggle(
+    "Show Grad-CAM",
+    key="mk_gradcam",
+    help="Colour where the model looked for its (wrong) prediction: red = strong evidence. "
+    "Computed for this page's images only; needs a CNN checkpoint.",
+)
 thumbnail_grid(
-    gallery.paginate(gallery.sort_rows(rows, sort_by), page=page, page_size=size),
+    visible,
     run,
     key="mk_gallery",
+    overlays=gradcam_overlays(visible, run) if show_cam else None,
 )

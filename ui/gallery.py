@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
 from core import gallery
+from core.errors import ClassLensError
 from core.runs import Run
+
+if TYPE_CHECKING:
+    from core.models import Checkpoint
 
 FULL_PX = 320  # the enlarged view in the dialog
 
@@ -45,7 +51,7 @@ def _image(path: str, size: int) -> bytes | None:
     return _thumbnail(path, mtime, size)
 
 
-def _md(text: str) -> str:
+def md_escape(text: str) -> str:
     """Return ``text`` safe inside Streamlit markdown (class names may hold * _ [ ] etc.)."""
     return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~:$<>" else ch for ch in text)
 
@@ -93,10 +99,70 @@ def pager(n_rows: int, *, key: str, reset_on: Hashable = None) -> tuple[int, int
     return int(page), int(size)
 
 
+def relabel_headline(given: str, suggested: str, p_given: float, p_suggested: float) -> str:
+    """Return the markdown line "given p → suggested p" of a suspicious label."""
+    new = f":orange[**{md_escape(suggested)}** {p_suggested:.0%}]"
+    return f"**{md_escape(given)}** {p_given:.0%} → {new}"
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint for Grad-CAM…")
+def _gradcam_model(sha256: str, _meta: dict) -> Checkpoint | str:
+    """Return the run's checkpoint for Grad-CAM, or why it cannot have one (cached either way,
+    keyed by the checkpoint's sha256 only). Torch is imported here, on first use only."""
+    from core import gradcam
+
+    try:
+        return gradcam.load_for_run(_meta)
+    except ClassLensError as exc:
+        return str(exc)
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing Grad-CAM…")
+def _overlays(
+    sha256: str, paths: tuple[str, ...], targets: tuple[int, ...], prep: str, _run: Run, size: int
+) -> list[np.ndarray | None]:
+    from core import gradcam
+    from core.inference import resolve_device
+
+    ckpt = _gradcam_model(sha256, _run.meta)
+    assert not isinstance(ckpt, str), ckpt
+    return gradcam.overlays(
+        ckpt,
+        paths,
+        gradcam.run_preprocessing(_run.meta),
+        targets=targets,
+        size=size,
+        device=resolve_device("auto"),
+    )
+
+
+def gradcam_overlays(
+    rows: pd.DataFrame, run: Run, *, size: int = gallery.THUMB_PX
+) -> dict[int, np.ndarray]:
+    """Return {row index: Grad-CAM overlay of the predicted class} for ``rows`` (the visible
+    page of ``run.predictions()``); when the run's checkpoint cannot have one, say why with
+    ``st.info`` and return {}."""
+    sha = run.meta["checkpoint"]["sha256"]
+    ckpt = _gradcam_model(sha, run.meta)
+    if isinstance(ckpt, str):
+        st.info(ckpt, icon=":material/info:")
+        return {}
+    places = zip(rows["split"], rows["path"], strict=True)
+    paths = tuple(str(gallery.image_path(run, split, rel)) for split, rel in places)
+    targets = tuple(int(t) for t in rows["y_pred"])
+    prep = str(sorted(run.meta["preprocessing"].items()))
+    try:
+        images = _overlays(sha, paths, targets, prep, run, size)
+    except ClassLensError as exc:
+        st.info(str(exc), icon=":material/info:")
+        return {}
+    return {int(i): img for i, img in zip(rows.index, images, strict=True) if img is not None}
+
+
 def _headline(true_name: str, pred_name: str, correct: bool) -> str:
     if correct:
-        return f":green[**{_md(true_name)}** ✓]"
-    return f"**{_md(true_name)}** → :red[**{_md(pred_name)}**]"
+        return f":green[**{md_escape(true_name)}** ✓]"
+    return f"**{md_escape(true_name)}** → :red[**{md_escape(pred_name)}**]"
 
 
 def thumbnail_grid(
@@ -106,9 +172,15 @@ def thumbnail_grid(
     columns: int = 6,
     key: str,
     size: int = gallery.THUMB_PX,
+    headline: Callable[[int], str] | None = None,
+    overlays: Mapping[int, Any] | None = None,
 ) -> None:
     """Render ``rows`` (a slice of ``run.predictions()``) as thumbnails with their true and
-    predicted class, confidence and top-3 probabilities; each opens a full-size view."""
+    predicted class, confidence and top-3 probabilities; each opens a full-size view.
+
+    headline: row index -> markdown replacing the "true → predicted · confidence" line.
+    overlays: row index -> image (a Grad-CAM overlay) shown instead of the thumbnail.
+    """
     if rows.empty:
         return
     names = run.class_names
@@ -128,16 +200,20 @@ def thumbnail_grid(
                 pixels = _image(str(path), size)
                 if pixels is None:
                     st.warning(f"Image not found: {row['path']}", icon=":material/broken_image:")
+                elif overlays is not None and idx in overlays:
+                    st.image(overlays[idx], width=size)
                 else:
                     st.image(pixels, width=size)
                 st.markdown(
-                    f"{_headline(true_name, pred_name, row['y_true'] == row['y_pred'])}"
+                    headline(idx)
+                    if headline is not None
+                    else f"{_headline(true_name, pred_name, row['y_true'] == row['y_pred'])}"
                     f" · {row['confidence']:.0%}"
                 )
                 st.caption(
                     "Top 3: "
                     + " · ".join(
-                        f"**{_md(names[c])}** {p:.0%}"
+                        f"**{md_escape(names[c])}** {p:.0%}"
                         for c, p in zip(top_idx[pos], top_p[pos], strict=True)
                     )
                 )

@@ -28,6 +28,8 @@ PAGES = {
     "compare": "Compare runs",
     "thresholds": "Thresholds",
     "calibration": "Calibration",
+    "leakage": "Leakage",
+    "suspicious": "Suspicious labels",
     "runs": "All runs",
 }
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'

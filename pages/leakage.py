@@ -1,0 +1,162 @@
+"""Leakage: held-out images that nearly duplicate a training image, and the metrics without them.
+
+Images are compared by perceptual hash (pHash): a few differing bits out of 64 means the same
+picture, re-encoded, brightened or shifted. The hashes are computed once per run and cached.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import gallery, leakage
+from core.runs import Run
+from ui.boot import ensure_app
+from ui.gallery import md_escape, pager
+from ui.state import current_run, load_run
+
+ensure_app()
+
+DEFAULT_DISTANCE = 6
+MAX_DISTANCE = 16
+PAIR_PX = 96
+PAIRS_PER_ROW = 3
+METRICS = {
+    "accuracy": ("Accuracy", lambda m: m["accuracy"]),
+    "balanced_accuracy": ("Balanced accuracy", lambda m: m["balanced_accuracy"]),
+    "macro_f1": ("Macro F1", lambda m: m["macro"]["f1"]),
+}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _hashes(run_id: str) -> pd.DataFrame:
+    """Return the run's pHashes (read from its cache file once per server)."""
+    run = load_run(run_id)
+    assert run is not None, f"run {run_id} disappeared"
+    return leakage.run_hashes(run)
+
+
+def _ensure_hashes(run: Run) -> None:
+    """Compute and cache the run's hashes, with a progress bar, the first time only."""
+    done = st.session_state.setdefault("lk_hashed", set())  # also when the store is read-only
+    if run.run_id in done or leakage.has_cached_hashes(run):
+        return
+    bar = st.progress(0.0, text="Hashing the images (first visit of this run only)…")
+    leakage.run_hashes(
+        run,
+        progress=lambda done, total: bar.progress(
+            done / max(total, 1), text=f"Hashing the images: {done:,} of {total:,}…"
+        ),
+    )
+    bar.empty()
+    done.add(run.run_id)
+
+
+def _thumb(run: Run, split: str, path: str) -> None:
+    try:
+        pixels = gallery.thumbnail(gallery.image_path(run, split, path), size=PAIR_PX)
+    except (OSError, ValueError):
+        st.warning(f"Image not found: {path}", icon=":material/broken_image:")
+        return
+    st.image(pixels, width=PAIR_PX)
+
+
+st.title("Leakage")
+st.caption(
+    "Held-out images that nearly duplicate a training image let a model score well by "
+    "remembering rather than generalising. Pairs are found by perceptual hash: the number of "
+    "differing bits out of 64 (0 = the same picture, about 32 = unrelated images)."
+)
+run = current_run()
+names = run.class_names
+held_out = [s for s in ("test", "val") if s in run.splits]
+if "train" not in run.splits or not held_out:
+    st.info(
+        "Leakage needs a **train** split and a **test** or **val** split in the dataset; this "
+        f"run has {', '.join(run.splits) or 'no split'}. Evaluate on a dataset laid out as "
+        "root/train/<class>/… and root/test/<class>/… to check it.",
+        icon=":material/info:",
+    )
+    st.stop()
+
+c_dist, c_split = st.columns([2, 1], vertical_alignment="bottom")
+max_distance = c_dist.slider(
+    "Max Hamming distance",
+    0,
+    MAX_DISTANCE,
+    DEFAULT_DISTANCE,
+    key="lk_distance",
+    help="Pairs whose hashes differ in at most this many of 64 bits. Lower is stricter: "
+    "0 finds exact copies only; small images (digits) look alike above about 6.",
+)
+split = (
+    c_split.segmented_control(
+        "Held-out split", held_out, default=held_out[0], key="lk_split", required=True
+    )
+    if len(held_out) > 1
+    else held_out[0]
+)
+
+_ensure_hashes(run)
+pairs = leakage.leak_pairs(run, _hashes(run.run_id), split, max_distance=max_distance)
+leaked = sorted(set(pairs["path"]))
+n_split = int(run.metrics["splits"][split]["n"])
+st.markdown(
+    f"**{len(pairs):,}** {split}–train pairs within {max_distance} bits · "
+    f"**{len(leaked):,}** of {n_split:,} {split} images nearly duplicate a training image"
+)
+n_differ = int(pairs["labels_differ"].sum())
+if n_differ:
+    st.warning(
+        f"{n_differ:,} pairs carry different labels: the same picture labelled two ways is a "
+        "labelling error as well as a leak.",
+        icon=":material/warning:",
+    )
+
+st.subheader(f"{split.capitalize()} metrics without the leaked images")
+before = run.metrics["splits"][split]
+after = leakage.metrics_without(run, split, leaked)
+cols = st.columns(len(METRICS) + 1)
+cols[0].metric(
+    "Images",
+    f"{after['n']:,}",
+    delta=f"{after['n'] - before['n']:,}" if leaked else None,
+    delta_color="off",
+    help=f"{split} images left after removing the leaked ones (of {before['n']:,}).",
+)
+for col, (label, value) in zip(cols[1:], METRICS.values(), strict=True):
+    col.metric(
+        label,
+        f"{value(after):.1%}",
+        delta=f"{100 * (value(after) - value(before)):+.1f} pts" if leaked else None,
+        help=f"With every {split} image: {value(before):.1%}.",
+    )
+st.caption(
+    "Δ: without the leaked images minus with them. A score that drops when the near-copies "
+    "are removed was flattered by leakage."
+)
+
+if pairs.empty:
+    st.success(f"No {split} image is within {max_distance} bits of a training image.")
+    st.stop()
+
+st.subheader("Pairs, closest first")
+page, size = pager(len(pairs), key="lk_pairs", reset_on=(run.run_id, split, max_distance))
+shown = gallery.paginate(pairs, page=page, page_size=size)
+for start in range(0, len(shown), PAIRS_PER_ROW):
+    cells = st.columns(PAIRS_PER_ROW)
+    rows = shown.iloc[start : start + PAIRS_PER_ROW].itertuples()
+    for cell, pair in zip(cells, rows, strict=False):
+        with cell.container(border=True):
+            left, right = st.columns(2)
+            with left:
+                _thumb(run, split, pair.path)
+                st.caption(f"{split}: **{md_escape(names[pair.y_true])}**")
+            with right:
+                _thumb(run, "train", pair.train_path)
+                st.caption(f"train: **{md_escape(names[pair.train_y_true])}**")
+            flag = " · :red[labels differ]" if pair.labels_differ else ""
+            st.markdown(
+                f"Distance **{pair.distance}** · {pair.similarity:.0%} similar{flag}",
+                help=f"{split}/{pair.path} ↔ train/{pair.train_path}",
+            )
