@@ -17,7 +17,7 @@ from ui.state import current_run, load_run
 
 ensure_app()
 
-DEFAULT_DISTANCE = 6
+DEFAULT_DISTANCE = 4  # small images (the 32 px digits) start to collide above ~4 bits
 MAX_DISTANCE = 16
 PAIR_PX = 96
 PAIRS_PER_ROW = 3
@@ -87,7 +87,7 @@ max_distance = c_dist.slider(
     DEFAULT_DISTANCE,
     key="lk_distance",
     help="Pairs whose hashes differ in at most this many of 64 bits. Lower is stricter: "
-    "0 finds exact copies only; small images (digits) look alike above about 6.",
+    "0 finds exact copies only; small images (digits) start to look alike above about 4.",
 )
 split = (
     c_split.segmented_control(

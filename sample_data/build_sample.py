@@ -32,6 +32,8 @@ RARE_DIGIT = "8"  # rare in the imbalanced model's training split
 # predicts an 8 at all (recall 0, precision undefined); 20 gives a low but non-zero recall.
 RARE_KEEP = 20
 # 512 wide, not 2048: keeps overfit.safetensors at 2 MB; 512 sine features already memorise.
+LEAKS = 6  # training images copied (brightened) into test/, for the Leakage page
+LEAK_BRIGHTEN = 3  # grey levels added to each leaked copy: a near-copy, not a duplicate
 MLP_WIDTH = 512
 # Std of the frozen first layer: higher = sharper kernel = more memorisation, lower test accuracy.
 MLP_SCALE = 0.1325
@@ -59,6 +61,16 @@ def write_dataset() -> None:
             folder = DATA / split / str(digits.target[i])
             folder.mkdir(parents=True, exist_ok=True)
             image.save(folder / f"{i:05d}.png")
+    write_leaks(sorted(train_idx)[:LEAKS], digits)
+
+
+def write_leaks(indices: list[int], digits) -> None:  # noqa: ANN001 - sklearn Bunch
+    """Copy a few training images, slightly brightened, into test/: the leakage lesson."""
+    for i in indices:
+        src = DATA / "train" / str(digits.target[i]) / f"{i:05d}.png"
+        pixels = np.asarray(Image.open(src), dtype=np.int16) + LEAK_BRIGHTEN
+        copy = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        copy.save(DATA / "test" / str(digits.target[i]) / f"leak-{i:05d}.png")
 
 
 def read_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -68,7 +68,7 @@ def leaky_run(sample_runs: dict[str, Run], tmp_path: Path) -> Run:
 def test_finds_exactly_the_planted_copies(leaky_run: Run) -> None:
     at = open_page("leakage", leaky_run)
     assert at.title[0].value == "Leakage"
-    assert at.slider(key="lk_distance").value == 6
+    assert at.slider(key="lk_distance").value == 4
     n_test = leaky_run.metrics["splits"]["test"]["n"]
     assert n_test == 11
     assert _count(at) == (2, 2, n_test)
@@ -109,7 +109,29 @@ def test_sample_good_run_renders(sample_runs: dict[str, Run]) -> None:
     pairs, leaked, n_test = _count(at)
     assert n_test == run.metrics["splits"]["test"]["n"]
     hashes = leakage.run_hashes(run)
-    expected = leakage.leak_pairs(run, hashes, "test", max_distance=6)
+    expected = leakage.leak_pairs(run, hashes, "test", max_distance=4)
     assert (pairs, leaked) == (len(expected), expected["path"].nunique())
     images = next(m for m in at.metric if m.label == "Images")
     assert images.value == f"{n_test - leaked:,}"
+
+
+def test_sample_leaked_copies_are_found_and_change_the_metrics(
+    sample_runs: dict[str, Run],
+) -> None:
+    """The sample script copies 6 training images (brightened) into test/: all are found."""
+    run = sample_runs["good"]
+    planted = {p for p in run.predictions()["path"] if "/leak-" in p}
+    assert len(planted) == 6
+    at = open_page("leakage", run)
+    at.slider(key="lk_distance").set_value(2).run()
+    pairs, leaked, n_test = _count(at)
+    hashes = leakage.run_hashes(run)
+    found = set(leakage.leak_pairs(run, hashes, "test", max_distance=2)["path"])
+    assert found == planted, "at distance 2 exactly the planted copies"
+    assert leaked == 6 and pairs >= 6
+    original = run.metrics["splits"]["test"]
+    without = leakage.metrics_without(run, "test", planted)
+    assert without["n"] == original["n"] - 6
+    assert without["accuracy"] != original["accuracy"]
+    accuracy = next(m for m in at.metric if m.label == "Accuracy")
+    assert accuracy.value == f"{100 * without['accuracy']:.1f}%"
