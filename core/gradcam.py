@@ -51,10 +51,11 @@ def check_supported(ckpt: models.Checkpoint) -> nn.Conv2d:
     return last_conv(ckpt.module)
 
 
-def load_for_run(meta: dict[str, Any]) -> models.Checkpoint:
+def load_for_run(meta: dict[str, Any], *, require_conv: bool = True) -> models.Checkpoint:
     """Return the run's checkpoint (from ``run.meta``) ready for Grad-CAM, or raise why not.
 
     Code-bearing formats are refused before loading; the file must still match the run's sha256.
+    require_conv=False skips the check for a convolution (for uses other than Grad-CAM).
     """
     info = meta["checkpoint"]
     if info["format"] not in NATIVE_FORMATS:
@@ -65,9 +66,10 @@ def load_for_run(meta: dict[str, Any]) -> models.Checkpoint:
     if ckpt.sha256 != info["sha256"]:
         raise ClassLensError(
             f"{Path(info['path']).name} changed since this run was evaluated (sha256 "
-            f"{ckpt.sha256[:12]} vs {info['sha256'][:12]}). Re-evaluate it to see Grad-CAM."
+            f"{ckpt.sha256[:12]} vs {info['sha256'][:12]}). Evaluate the checkpoint again."
         )
-    check_supported(ckpt)
+    if require_conv:
+        check_supported(ckpt)
     return ckpt
 
 

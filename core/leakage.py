@@ -217,8 +217,26 @@ def leak_pairs(
     train = np.flatnonzero((predictions["split"].to_numpy() == train_split) & ok)
     values = hashes["hash"].to_numpy(dtype=np.uint64)
     pairs = near_duplicates(values[held], values[train], max_distance=max_distance)
-    a = predictions.iloc[held[pairs[:, 0]]]
-    b = predictions.iloc[train[pairs[:, 1]]]
+    return pair_table(
+        run,
+        held[pairs[:, 0]],
+        train[pairs[:, 1]],
+        distance=pairs[:, 2],
+        similarity=similarity(pairs[:, 2]),
+    )
+
+
+def pair_table(
+    run: Any, held_rows: Any, train_rows: Any, *, distance: Any, similarity: Any
+) -> pd.DataFrame:
+    """Return the PAIR_COLUMNS table of pairs given by positions in ``run.predictions()``.
+
+    held_rows, train_rows: (k,) positions of each pair's held-out and train image; distance and
+    similarity: (k,) values per pair, in the order wanted.
+    """
+    predictions = run.predictions()
+    a = predictions.iloc[np.asarray(held_rows, dtype=np.int64)]
+    b = predictions.iloc[np.asarray(train_rows, dtype=np.int64)]
     return pd.DataFrame(
         {
             "row": a.index.to_numpy(),
@@ -228,8 +246,8 @@ def leak_pairs(
             "train_row": b.index.to_numpy(),
             "train_path": b["path"].to_numpy(),
             "train_y_true": b["y_true"].to_numpy(),
-            "distance": pairs[:, 2],
-            "similarity": similarity(pairs[:, 2]),
+            "distance": np.asarray(distance),
+            "similarity": np.asarray(similarity),
             "labels_differ": a["y_true"].to_numpy() != b["y_true"].to_numpy(),
         },
         columns=list(PAIR_COLUMNS),

@@ -1,15 +1,18 @@
 """Leakage: held-out images that nearly duplicate a training image, and the metrics without them.
 
 Images are compared by perceptual hash (pHash): a few differing bits out of 64 means the same
-picture, re-encoded, brightened or shifted. The hashes are computed once per run and cached.
+picture, re-encoded, brightened or shifted; or by the model's own penultimate-layer embeddings
+(cosine similarity). Hashes and embeddings are computed once per run and cached.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import gallery, leakage
+from core import embeddings, gallery, leakage
+from core.errors import ClassLensError
 from core.runs import Run
 from ui.boot import ensure_app
 from ui.gallery import md_escape, pager
@@ -19,6 +22,10 @@ ensure_app()
 
 DEFAULT_DISTANCE = 4  # small images (the 32 px digits) start to collide above ~4 bits
 MAX_DISTANCE = 16
+PHASH, EMBEDDINGS = "Perceptual hash", "Model embeddings"
+# A trained classifier packs each class tightly: at 0.99 most same-class images pair up.
+DEFAULT_SIMILARITY = 0.998
+MIN_SIMILARITY = 0.90
 PAIR_PX = 96
 PAIRS_PER_ROW = 3
 METRICS = {
@@ -52,6 +59,31 @@ def _ensure_hashes(run: Run) -> None:
     done.add(run.run_id)
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def _embeddings(run_id: str) -> np.ndarray:
+    """Return the run's embeddings (read from its cache file once per server)."""
+    run = load_run(run_id)
+    assert run is not None, f"run {run_id} disappeared"
+    return embeddings.run_embeddings(run)
+
+
+def _ensure_embeddings(run: Run) -> None:
+    """Compute and cache the run's embeddings, with a progress bar, the first time only."""
+    done = st.session_state.setdefault("lk_embedded", set())  # also when the store is read-only
+    if run.run_id in done or embeddings.has_cached_embeddings(run):
+        return
+    bar = st.progress(0.0, text="Embedding the images with the model (first visit only)…")
+    with st.spinner("Loading the model…"):
+        embeddings.run_embeddings(
+            run,
+            progress=lambda done, total: bar.progress(
+                done / max(total, 1), text=f"Embedding the images: {done:,} of {total:,}…"
+            ),
+        )
+    bar.empty()
+    done.add(run.run_id)
+
+
 def _thumb(run: Run, split: str, path: str) -> None:
     try:
         pixels = gallery.thumbnail(gallery.image_path(run, split, path), size=PAIR_PX)
@@ -65,7 +97,8 @@ st.title("Leakage")
 st.caption(
     "Held-out images that nearly duplicate a training image let a model score well by "
     "remembering rather than generalising. Pairs are found by perceptual hash: the number of "
-    "differing bits out of 64 (0 = the same picture, about 32 = unrelated images)."
+    "differing bits out of 64 (0 = the same picture, about 32 = unrelated images), or by the "
+    "model's own embeddings: the cosine similarity of what its last layer sees."
 )
 run = current_run()
 names = run.class_names
@@ -79,16 +112,40 @@ if "train" not in run.splits or not held_out:
     )
     st.stop()
 
-c_dist, c_split = st.columns([2, 1], vertical_alignment="bottom")
-max_distance = c_dist.slider(
-    "Max Hamming distance",
-    0,
-    MAX_DISTANCE,
-    DEFAULT_DISTANCE,
-    key="lk_distance",
-    help="Pairs whose hashes differ in at most this many of 64 bits. Lower is stricter: "
-    "0 finds exact copies only; small images (digits) start to look alike above about 4.",
+c_method, c_dist, c_split = st.columns([1, 2, 1], vertical_alignment="bottom")
+method = c_method.segmented_control(
+    "Method",
+    [PHASH, EMBEDDINGS],
+    default=PHASH,
+    key="lk_method",
+    required=True,
+    help="Perceptual hash: pixels alike. Model embeddings: alike to the model (the input of "
+    "its last linear layer); needs a checkpoint saved as a state_dict or .safetensors file.",
 )
+if method == EMBEDDINGS:
+    min_similarity = c_dist.slider(
+        "Min cosine similarity",
+        MIN_SIMILARITY,
+        1.0,
+        DEFAULT_SIMILARITY,
+        step=0.001,
+        format="%.3f",
+        key="lk_similarity",
+        help="Pairs whose embeddings have at least this cosine similarity. Higher is stricter: "
+        "a trained classifier packs a whole class close together; near-copies sit above ~0.998.",
+    )
+    within = f"at cosine similarity ≥ {min_similarity:.3f}"
+else:
+    max_distance = c_dist.slider(
+        "Max Hamming distance",
+        0,
+        MAX_DISTANCE,
+        DEFAULT_DISTANCE,
+        key="lk_distance",
+        help="Pairs whose hashes differ in at most this many of 64 bits. Lower is stricter: "
+        "0 finds exact copies only; small images (digits) start to look alike above about 4.",
+    )
+    within = f"within {max_distance} bits"
 split = (
     c_split.segmented_control(
         "Held-out split", held_out, default=held_out[0], key="lk_split", required=True
@@ -97,12 +154,23 @@ split = (
     else held_out[0]
 )
 
-_ensure_hashes(run)
-pairs = leakage.leak_pairs(run, _hashes(run.run_id), split, max_distance=max_distance)
+if method == EMBEDDINGS:
+    try:
+        _ensure_embeddings(run)
+        emb = _embeddings(run.run_id)
+    except ClassLensError as exc:
+        st.info(str(exc), icon=":material/info:")
+        st.stop()
+    pairs = embeddings.embedding_pairs(run, emb, split, min_similarity=min_similarity)
+    threshold: object = min_similarity
+else:
+    _ensure_hashes(run)
+    pairs = leakage.leak_pairs(run, _hashes(run.run_id), split, max_distance=max_distance)
+    threshold = max_distance
 leaked = sorted(set(pairs["path"]))
 n_split = int(run.metrics["splits"][split]["n"])
 st.markdown(
-    f"**{len(pairs):,}** {split}–train pairs within {max_distance} bits · "
+    f"**{len(pairs):,}** {split}–train pairs {within} · "
     f"**{len(leaked):,}** of {n_split:,} {split} images nearly duplicate a training image"
 )
 n_differ = int(pairs["labels_differ"].sum())
@@ -137,11 +205,15 @@ st.caption(
 )
 
 if pairs.empty:
-    st.success(f"No {split} image is within {max_distance} bits of a training image.")
+    st.success(
+        f"No {split} image has cosine similarity ≥ {min_similarity:.3f} with a training image."
+        if method == EMBEDDINGS
+        else f"No {split} image is within {max_distance} bits of a training image."
+    )
     st.stop()
 
 st.subheader("Pairs, closest first")
-page, size = pager(len(pairs), key="lk_pairs", reset_on=(run.run_id, split, max_distance))
+page, size = pager(len(pairs), key="lk_pairs", reset_on=(run.run_id, split, method, threshold))
 shown = gallery.paginate(pairs, page=page, page_size=size)
 for start in range(0, len(shown), PAIRS_PER_ROW):
     cells = st.columns(PAIRS_PER_ROW)
@@ -156,7 +228,12 @@ for start in range(0, len(shown), PAIRS_PER_ROW):
                 _thumb(run, "train", pair.train_path)
                 st.caption(f"train: **{md_escape(names[pair.train_y_true])}**")
             flag = " · :red[labels differ]" if pair.labels_differ else ""
+            closeness = (
+                f"Cosine similarity **{pair.similarity:.4f}**"
+                if method == EMBEDDINGS
+                else f"Distance **{pair.distance}** · {pair.similarity:.0%} similar"
+            )
             st.markdown(
-                f"Distance **{pair.distance}** · {pair.similarity:.0%} similar{flag}",
+                f"{closeness}{flag}",
                 help=f"{split}/{pair.path} ↔ train/{pair.train_path}",
             )

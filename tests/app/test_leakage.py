@@ -12,7 +12,7 @@ import pytest
 from PIL import ImageEnhance
 from streamlit.testing.v1 import AppTest
 
-from core import leakage
+from core import embeddings, leakage
 from core.evaluate import evaluate
 from core.runs import Run
 from tests.app.conftest import open_page
@@ -135,3 +135,41 @@ def test_sample_leaked_copies_are_found_and_change_the_metrics(
     assert without["accuracy"] != original["accuracy"]
     accuracy = next(m for m in at.metric if m.label == "Accuracy")
     assert accuracy.value == f"{100 * without['accuracy']:.1f}%"
+
+
+def test_sample_embeddings_find_the_planted_copies(sample_runs: dict[str, Run]) -> None:
+    """Model embeddings at the default 0.998 find all 6 planted copies; the metrics drop every
+    leaked test image found."""
+    run = sample_runs["good"]
+    planted = {p for p in run.predictions()["path"] if "/leak-" in p}
+    assert len(planted) == 6
+    at = open_page("leakage", run)
+    at.segmented_control(key="lk_method").set_value("Model embeddings").run()
+    assert not at.exception, at.exception
+    assert at.slider(key="lk_similarity").value == pytest.approx(0.998)
+    counts = [
+        m
+        for e in at.markdown
+        if (
+            m := re.match(
+                r"^\*\*([\d,]+)\*\* test–train pairs at cosine similarity ≥ 0\.998 · "
+                r"\*\*([\d,]+)\*\* of ([\d,]+) test images",
+                e.value,
+            )
+        )
+    ]
+    assert len(counts) == 1, [e.value for e in at.markdown]
+    emb = embeddings.run_embeddings(run)  # read back from the cache the page wrote
+    expected = embeddings.embedding_pairs(run, emb, "test", min_similarity=0.998)
+    found = set(expected["path"])
+    assert planted <= found
+    for p in planted:  # each paired with the train image it copies
+        original = p.replace("leak-", "")
+        assert ((expected["path"] == p) & (expected["train_path"] == original)).any(), p
+    leaked = len(found)
+    n_test = run.metrics["splits"]["test"]["n"]
+    assert int(counts[0][2].replace(",", "")) == leaked
+    assert int(counts[0][3].replace(",", "")) == n_test
+    images = next(m for m in at.metric if m.label == "Images")
+    assert images.value == f"{n_test - leaked:,}"
+    assert any(m.value.startswith("Cosine similarity **") for m in at.markdown)
