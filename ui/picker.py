@@ -78,29 +78,35 @@ def _saved_upload(upload) -> Path:
     return target
 
 
-def _choose_checkpoint() -> tuple[Path | None, bool]:
+def _choose_checkpoint() -> tuple[list[Path], bool]:
     source = st.radio(
         "Checkpoint", ["Bundled sample", "Upload", "Server path"], horizontal=True, key="ck_src"
     )
     trusted = False
     if source == "Bundled sample":
         name = st.selectbox("Sample checkpoint", list(CHECKPOINTS), key="ck_sample")
-        return CHECKPOINTS[name], False
+        return [CHECKPOINTS[name]], False
     if source == "Upload":
-        upload = st.file_uploader("Checkpoint file", type=UPLOAD_TYPES, key="ck_upload")
+        uploads = st.file_uploader(
+            "Checkpoint files",
+            type=UPLOAD_TYPES,
+            key="ck_upload",
+            accept_multiple_files=True,
+            help="Several files are evaluated one after another, ready for the Compare page.",
+        )
         trusted = st.checkbox(
-            "I trust this file",
+            "I trust these files",
             key="ck_trust_up",
             help="Allows TorchScript, .pt2 and pickled modules, which run code from the file.",
         )
-        return (_saved_upload(upload) if upload else None), trusted
+        return [_saved_upload(u) for u in uploads or []], trusted
     text = st.text_input("Checkpoint path on the server", key="ck_path").strip()
     trusted = st.checkbox(
         "I trust this file",
         key="ck_trust_path",
         help="Allows TorchScript, .pt2 and pickled modules, which run code from the file.",
     )
-    return (Path(text).expanduser() if text else None), trusted
+    return ([Path(text).expanduser()] if text else []), trusted
 
 
 def _choose_dataset() -> Path | None:
@@ -123,12 +129,16 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 
 
 def _new_run_form() -> None:
-    ckpt_path, trusted = _choose_checkpoint()
+    ckpt_paths, trusted = _choose_checkpoint()
     data_path = _choose_dataset()
-    if ckpt_path is None or data_path is None:
+    if not ckpt_paths or data_path is None:
         st.caption("Pick a checkpoint and a dataset to evaluate.")
         return
     arch = st.text_input("Architecture (blank: from metadata or detected)", key="arch").strip()
+    if len(ckpt_paths) > 1:
+        _several_form(ckpt_paths, data_path, trusted, arch)
+        return
+    ckpt_path = ckpt_paths[0]
     try:
         if not ckpt_path.is_file():
             raise ClassLensError(f"checkpoint not found: {ckpt_path}.")
@@ -178,31 +188,71 @@ def _new_run_form() -> None:
             ),
         )
     if jobs.get(key) is not None:
-        _job_status(key)
+        _job_status((key,))
+
+
+def _several_form(paths: list[Path], data_path: Path, trusted: bool, arch: str) -> None:
+    """Several uploads: each evaluated with the preprocessing its own metadata gives."""
+    ready: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            ckpt = _inspect(str(path), models.sha256_file(path), trusted, arch)
+        except ClassLensError as exc:
+            st.error(f"{path.name}: {exc}")
+            continue
+        ready.append((path, ckpt.sha256))
+    if not ready:
+        return
+    st.caption(
+        f"{len(ready)} checkpoints, each evaluated with the preprocessing in its own metadata; "
+        "compare them on the **Compare** page."
+    )
+    keys = tuple(
+        hashlib.sha256(f"{sha}|{data_path.resolve()}|{arch}|metadata".encode()).hexdigest()
+        for _, sha in ready
+    )
+    busy = any(j is not None and not j.finished for j in map(jobs.get, keys))
+    if st.button("Evaluate all", type="primary", disabled=busy):
+        for key, (path, _) in zip(keys, ready, strict=True):
+            jobs.start(
+                key, f"{path.name} on {data_path.name}", _evaluation(path, data_path, arch, trusted)
+            )
+    if any(jobs.get(k) is not None for k in keys):
+        _job_status(keys)
+
+
+def _evaluation(path: Path, data_path: Path, arch: str, trusted: bool):  # noqa: ANN202
+    return lambda progress: evaluate(
+        path, data_path, arch=arch or None, trust_checkpoint=trusted, num_workers=0,
+        progress=progress,
+    )  # fmt: skip
 
 
 @st.fragment(run_every=1.0)
-def _job_status(key: str) -> None:
-    job = jobs.get(key)
-    if job is None:
+def _job_status(keys: tuple[str, ...]) -> None:
+    """Show each job's progress; when all are done, open the last run (once)."""
+    running = [j for j in map(jobs.get, keys) if j is not None]
+    for job in running:
+        if job.error:
+            st.error(f"{job.label}: {job.error}")
+        elif not job.finished:
+            frac = job.done / job.total if job.total else 0.0
+            left = job.seconds_left
+            eta = f"{int(left // 60)}:{int(left % 60):02d} left" if left == left else "starting…"
+            st.progress(
+                frac,
+                text=f"{job.label}: {job.done}/{job.total or '?'} images · "
+                f"{job.rate:.0f} img/s · {eta}",
+            )
+    done = [j for j in running if j.finished and j.run is not None]
+    if not done or any(not j.finished for j in running):
         return
-    if job.error:
-        st.error(job.error)
-        return
-    if job.finished and job.run is not None:
-        if st.session_state.get("_opened_job") != key:
-            st.session_state["_opened_job"] = key
-            list_runs.clear()
-            # The run selectbox may already exist in this run: hand the id over via a
-            # pending key that sidebar() applies before it draws the widget.
-            st.session_state[PENDING_KEY] = job.run.run_id
-            st.rerun(scope="app")
-        st.success(f"Done: run {job.run.run_id[:6]} is open.")
-        return
-    frac = job.done / job.total if job.total else 0.0
-    left = job.seconds_left
-    eta = f"{int(left // 60)}:{int(left % 60):02d} left" if left == left else "starting…"
-    st.progress(
-        frac,
-        text=f"{job.label}: {job.done}/{job.total or '?'} images · {job.rate:.0f} img/s · {eta}",
-    )
+    if st.session_state.get("_opened_job") != keys:
+        st.session_state["_opened_job"] = keys
+        list_runs.clear()
+        # The run selectbox may already exist in this run: hand the id over via a
+        # pending key that sidebar() applies before it draws the widget.
+        st.session_state[PENDING_KEY] = done[-1].run.run_id
+        st.rerun(scope="app")
+    names = ", ".join(j.run.run_id[:6] for j in done)
+    st.success(f"Done: run {names} {'is' if len(done) == 1 else 'are'} stored; the last is open.")

@@ -181,6 +181,40 @@ def test_upload_a_checkpoint_and_evaluate_it(server: Server, page, tmp_path: Pat
     shoot(page, "after-upload")
 
 
+def test_upload_two_checkpoints_at_once_for_comparison(
+    server: Server, page, tmp_path: Path
+) -> None:
+    # Two checkpoints the store has not seen: the imbalanced and overfit weights re-saved.
+    files = []
+    for name in ("imbalanced", "overfit"):
+        path = tmp_path / f"batch_{name}.pt"
+        meta = json.loads(_safetensors_meta(CHECKPOINTS[name]))
+        torch.save({"state_dict": load_file(str(CHECKPOINTS[name])), **meta}, path)
+        files.append(str(path))
+
+    page.goto(server.url)
+    settle(page)
+    page.get_by_text("New run").click()
+    page.get_by_text("Upload", exact=True).click()
+    settle(page)
+    page.locator('input[type="file"]').set_input_files(files)
+    settle(page)
+    page.get_by_role("button", name="Evaluate all").click()
+    chosen = page.get_by_role("combobox", name="Stored runs")
+    deadline = time.monotonic() + 300  # bounded: two evaluations on a busy CPU
+    while "batch_" not in chosen.input_value() and time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+    assert "batch_" in chosen.input_value(), "the last evaluated upload must open"
+    settle(page)
+    chosen.click()
+    options = page.get_by_role("option")
+    labels = [options.nth(i).inner_text() for i in range(options.count())]
+    assert any("batch_imbalanced.pt" in t for t in labels), labels
+    assert any("batch_overfit.pt" in t for t in labels), labels
+    page.keyboard.press("Escape")
+    assert page.locator(ERRORS).count() == 0
+
+
 def _safetensors_meta(path: Path) -> str:
     from safetensors import safe_open
 
