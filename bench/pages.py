@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("overview", "confusion", "per_class", "mistakes", "overfitting", "runs")
+PAGES = (
+    "overview", "confusion", "per_class", "mistakes", "overfitting", "compare", "thresholds",
+    "calibration", "leakage", "suspicious", "runs",
+)  # fmt: skip
 REPEATS = 5
 GOAL_S = 1.0
 
