@@ -138,6 +138,7 @@ st.dataframe(
     ),
     hide_index=True,
     key="cmp_overall",
+    placeholder="–",  # the baseline's own delta
 )
 st.caption(
     f"Δ: each run minus the baseline ({names[baseline]}) in percentage points, with its 95% "

@@ -112,7 +112,7 @@ if "train" not in run.splits or not held_out:
     )
     st.stop()
 
-c_method, c_dist, c_split = st.columns([1, 2, 1], vertical_alignment="bottom")
+c_method, c_dist, c_split = st.columns([1.4, 2, 1], vertical_alignment="bottom")
 method = c_method.segmented_control(
     "Method",
     [PHASH, EMBEDDINGS],
