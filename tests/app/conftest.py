@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest, app_test
 
 from core.runs import Run
 from core.sample import ensure_sample_runs
@@ -39,3 +40,30 @@ def open_page(page: str, run: Run, **query: str) -> AppTest:
         at.run()
         assert not at.exception, at.exception
     return at
+
+
+class RecordingStorage(MemoryMediaFileStorage):
+    """AppTest's in-memory media storage, kept reachable after the run for the test to read."""
+
+    instances: list[RecordingStorage] = []
+
+    def __init__(self, media_endpoint: str) -> None:
+        super().__init__(media_endpoint)
+        RecordingStorage.instances.append(self)
+
+    @classmethod
+    def read(cls, url: str) -> bytes:
+        name = url.rsplit("/", 1)[-1]
+        for storage in reversed(cls.instances):
+            try:
+                return bytes(storage.get_file(name).content)
+            except Exception:
+                continue
+        raise AssertionError(f"no media file behind {url}")
+
+
+@pytest.fixture()
+def media(monkeypatch: pytest.MonkeyPatch) -> type[RecordingStorage]:
+    RecordingStorage.instances = []
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", RecordingStorage)
+    return RecordingStorage

@@ -7,42 +7,13 @@ import io
 import pandas as pd
 import plotly.io as pio
 import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-from streamlit.testing.v1 import app_test
 
 from core.runs import Run
 
-from .conftest import open_page
+from .conftest import RecordingStorage, open_page
 
 pytestmark = pytest.mark.slow
 COLUMNS = ["precision", "recall", "f1", "specificity", "support"]
-
-
-class RecordingStorage(MemoryMediaFileStorage):
-    """AppTest's in-memory media storage, kept reachable after the run for the test to read."""
-
-    instances: list[RecordingStorage] = []
-
-    def __init__(self, media_endpoint: str) -> None:
-        super().__init__(media_endpoint)
-        RecordingStorage.instances.append(self)
-
-    @classmethod
-    def read(cls, url: str) -> bytes:
-        name = url.rsplit("/", 1)[-1]
-        for storage in reversed(cls.instances):
-            try:
-                return bytes(storage.get_file(name).content)
-            except Exception:
-                continue
-        raise AssertionError(f"no media file behind {url}")
-
-
-@pytest.fixture()
-def media(monkeypatch: pytest.MonkeyPatch) -> type[RecordingStorage]:
-    RecordingStorage.instances = []
-    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", RecordingStorage)
-    return RecordingStorage
 
 
 @pytest.mark.parametrize("name", ["good", "overfit", "imbalanced"])

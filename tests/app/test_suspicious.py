@@ -9,44 +9,16 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-from streamlit.testing.v1 import AppTest, app_test
+from streamlit.testing.v1 import AppTest
 
 from core.runs import Run
 
-from .conftest import open_page
+from .conftest import RecordingStorage, open_page
 
 pytestmark = pytest.mark.slow
 
 ZOOM = "sl_gallery-zoom-"
 COUNT = re.compile(r"^\*\*([\d,]+)\*\* suspicious labels among ([\d,]+) (\w+) images$")
-
-
-class RecordingStorage(MemoryMediaFileStorage):
-    """AppTest's in-memory media storage, kept reachable after the run for the test to read."""
-
-    instances: list[RecordingStorage] = []
-
-    def __init__(self, media_endpoint: str) -> None:
-        super().__init__(media_endpoint)
-        RecordingStorage.instances.append(self)
-
-    @classmethod
-    def read(cls, url: str) -> bytes:
-        name = url.rsplit("/", 1)[-1]
-        for storage in reversed(cls.instances):
-            try:
-                return bytes(storage.get_file(name).content)
-            except Exception:
-                continue
-        raise AssertionError(f"no media file behind {url}")
-
-
-@pytest.fixture()
-def media(monkeypatch: pytest.MonkeyPatch) -> type[RecordingStorage]:
-    RecordingStorage.instances = []
-    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", RecordingStorage)
-    return RecordingStorage
 
 
 def _reference(run: Run, split: str) -> list[tuple[int, int, float]]:
