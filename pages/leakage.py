@@ -43,20 +43,30 @@ def _hashes(run_id: str) -> pd.DataFrame:
     return leakage.run_hashes(run)
 
 
-def _ensure_hashes(run: Run) -> None:
-    """Compute and cache the run's hashes, with a progress bar, the first time only."""
-    done = st.session_state.setdefault("lk_hashed", set())  # also when the store is read-only
-    if run.run_id in done or leakage.has_cached_hashes(run):
+def _compute_once(run: Run, *, key: str, cached: bool, compute, verb: str) -> None:  # noqa: ANN001
+    """Run ``compute(progress=...)`` with a progress bar unless the run's cache file exists."""
+    done = st.session_state.setdefault(key, set())  # also when the store is read-only
+    if run.run_id in done or cached:
         return
-    bar = st.progress(0.0, text="Hashing the images (first visit of this run only)…")
-    leakage.run_hashes(
-        run,
-        progress=lambda done, total: bar.progress(
-            done / max(total, 1), text=f"Hashing the images: {done:,} of {total:,}…"
-        ),
+    bar = st.progress(0.0, text=f"{verb} the images (first visit of this run only)…")
+    compute(
+        progress=lambda n, total: bar.progress(
+            n / max(total, 1), text=f"{verb} the images: {n:,} of {total:,}…"
+        )
     )
     bar.empty()
     done.add(run.run_id)
+
+
+def _ensure_hashes(run: Run) -> None:
+    """Compute and cache the run's hashes, the first time only."""
+    _compute_once(
+        run,
+        key="lk_hashed",
+        cached=leakage.has_cached_hashes(run),
+        compute=lambda progress: leakage.run_hashes(run, progress=progress),
+        verb="Hashing",
+    )
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -68,20 +78,15 @@ def _embeddings(run_id: str) -> np.ndarray:
 
 
 def _ensure_embeddings(run: Run) -> None:
-    """Compute and cache the run's embeddings, with a progress bar, the first time only."""
-    done = st.session_state.setdefault("lk_embedded", set())  # also when the store is read-only
-    if run.run_id in done or embeddings.has_cached_embeddings(run):
-        return
-    bar = st.progress(0.0, text="Embedding the images with the model (first visit only)…")
+    """Compute and cache the run's embeddings, the first time only."""
     with st.spinner("Loading the model…"):
-        embeddings.run_embeddings(
+        _compute_once(
             run,
-            progress=lambda done, total: bar.progress(
-                done / max(total, 1), text=f"Embedding the images: {done:,} of {total:,}…"
-            ),
+            key="lk_embedded",
+            cached=embeddings.has_cached_embeddings(run),
+            compute=lambda progress: embeddings.run_embeddings(run, progress=progress),
+            verb="Embedding",
         )
-    bar.empty()
-    done.add(run.run_id)
 
 
 def _thumb(run: Run, split: str, path: str) -> None:

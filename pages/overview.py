@@ -8,8 +8,8 @@ import dataclasses
 import streamlit as st
 
 from core import charts, diagnostics, tables
-from core.diagnostics import pct, pct_brief
-from ui.alerts import verdict_box
+from core.diagnostics import pct
+from ui.alerts import all_classes_pass, verdict_box
 from ui.boot import ensure_app
 from ui.state import current_run, split_picker, thresholds
 
@@ -122,10 +122,7 @@ chart_col.plotly_chart(
 with list_col:
     failing = tables.failing_classes(m, t)
     if failing.empty:
-        st.success(
-            f"Every class has precision and recall of at least {pct_brief(t.good_class)}.",
-            icon=":material/check_circle:",
-        )
+        all_classes_pass(t.good_class)
     else:
         st.markdown(f"**{len(failing)} of {len(table)} classes below the thresholds**")
         st.dataframe(

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import charts, tables
 from core.diagnostics import pct, pct_brief
+from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
 from ui.state import current_run, split_picker, thresholds
 
@@ -40,10 +41,7 @@ with st.expander("Precision or recall: which one matters?", icon=":material/help
 table = tables.per_class_table(m, t)
 failing = tables.failing_classes(m, t)
 if failing.empty:
-    st.success(
-        f"Every class has precision and recall of at least {pct_brief(t.good_class)}.",
-        icon=":material/check_circle:",
-    )
+    all_classes_pass(t.good_class)
 else:
     names = ", ".join(
         f"'{r['class']}' ({r['weakest']} {pct(r['score'])})"

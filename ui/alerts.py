@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.diagnostics import pct_brief
+
 _BOX = {"good": st.success, "needs attention": st.warning, "bad": st.error}
 _ICON = {
     "good": ":material/check_circle:",
@@ -15,3 +17,11 @@ _ICON = {
 def verdict_box(level: str, body: str) -> None:
     """Render ``body`` (markdown) in the box of ``level`` (good / needs attention / bad)."""
     _BOX[level](body, icon=_ICON[level])
+
+
+def all_classes_pass(threshold: float) -> None:
+    """Render the green box saying no class falls below ``threshold``."""
+    st.success(
+        f"Every class has precision and recall of at least {pct_brief(threshold)}.",
+        icon=_ICON["good"],
+    )
