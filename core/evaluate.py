@@ -83,71 +83,79 @@ def evaluate(
     if cached is not None:
         say(f"cached run {rid}: no inference needed")
         return cached
+    # One evaluation per run id at a time, across threads and processes: whoever waited for
+    # the lock then finds the run the first one stored and runs no inference.
+    with store.lock(rid, on_wait=lambda: say(f"waiting for another evaluation of run {rid}")):
+        cached = store.get(rid)
+        if cached is not None:
+            say(f"cached run {rid}: no inference needed")
+            return cached
 
-    width = inference.output_width(ckpt.module, prep, dev, batch_size=batch_size)
-    _check_width(width, class_names, ds)
-    to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
-    labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
-    say(f"evaluating {len(ds.items)} images ({ckpt.architecture}, {prep.image_size}px) on {dev}")
-    t_inf = time.perf_counter()
-    pred = inference.predict(
-        ckpt.module,
-        [ds.abspath(it) for it in ds.items],
-        labels,
-        prep,
-        device=dev,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
-    )
-    t_done = time.perf_counter()
-    kept = [ds.items[i] for i in pred.index]
-    skipped = list(ds.skipped) + [
-        data.Skipped(ds.items[i].split, ds.items[i].path, why) for i, why in pred.failed.items()
-    ]
-    table = runs.predictions_table(
-        split=[it.split for it in kept],
-        path=[it.path for it in kept],
-        y_true=labels[pred.index],
-        y_pred=pred.y_pred,
-        confidence=pred.confidence,
-        loss=pred.loss,
-        probs=pred.probs,
-    )
-    report = _metrics_json(class_names, ds, kept, labels[pred.index], pred, skipped)
-    meta = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "checkpoint": {
-            "name": ckpt.path.name,
-            "path": str(ckpt.path.resolve()),
-            "sha256": ckpt.sha256,
-            "format": ckpt.format,
-            "trusted": trust_checkpoint,
-        },
-        "architecture": ckpt.architecture,
-        "class_names": class_names,
-        "preprocessing": prep.to_dict(),
-        "dataset": {
-            "root": str(ds.root.resolve()),
-            "fingerprint": ds.fingerprint,
-            "splits": {s: ds.count(s) for s in ds.split_dirs},
-            # where each split's images live: prediction paths are relative to these
-            "split_dirs": {s: str(d.resolve()) for s, d in ds.split_dirs.items()},
-        },
-        "skipped": [{"split": s.split, "path": s.path, "reason": s.reason} for s in skipped],
-        "device": str(dev),
-        "batch_size": batch_size,
-        "timings": {
-            "load_s": round(t_load - t0, 3),
-            "scan_s": round(t_scan - t_load, 3),
-            "inference_s": round(t_done - t_inf, 3),
-            "images_per_s": round(len(ds.items) / max(t_done - t_inf, 1e-9), 1),
-        },
-        "versions": _versions(),
-    }
-    run = store.write(rid, table, meta, report)
-    say(f"wrote run {rid} ({len(kept)} predictions, {len(skipped)} skipped)")
-    return run
+        width = inference.output_width(ckpt.module, prep, dev, batch_size=batch_size)
+        _check_width(width, class_names, ds)
+        to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
+        labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
+        what = f"{ckpt.architecture}, {prep.image_size}px"
+        say(f"evaluating {len(ds.items)} images ({what}) on {dev}")
+        t_inf = time.perf_counter()
+        pred = inference.predict(
+            ckpt.module,
+            [ds.abspath(it) for it in ds.items],
+            labels,
+            prep,
+            device=dev,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+        )
+        t_done = time.perf_counter()
+        kept = [ds.items[i] for i in pred.index]
+        skipped = list(ds.skipped) + [
+            data.Skipped(ds.items[i].split, ds.items[i].path, why) for i, why in pred.failed.items()
+        ]
+        table = runs.predictions_table(
+            split=[it.split for it in kept],
+            path=[it.path for it in kept],
+            y_true=labels[pred.index],
+            y_pred=pred.y_pred,
+            confidence=pred.confidence,
+            loss=pred.loss,
+            probs=pred.probs,
+        )
+        report = _metrics_json(class_names, ds, kept, labels[pred.index], pred, skipped)
+        meta = {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "checkpoint": {
+                "name": ckpt.path.name,
+                "path": str(ckpt.path.resolve()),
+                "sha256": ckpt.sha256,
+                "format": ckpt.format,
+                "trusted": trust_checkpoint,
+            },
+            "architecture": ckpt.architecture,
+            "class_names": class_names,
+            "preprocessing": prep.to_dict(),
+            "dataset": {
+                "root": str(ds.root.resolve()),
+                "fingerprint": ds.fingerprint,
+                "splits": {s: ds.count(s) for s in ds.split_dirs},
+                # where each split's images live: prediction paths are relative to these
+                "split_dirs": {s: str(d.resolve()) for s, d in ds.split_dirs.items()},
+            },
+            "skipped": [{"split": s.split, "path": s.path, "reason": s.reason} for s in skipped],
+            "device": str(dev),
+            "batch_size": batch_size,
+            "timings": {
+                "load_s": round(t_load - t0, 3),
+                "scan_s": round(t_scan - t_load, 3),
+                "inference_s": round(t_done - t_inf, 3),
+                "images_per_s": round(len(ds.items) / max(t_done - t_inf, 1e-9), 1),
+            },
+            "versions": _versions(),
+        }
+        run = store.write(rid, table, meta, report)
+        say(f"wrote run {rid} ({len(kept)} predictions, {len(skipped)} skipped)")
+        return run
 
 
 def _metrics_json(

@@ -7,12 +7,15 @@ crash never leaves a half run visible; a damaged run is detected and dropped, ne
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +133,28 @@ class RunStore:
     def path_for(self, rid: str) -> Path:
         """Return where run ``rid`` lives (whether or not it exists)."""
         return self.root / rid
+
+    @contextlib.contextmanager
+    def lock(self, rid: str, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the exclusive lock of run ``rid`` (``<root>/.locks/<rid>.lock``) while inside.
+
+        An ``fcntl.flock`` on a file of its own, so threads (each opens the file anew) and
+        processes on this machine exclude each other alike, and the kernel releases it when
+        the holder dies. ``on_wait`` is called once when another holder makes us wait.
+        """
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{rid}.lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def get(self, rid: str) -> Run | None:
         """Return run ``rid`` if it is complete and intact; a damaged one is removed."""
