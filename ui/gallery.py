@@ -21,6 +21,7 @@ from PIL import Image
 from core import gallery
 from core.errors import ClassLensError
 from core.runs import Run
+from ui import jobs
 
 if TYPE_CHECKING:
     from core.models import Checkpoint
@@ -126,14 +127,16 @@ def _overlays(
 
     ckpt = _gradcam_model(sha256, _run.meta)
     assert not isinstance(ckpt, str), ckpt
-    return gradcam.overlays(
-        ckpt,
-        paths,
-        gradcam.run_preprocessing(_run.meta),
-        targets=targets,
-        size=size,
-        device=resolve_device("auto"),
-    )
+    # The module is shared by every session (cache_resource) and Grad-CAM hooks into it.
+    with jobs.model_lock(f"gradcam:{sha256}"):
+        return gradcam.overlays(
+            ckpt,
+            paths,
+            gradcam.run_preprocessing(_run.meta),
+            targets=targets,
+            size=size,
+            device=resolve_device("auto"),
+        )
 
 
 def gradcam_overlays(

@@ -1,11 +1,14 @@
 """Evaluations off the script thread: one job per input key, shared by every session.
 
 A widget click reruns the page script; the job keeps running in its own thread, and a second
-request for the same inputs joins the running job instead of starting another.
+request for the same inputs joins the running job instead of starting another. Across server
+processes the run-id lock in core.runs does the same. Each job writes one line to stderr when
+its inference starts (``classlens: inference started: <label>``), which the load test counts.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,7 +66,12 @@ def start(key: str, label: str, work: Callable[[Progress], Run]) -> Job:
             return job
         job = jobs[key] = Job(key, label)
 
+    said: list[bool] = []
+
     def progress(done: int, total: int) -> None:
+        if not said:  # the first progress call: inference really runs (not a stored run)
+            said.append(True)
+            print(f"classlens: inference started: {label}", file=sys.stderr, flush=True)
         job.done, job.total = done, total
 
     def target() -> None:
@@ -78,3 +86,20 @@ def start(key: str, label: str, work: Callable[[Progress], Run]) -> Job:
 
     threading.Thread(target=target, name=f"classlens-eval-{key[:8]}", daemon=True).start()
     return job
+
+
+@st.cache_resource
+def _model_locks() -> tuple[dict[str, threading.Lock], threading.Lock]:
+    return {}, threading.Lock()
+
+
+def model_lock(key: str) -> threading.Lock:
+    """Return the lock that guards the model ``key`` shared through ``st.cache_resource``.
+
+    A shared torch module is not safe to run from two sessions at once when a call changes
+    it (Grad-CAM registers hooks and runs backward; ``.to(device)``/``.eval()`` mutate it),
+    so every use of such a model holds its lock.
+    """
+    locks, guard = _model_locks()
+    with guard:
+        return locks.setdefault(key, threading.Lock())
