@@ -182,15 +182,23 @@ def overlay_cells(classes: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def selected_cell(
-    points: Sequence[dict[str, Any]], classes: Sequence[int]
+    points: Sequence[dict[str, Any]],
+    classes: Sequence[int],
+    *,
+    cells: Sequence[tuple[int, int]] | None = None,
+    trace: int = OVERLAY_TRACE,
 ) -> tuple[int, int] | None:
     """Return the (true_idx, pred_idx) of the first clicked overlay point in a plotly
-    selection, or None when no cell was clicked."""
-    cells = overlay_cells(classes)
+    selection, or None when no cell was clicked.
+
+    cells, trace: the click targets in point order and their curve number, when not
+    :func:`overlay_cells` of ``classes`` on ``OVERLAY_TRACE`` (the image-mode heatmap's).
+    """
+    cells = overlay_cells(classes) if cells is None else cells
     for p in points:
         idx = p.get("point_index", p.get("pointIndex"))
-        curve = p.get("curve_number", p.get("curveNumber", OVERLAY_TRACE))
-        if curve == OVERLAY_TRACE and idx is not None and 0 <= int(idx) < len(cells):
+        curve = p.get("curve_number", p.get("curveNumber", trace))
+        if curve == trace and idx is not None and 0 <= int(idx) < len(cells):
             return cells[int(idx)]
     return None
 

@@ -92,6 +92,25 @@ def per_class_table(m: SplitMetrics, t: Thresholds = Thresholds()) -> pd.DataFra
     return df
 
 
+CLASS_SORTS = {  # sort key of class_view -> (what the selector says, ascending)
+    "f1": ("worst F1 first", True),
+    "recall": ("worst recall first", True),
+    "precision": ("worst precision first", True),
+    "support": ("most images first", False),
+    "class": ("class name", True),
+}
+
+
+def class_view(table: pd.DataFrame, *, query: str = "", sort: str = "f1") -> pd.DataFrame:
+    """Return the rows of a per_class_table whose class name contains ``query`` (any case),
+    sorted by ``sort`` (a :data:`CLASS_SORTS` key; ties keep class order), index kept."""
+    if sort not in CLASS_SORTS:
+        raise ValueError(f"sort must be one of {', '.join(CLASS_SORTS)}, got {sort!r}.")
+    q = query.strip().lower()
+    rows = table[table["class"].str.lower().str.contains(q, regex=False)] if q else table
+    return rows.sort_values(sort, ascending=CLASS_SORTS[sort][1], kind="stable")
+
+
 def averages_table(m: SplitMetrics) -> pd.DataFrame:
     """Return the macro and weighted average rows (class = "macro avg" / "weighted avg")."""
     rows = [

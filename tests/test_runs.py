@@ -172,11 +172,12 @@ def test_predictions_parquet_columns_and_rows(checkpoint: Path, dataset: Path) -
     assert set(df.path[df.split == "test"]) == {
         f"{c}/{i:03d}.png" for c in ("bird", "cat", "dog") for i in range(4)
     }
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # probs are stored float16 (11 significant bits); confidence and loss stay float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=2e-3)
     np.testing.assert_array_equal(df.y_pred, probs.argmax(axis=1))
-    np.testing.assert_allclose(df.confidence, probs.max(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(df.confidence, probs.max(axis=1), rtol=2**-11)
     true_prob = probs[np.arange(24), df.y_true.to_numpy()]
-    np.testing.assert_allclose(df.loss, -np.log(true_prob), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(df.loss, -np.log(true_prob), rtol=1e-4, atol=1e-3)
     # y_true is the class folder's index in class_names.
     names = np.array(run.class_names)
     assert (names[df.y_true] == df.path.str.split("/").str[0]).all()
@@ -196,7 +197,7 @@ def test_predictions_match_the_model_run_by_hand(
     with torch.inference_mode():
         expected = torch.softmax(model(x), dim=1)[0].numpy()
 
-    np.testing.assert_allclose(run.probs()[row], expected, atol=1e-5)
+    np.testing.assert_allclose(run.probs()[row], expected, rtol=2**-11, atol=6e-8)  # float16
 
 
 def test_metrics_json_matches_a_recomputation_and_sklearn(checkpoint: Path, dataset: Path) -> None:
