@@ -1,7 +1,8 @@
 """ClassLens dashboard: ``streamlit run app.py``.
 
-Page config, the bundled sample made ready, the sidebar run picker, then ``st.navigation``
-over the views in pages/. Pages are thin: they read the chosen run and call core/.
+Page config, the login gate (hosted mode only, see ui/auth.py), the bundled sample made
+ready, the sidebar run picker, then ``st.navigation`` over the views in pages/. Pages are
+thin: they read the chosen run and call core/.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import streamlit as st
 
 from core.errors import ClassLensError
 from core.sample import ensure_sample_runs
+from ui.auth import gate, load_settings
 from ui.boot import inside_app
 from ui.picker import sidebar
 from ui.state import list_runs
@@ -41,12 +43,15 @@ PAGES = [
     st.Page("pages/runs.py", title="All runs", icon=":material/list:"),
 ]
 
+# Before anything else is drawn: an anonymous visitor of a hosted server sees only the login.
+role = gate(load_settings())
+
 try:
     _sample_ready()
 except ClassLensError as exc:
     st.error(f"Could not evaluate the bundled sample: {exc}")
 
 page = st.navigation(PAGES)
-sidebar()
+sidebar(can_edit=role.can_edit)
 with inside_app():
     page.run()

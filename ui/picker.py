@@ -23,8 +23,11 @@ PENDING_KEY = "_pending_run_id"
 UPLOAD_TYPES = ["safetensors", "pt", "pth", "ckpt", "bin", "pt2"]
 
 
-def sidebar() -> None:
-    """Render the run picker; keeps ``st.session_state[RUN_KEY]`` and ``?run=`` in step."""
+def sidebar(*, can_edit: bool = True) -> None:
+    """Render the run picker; keeps ``st.session_state[RUN_KEY]`` and ``?run=`` in step.
+
+    ``can_edit`` False (a hosted viewer): no New run form, so no upload and no evaluation.
+    """
     runs = list_runs()
     ids = [r.run_id for r in runs]
     labels = {r.run_id: run_label(r) for r in runs}
@@ -45,8 +48,9 @@ def sidebar() -> None:
             )
         else:
             st.caption("No stored runs yet.")
-        with st.expander("New run", expanded=not ids):
-            _new_run_form()
+        if can_edit:
+            with st.expander("New run", expanded=not ids):
+                _new_run_form()
     if st.session_state.get(RUN_KEY):
         st.query_params["run"] = st.session_state[RUN_KEY]
 

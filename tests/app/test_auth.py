@@ -1,0 +1,147 @@
+"""Hosted mode under AppTest: the password gate, OIDC roles, and what a viewer may not see."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runs import Run
+from core.settings import Settings
+from tests.app.conftest import ROOT
+from ui.auth import Role, check_password, oidc_role
+
+EDITOR_PW = "correct horse battery staple"
+VIEWER_PW = "viewer-secret"
+AUTH = {  # what st.login would need; AppTest seeds st.user instead of redirecting
+    "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+    "cookie_secret": "x" * 32,
+    "client_id": "classlens",
+    "client_secret": "secret",
+    "server_metadata_url": "http://127.0.0.1:1/.well-known/openid-configuration",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_hosted_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """app.py exports CLASSLENS_HOSTED=1 when secrets switch hosted on: keep it in this test."""
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in
+                 ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")]:  # fmt: skip
+        monkeypatch.delenv(name)
+    yield
+    os.environ.pop("CLASSLENS_HOSTED", None)
+
+
+def _app(run: Run, classlens: dict, **extra: dict) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.secrets["classlens"] = {"hosted": True, **classlens}
+    for name, table in extra.items():
+        at.secrets[name] = table
+    at.query_params["run"] = run.run_id
+    return at.run()
+
+
+def _sidebar_labels(at: AppTest) -> list[str]:
+    """Return the sidebar's pickers; the New run form shows as its checkpoint-source radio."""
+    form = ["New run"] if any(r.key == "ck_src" for r in at.sidebar.radio) else []
+    return [w.label for w in at.sidebar.selectbox] + form
+
+
+def _only_login(at: AppTest) -> None:
+    """Nothing of the dashboard: no run picker, no New run, no metrics, no verdict."""
+    assert not at.exception, at.exception
+    assert _sidebar_labels(at) == []
+    assert len(at.metric) == 0
+    assert not any("Stored runs" in str(w.label) for w in at.selectbox)
+
+
+def test_password_comparison_roles() -> None:
+    s = Settings(hosted=True, auth="password", editor_password="ed", viewer_password="vi")
+    assert check_password("ed", s) is Role.EDITOR
+    assert check_password("vi", s) is Role.VIEWER
+    for wrong in ("", "e", "ed ", "ED", "vied", "x" * 1000):
+        assert check_password(wrong, s) is None
+    both = Settings(hosted=True, auth="password", editor_password="same", viewer_password="same")
+    assert check_password("same", both) is Role.EDITOR
+    only_editor = Settings(hosted=True, auth="password", editor_password="ed")
+    assert check_password("", only_editor) is None  # an unset viewer password opens nothing
+
+
+def test_oidc_roles_from_email_lists() -> None:
+    s = Settings(hosted=True, auth="oidc", editors=("ed@example.org",))
+    assert oidc_role("Ed@Example.org", s) is Role.EDITOR
+    assert oidc_role("anyone@example.org", s) is Role.VIEWER
+    assert oidc_role(None, s) is None
+    listed = Settings(hosted=True, auth="oidc", editors=("ed@example.org",),
+                      viewers=("vi@example.org",))  # fmt: skip
+    assert oidc_role("vi@example.org", listed) is Role.VIEWER
+    assert oidc_role("ed@example.org", listed) is Role.EDITOR
+    assert oidc_role("stranger@example.org", listed) is None
+
+
+def test_password_gate_wrong_viewer_editor(sample_runs: dict[str, Run]) -> None:
+    at = _app(sample_runs["good"], {"editor_password": EDITOR_PW, "viewer_password": VIEWER_PW})
+    _only_login(at)
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert at.text_input[0].proto.type == at.text_input[0].proto.PASSWORD
+    assert os.environ.get("CLASSLENS_HOSTED") == "1"  # core code enforces hosted rules too
+
+    at.text_input[0].input(EDITOR_PW[:-1])
+    at.button[0].click()
+    at.run()
+    _only_login(at)
+    assert any("Wrong password" in e.value for e in at.error)
+
+    at.text_input[0].input(VIEWER_PW)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Stored runs" in _sidebar_labels(at)
+    assert "New run" not in _sidebar_labels(at)  # a viewer cannot upload or evaluate
+    assert any("viewer" in c.value for c in at.sidebar.caption)
+    assert len(at.metric) > 0  # the Overview shows the run's metrics
+
+    at.sidebar.button(key="_classlens_sign_out").click()
+    at.run()
+    _only_login(at)
+
+    at.text_input[0].input(EDITOR_PW)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert {"Stored runs", "New run"} <= set(_sidebar_labels(at))
+    assert any("editor" in c.value for c in at.sidebar.caption)
+
+
+def test_hosted_without_login_stays_closed(sample_runs: dict[str, Run]) -> None:
+    at = _app(sample_runs["good"], {})
+    _only_login(at)
+    assert "no login is configured" in at.error[0].value
+    assert len(at.button) == 0
+
+
+def test_oidc_anonymous_viewer_editor_refused(sample_runs: dict[str, Run]) -> None:
+    conf = {"auth": "oidc", "editors": ["editor@example.org"], "viewers": ["viewer@example.org"]}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.secrets["classlens"] = {"hosted": True, **conf}
+    at.secrets["auth"] = AUTH
+    at.query_params["run"] = sample_runs["good"].run_id
+    at.user = {"is_logged_in": False}
+    at.run()
+    _only_login(at)
+    assert [b.label for b in at.button] == ["Log in"]
+
+    for email, role in (("viewer@example.org", "viewer"), ("EDITOR@example.org", "editor")):
+        at.user = {"is_logged_in": True, "email": email}
+        at.run()
+        assert not at.exception, at.exception
+        assert any(email in c.value and role in c.value for c in at.sidebar.caption)
+        assert ("New run" in _sidebar_labels(at)) is (role == "editor")
+        assert len(at.metric) > 0
+
+    at.user = {"is_logged_in": True, "email": "stranger@example.org"}
+    at.run()
+    _only_login(at)
+    assert "may not open this dashboard" in at.error[0].value

@@ -1,0 +1,207 @@
+"""Who may use this server: local (everyone is an editor) or hosted (login, then a role).
+
+app.py calls :func:`load_settings` then :func:`gate` before anything else is drawn. Hosted
+mode signs people in with Streamlit's native OIDC (``st.login`` / ``st.user``, configured in
+the ``[auth]`` table of secrets) or with the passwords in ``[classlens]``; anyone not signed
+in sees only the login screen. Editors may upload and evaluate; viewers open runs and views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core import settings as core_settings
+from core.errors import ClassLensError
+from core.settings import Settings
+
+ROLE_KEY = "_classlens_role"  # password mode: the role, kept for the browser session
+USER_KEY = "_classlens_user"  # who is signed in, as shown in the sidebar
+TITLE = "ClassLens"
+
+
+class Role(StrEnum):
+    """What a signed-in person may do."""
+
+    VIEWER = "viewer"  # open runs and every view
+    EDITOR = "editor"  # also upload checkpoints and evaluate
+
+    @property
+    def can_edit(self) -> bool:
+        """Return whether this role may upload, evaluate and change the run store."""
+        return self is Role.EDITOR
+
+
+def _secrets_table(name: str) -> dict[str, Any]:
+    """Return one table of st.secrets as a dict; no secrets file at all is an empty table."""
+    try:
+        table = st.secrets.get(name)
+    except FileNotFoundError as exc:  # StreamlitSecretNotFoundError subclasses it
+        files = st.get_option("secrets.files") or []
+        if any(Path(f).exists() for f in files):
+            # A hosted server whose secrets file is broken must not fall back to local mode.
+            raise ClassLensError(f"could not read the secrets file: {exc}") from None
+        return {}
+    return dict(table) if table else {}
+
+
+def load_settings() -> Settings:
+    """Return the settings from env over secrets' [classlens]; hosted mode is exported to env.
+
+    Settings that cannot be read show an error screen and stop: a server with a broken
+    configuration stays closed rather than falling back to local mode.
+
+    Exporting ``CLASSLENS_HOSTED=1`` makes ``core.settings.current()`` (which reads only the
+    environment) enforce hosted rules in core code too, e.g. refusing code-bearing checkpoints.
+    """
+    try:
+        settings = core_settings.load(_secrets_table("classlens"))
+    except ClassLensError as exc:
+        closed(f"ClassLens is misconfigured, so it stays closed: {exc}")
+    if settings.hosted:
+        os.environ[core_settings.ENV_PREFIX + "HOSTED"] = "1"
+    return settings
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def check_password(given: str, settings: Settings) -> Role | None:
+    """Return the role the password opens (editor first), or None when it opens nothing.
+
+    Both configured passwords are always compared, and on SHA-256 digests, so neither the
+    time taken nor the length of the secrets tells anything about them.
+    """
+    given_digest = _digest(given)
+    found: Role | None = None
+    for role, secret in ((Role.VIEWER, settings.viewer_password),
+                         (Role.EDITOR, settings.editor_password)):  # fmt: skip
+        if secret and hmac.compare_digest(given_digest, _digest(secret)):
+            found = role  # editor last, so a password set for both opens the editor role
+    return found
+
+
+def oidc_role(email: str | None, settings: Settings) -> Role | None:
+    """Return the role of a signed-in e-mail address, or None when it may not sign in."""
+    if not email:
+        return None
+    email = email.strip().lower()
+    if email in settings.editors:
+        return Role.EDITOR
+    if settings.viewers and email not in settings.viewers:
+        return None
+    return Role.VIEWER
+
+
+def _only(render) -> None:  # noqa: ANN001
+    """Show one screen and nothing else: no run picker, no page list, no views."""
+    # A hidden one-page navigation: without any st.navigation call Streamlit would list the
+    # files in pages/ in the sidebar.
+    st.navigation([st.Page(render, title=TITLE, default=True)], position="hidden").run()
+    st.stop()
+
+
+def closed(message: str) -> None:
+    """Show only an error screen (the server stays closed) and stop the script."""
+
+    def screen() -> None:
+        st.title(TITLE)
+        st.error(message)
+
+    _only(screen)
+
+
+def gate(settings: Settings) -> Role:
+    """Return the visitor's role; for anyone not (yet) allowed in, draw the login and stop."""
+    if not settings.hosted:
+        return Role.EDITOR
+    if settings.auth == "password":
+        return _password_gate(settings)
+    if settings.auth == "oidc":
+        return _oidc_gate(settings)
+    closed(
+        "This ClassLens server is in hosted mode but no login is configured, so it stays "
+        'closed. Set `auth = "oidc"` (with an `[auth]` table: redirect_uri, cookie_secret, '
+        'client_id, client_secret, server_metadata_url) or `auth = "password"` (with '
+        "`editor_password` and/or `viewer_password`) in the `[classlens]` table of "
+        "`.streamlit/secrets.toml`, or the matching `CLASSLENS_AUTH` environment variables."
+    )
+    raise AssertionError("unreachable")  # closed() stops the script
+
+
+def _account(who: str, role: Role, label: str, on_click) -> None:  # noqa: ANN001
+    with st.sidebar:
+        st.caption(f"Signed in as **{who}** · {role.value}")
+        st.button(label, on_click=on_click, key="_classlens_sign_out")
+
+
+def _password_gate(settings: Settings) -> Role:
+    if not (settings.editor_password or settings.viewer_password):
+        closed(
+            "Password login is on but no password is set: add `editor_password` and/or "
+            "`viewer_password` to the `[classlens]` table of `.streamlit/secrets.toml` (or "
+            "`CLASSLENS_EDITOR_PASSWORD` / `CLASSLENS_VIEWER_PASSWORD`)."
+        )
+    role = st.session_state.get(ROLE_KEY)
+    if role in (Role.VIEWER, Role.EDITOR):
+        role = Role(role)
+        _account(f"{role.value} password", role, "Sign out", _sign_out)
+        return role
+
+    def screen() -> None:
+        st.title(TITLE)
+        st.write("This dashboard is private. Enter the password you were given to open it.")
+        with st.form("classlens_sign_in"):
+            password = st.text_input("Password", type="password")
+            submitted = st.form_submit_button("Sign in", type="primary")
+        if submitted:
+            found = check_password(password, settings)
+            if found is None:
+                st.error("Wrong password. Check it with whoever gave you access and try again.")
+            else:
+                st.session_state[ROLE_KEY] = found.value
+                st.rerun()
+
+    _only(screen)
+    raise AssertionError("unreachable")
+
+
+def _sign_out() -> None:
+    st.session_state.pop(ROLE_KEY, None)
+
+
+def _oidc_gate(settings: Settings) -> Role:
+    if not _secrets_table("auth"):
+        closed(
+            "OIDC login is on but `.streamlit/secrets.toml` has no `[auth]` table. Add "
+            "redirect_uri (this server's URL + /oauth2callback), cookie_secret, client_id, "
+            "client_secret and server_metadata_url from your identity provider."
+        )
+    if not st.user.is_logged_in:
+
+        def screen() -> None:
+            st.title(TITLE)
+            st.write("This dashboard is private. Log in with your organisation's account.")
+            st.button("Log in", type="primary", on_click=st.login)
+
+        _only(screen)
+    email = st.user.get("email")
+    role = oidc_role(email, settings) if st.user.get("email_verified") is not False else None
+    if role is None:
+
+        def refused() -> None:
+            st.title(TITLE)
+            who = f"**{email}**" if email else "This account (it has no e-mail address)"
+            st.error(f"{who} may not open this dashboard. Ask its owner to add you as a viewer.")
+            st.button("Log out", on_click=st.logout)
+
+        _only(refused)
+    _account(str(email), role, "Log out", st.logout)
+    return role
