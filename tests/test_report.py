@@ -1,0 +1,102 @@
+"""The exported HTML report: self-contained, escaped, and its numbers are scikit-learn's."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from core.diagnostics import Thresholds, health
+from core.evaluate import evaluate
+from core.report import build_report
+from core.runs import Run
+from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
+
+EVIL = "<script>"  # a class folder named like a tag: must be shown, never interpreted
+CLASSES = (EVIL, "cat", "dog&co")
+
+
+@pytest.fixture
+def evil_run(tmp_path: Path, runs_dir: Path) -> Run:
+    """Return a run on a train/test dataset whose class names need escaping."""
+    data = write_dataset(tmp_path / "evil", classes=CLASSES, per_class=5)
+    ckpt = save_safetensors(
+        make_model(seed=3), tmp_path / "m.safetensors", classlens_meta(class_names=None)
+    )
+    return evaluate(ckpt, data, runs_dir=runs_dir, num_workers=0)
+
+
+@pytest.fixture
+def report(evil_run: Run) -> str:
+    return build_report(evil_run, "test")
+
+
+def _values(html: str, row_attr: str, row_value: str) -> dict[str, float]:
+    row = re.search(rf"<tr {row_attr}='{re.escape(row_value)}'>(.*?)</tr>", html)
+    assert row, f"no row {row_attr}={row_value!r}"
+    return {k: float(v) for k, v in re.findall(r"data-metric='(\w+)' data-value='([^']+)'", row[1])}
+
+
+def test_no_network_references(report: str) -> None:
+    # Scripts are inlined: no <script src=...>; outside them no tag fetches from the network
+    # (plotly.js's own code mentions URLs, e.g. its logo link, but loads nothing).
+    assert not re.search(r"<script[^>]*\ssrc\s*=", report, re.I)
+    markup = re.sub(r"(?s)<script[^>]*>.*?</script>", "", report)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", markup, re.I)
+    assert "<link" not in markup and "@import" not in markup
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", markup)
+    assert "plotly.js v" in report  # the library itself is inlined
+
+
+def test_class_and_file_names_are_escaped(report: str, evil_run: Run) -> None:
+    # Every opened <script> tag is one of ours (plotly.js + one per figure) and is closed:
+    # the class name never opens one.
+    figures = report.count("Plotly.newPlot(")
+    assert len(re.findall(r"<script[^>]*>", report)) == 1 + figures
+    assert f"data-class='{'&lt;script&gt;'}'" in report
+    assert "dog&amp;co" in report and "dog&co<" not in report
+    assert "\\u003cscript\\u003e" in report  # inside the figures' JSON, as plotly escapes it
+
+
+def test_numbers_equal_sklearn_and_core_metrics(report: str, evil_run: Run) -> None:
+    df = evil_run.predictions()
+    names = evil_run.class_names
+    for split in ("test", "train"):
+        part = df[df["split"] == split]
+        y_true, y_pred = part["y_true"].to_numpy(), part["y_pred"].to_numpy()
+        got = _values(report, "data-split", split)
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+        assert got["balanced_accuracy"] == pytest.approx(
+            skm.balanced_accuracy_score(y_true, y_pred)
+        )
+        macro = skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
+        assert got["macro_f1"] == pytest.approx(macro)
+        assert got["accuracy"] == evil_run.metrics["splits"][split]["accuracy"]
+    test = df[df["split"] == "test"]
+    p, r, f, _ = skm.precision_recall_fscore_support(
+        test["y_true"], test["y_pred"], labels=range(len(names)), zero_division=0
+    )
+    for i, name in enumerate(names):
+        got = _values(report, "data-class", html.escape(name))
+        got_plain = {k: got[k] for k in ("precision", "recall", "f1")}
+        assert got_plain == pytest.approx({"precision": p[i], "recall": r[i], "f1": f[i]})
+
+
+def test_verdict_overfitting_and_mistake_thumbnails(report: str, evil_run: Run) -> None:
+    verdict = health(evil_run.metrics["splits"]["test"], Thresholds())
+    assert html.escape(verdict.headline) in report
+    assert 'id="overfitting"' in report  # the run has a train split
+    df = evil_run.predictions()
+    wrong = int(np.sum((df["split"] == "test") & (df["y_true"] != df["y_pred"])))
+    assert wrong > 0
+    assert report.count("<figure>") == min(wrong, 24)
+    assert report.count("src='data:image/png;base64,") == min(wrong, 24)
+
+
+def test_unknown_split_is_refused(evil_run: Run) -> None:
+    with pytest.raises(ValueError, match="split 'val' is not in this run"):
+        build_report(evil_run, "val")
