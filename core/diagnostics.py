@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 SplitMetrics = dict[str, Any]  # one entry of metrics.json["splits"]
 LEVELS = ("good", "needs attention", "bad")
 MAX_LISTED = 3  # failing class scores given a reason line each, per level; more share a line
@@ -84,6 +86,25 @@ def level_of(value: float, thresholds: Thresholds = Thresholds()) -> str:
     return "good"
 
 
+_COLUMN_SUMS: list[tuple[Any, list[int]]] = []  # (cm, its column sums), newest first
+
+
+def _column_sums(cm: Any) -> list[int]:
+    """Return the predicted-class totals of a metrics.json confusion matrix (nested lists).
+
+    At 1,000 classes summing a million list items takes ~60 ms and a page asks several
+    times per rerun; metrics.json is read once per run and never changed, so the sums are
+    kept for the last few matrices, matched by identity (the reference held keeps ids unique).
+    """
+    for ref, sums in _COLUMN_SUMS:
+        if ref is cm:
+            return sums
+    sums = np.asarray(cm, dtype=np.int64).reshape(len(cm), -1).sum(axis=0).tolist()
+    _COLUMN_SUMS.insert(0, (cm, sums))
+    del _COLUMN_SUMS[8:]
+    return sums
+
+
 def _judged(m: SplitMetrics) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
     """Return each per-class entry with the metrics that are defined for it.
 
@@ -92,9 +113,10 @@ def _judged(m: SplitMetrics) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
     taken as predicted when it has support or a non-zero precision.
     """
     cm = m.get("confusion_matrix")
+    col_sums = _column_sums(cm) if cm else None
     out = []
     for k, c in enumerate(m["per_class"]):
-        predicted = sum(row[k] for row in cm) > 0 if cm else c["support"] > 0 or c["precision"] > 0
+        predicted = col_sums[k] > 0 if col_sums else c["support"] > 0 or c["precision"] > 0
         metrics = (("recall",) if c["support"] > 0 else ()) + (("precision",) if predicted else ())
         out.append((c, metrics))
     return out

@@ -25,7 +25,7 @@ PR_COLOR, ROC_COLOR, POINT_COLOR, CHANCE_COLOR = "#4c78a8", "#f58518", "#d62728"
 def _check(y_true: Any, scores: Any, c: int) -> tuple[np.ndarray, np.ndarray]:
     """Return (positives (n,) bool, class scores (n,) float64) after checking shapes."""
     y_true = np.asarray(y_true)
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)  # only column c becomes float64: (50k, 1k) would be 400 MB
     if scores.ndim != 2:
         raise ValueError(f"scores must be (n, n_classes) probabilities, got shape {scores.shape}.")
     if y_true.ndim != 1 or len(y_true) != len(scores):
@@ -34,7 +34,7 @@ def _check(y_true: Any, scores: Any, c: int) -> tuple[np.ndarray, np.ndarray]:
         )
     if not 0 <= c < scores.shape[1]:
         raise ValueError(f"class index {c} is out of range: scores have {scores.shape[1]} columns.")
-    return y_true == c, scores[:, c]
+    return y_true == c, scores[:, c].astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,9 @@ def split_rows(
     predictions, probs: ``run.predictions()`` and ``run.probs()``, aligned by row.
     """
     keep = (predictions["split"] == split).to_numpy()
+    idx = np.flatnonzero(keep)
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):  # one block of rows (as runs are
+        return predictions[keep], np.asarray(probs)[idx[0] : idx[-1] + 1]  # written): a view
     return predictions[keep], np.asarray(probs)[keep]
 
 
@@ -183,6 +186,15 @@ def class_table(y_true: Any, scores: Any, class_names: Sequence[str]) -> pd.Data
 
     scores: (n, n_classes) probabilities, columns in ``class_names`` order.
     """
+    columns = ["class", "support", "average_precision", "roc_auc"]
+    hist = _float16_histograms(y_true, scores, len(class_names))
+    if hist is not None:
+        support, ap, auc = _from_histograms(*hist)
+        return pd.DataFrame(
+            {"class": [str(n) for n in class_names], "support": support,
+             "average_precision": ap, "roc_auc": auc},
+            columns=columns,
+        )  # fmt: skip
     rows = []
     for c, name in enumerate(class_names):
         cur = class_curves(y_true, scores, c)
@@ -194,7 +206,63 @@ def class_table(y_true: Any, scores: Any, class_names: Sequence[str]) -> pd.Data
                 "roc_auc": cur.roc_auc,
             }
         )
-    return pd.DataFrame(rows, columns=["class", "support", "average_precision", "roc_auc"])
+    return pd.DataFrame(rows, columns=columns)
+
+
+F16_BINS = 0x3C01  # float16 bit patterns of 0.0 .. 1.0 (0x3C00): ordered as the values are
+
+
+def _float16_histograms(
+    y_true: Any, scores: Any, n_classes: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return (positives, all) counts per class and float16 score, each (n_classes, F16_BINS),
+    or None unless every score is an exact float16 value in [0, 1] (stored runs' probs are).
+
+    With at most 15,361 distinct scores a class's curve is a counting sort: one bincount per
+    class instead of an argsort, ~20x faster at 50,000 images x 1,000 classes.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] != n_classes or n_classes == 0 or not len(scores):
+        return None
+    _check(y_true, scores, 0)  # the shape and label checks, with their messages
+    half = scores.astype(np.float16)
+    codes = half.view(np.uint16)
+    if not np.array_equal(half, scores) or codes.max() >= F16_BINS:  # -0.0 is 0x8000
+        return None
+    y = np.asarray(y_true, dtype=np.int64)
+    if y.min() < 0 or y.max() >= n_classes:
+        return None
+    every = np.empty((n_classes, F16_BINS), np.int64)
+    for lo in range(0, n_classes, 64):  # transposed in blocks: one contiguous row per class
+        block = np.ascontiguousarray(codes[:, lo : lo + 64].T)
+        for c, row in enumerate(block, start=lo):
+            every[c] = np.bincount(row, minlength=F16_BINS)
+    own = codes[np.arange(len(y)), y].astype(np.int64)
+    pos = np.bincount(y * F16_BINS + own, minlength=n_classes * F16_BINS)
+    return pos.reshape(n_classes, F16_BINS), every
+
+
+def _from_histograms(
+    pos: np.ndarray, every: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return support, AP and ROC AUC per class from :func:`_float16_histograms`' counts,
+    equal to :class:`ClassCurves`' (empty score bins add nothing to either sum)."""
+    k = len(pos)
+    support = pos.sum(axis=1)
+    ap, auc = np.full(k, np.nan), np.full(k, np.nan)
+    for c in range(k):
+        p, a = pos[c, ::-1].astype(np.float64), every[c, ::-1]  # highest score first
+        n_pos = support[c]
+        n_neg = int(a.sum()) - int(n_pos)
+        if n_pos == 0:
+            continue
+        tp = np.cumsum(p)
+        flagged = np.cumsum(a)
+        ap[c] = float(np.sum(p * (tp / np.maximum(flagged, 1)))) / n_pos
+        if n_neg:
+            fp_step = (a - p) / n_neg
+            auc[c] = float(np.sum(fp_step * (2 * tp - p))) / (2 * n_pos)
+    return support, ap, auc
 
 
 def recall_sentence(point: ThresholdPoint | None, class_name: str, target: float) -> str:

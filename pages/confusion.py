@@ -2,14 +2,17 @@
 
 Click a cell of the heatmap, pick a row of the most-confused pairs, or choose the cell with
 the two selectboxes: all three set the same (true class, predicted class) cell, whose images
-are shown below.
+are shown below. From ``confusion_image.IMAGE_FROM`` shown classes on, the heatmap is one
+image (its most frequent mistakes stay clickable) and a class search filters the pairs.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
-from core import confusion, gallery
+from core import confusion, confusion_image, gallery
 from ui.boot import ensure_app
 from ui.gallery import class_filter, pager, thumbnail_grid
 from ui.state import current_run, split_picker
@@ -17,6 +20,7 @@ from ui.state import current_run, split_picker
 ensure_app()
 
 TRUE_KEY, PRED_KEY = "cm_true", "cm_pred"
+PAIRS_SHOWN = 300  # pairs listed without a search: the table stays light at 1,000 classes
 
 st.title("Confusion matrix")
 st.caption(
@@ -51,44 +55,69 @@ if st.session_state.get("cm_opened") != (run.run_id, split):
     first = (pairs["true_idx"].iloc[0], pairs["pred_idx"].iloc[0]) if len(pairs) else (0, 0)
     st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = int(first[0]), int(first[1])
 
-if len(names) >= confusion.PAIRS_FROM:
+many = len(names) >= confusion.PAIRS_FROM
+if many:
+    whole = len(names) >= confusion_image.IMAGE_FROM  # opens on the whole matrix as an image
     shown = class_filter(
         "Classes shown in the heatmap",
         names,
         key=f"cm_classes-{run.run_id}-{split}",
-        default=confusion.focus_classes(results.cm),
+        default=[] if whole else confusion.focus_classes(results.cm),
         placeholder="All classes",
     )
     shown = shown or list(range(len(names)))
     st.caption(
-        f"{len(names)} classes: the heatmap opens on the classes of the most confused pairs. "
-        "Percentages stay relative to whole classes."
-    )
+        f"{len(names)} classes: the heatmap opens on "
+        + ("all of them as one image; pick classes to zoom into a clickable heatmap. " if whole
+           else "the classes of the most confused pairs. ")
+        + "Percentages stay relative to whole classes."
+    )  # fmt: skip
 else:
     shown = list(range(len(names)))
+image_mode = len(shown) >= confusion_image.IMAGE_FROM
+targets = confusion_image.target_cells(results.cm, shown) if image_mode else []
 
 
 def _select_from_chart() -> None:
     points = st.session_state["cm_chart"]["selection"]["points"]
-    cell = confusion.selected_cell(points, shown)
+    if image_mode:
+        cell = confusion.selected_cell(
+            points, shown, cells=targets, trace=confusion_image.TARGET_TRACE
+        )
+    else:
+        cell = confusion.selected_cell(points, shown)
     if cell is not None:
         st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = cell
 
 
-def _select_from_pairs() -> None:
-    picked = st.session_state["cm_pairs"]["selection"]["rows"]
+def _select_from_pairs(key: str) -> None:
+    picked = st.session_state[key]["selection"]["rows"]
     if picked:
-        row = pairs.iloc[picked[0]]
+        row = pair_rows.iloc[picked[0]]
         st.session_state[TRUE_KEY] = int(row["true_idx"])
         st.session_state[PRED_KEY] = int(row["pred_idx"])
 
 
-if len(shown) > confusion.TEXT_MAX_CLASSES:  # a big matrix gets the full width
+def _select_from_search() -> None:
+    """Open the searched class's most frequent mistake (as true class, else as predicted)."""
+    c = st.session_state[f"cm_find-{run.run_id}"]
+    if c is None:
+        return
+    as_true, as_pred = pairs[pairs["true_idx"] == c], pairs[pairs["pred_idx"] == c]
+    row = as_true.iloc[0] if len(as_true) else as_pred.iloc[0] if len(as_pred) else None
+    cell = (c, c) if row is None else (int(row["true_idx"]), int(row["pred_idx"]))
+    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = cell
+
+
+if image_mode:  # a square image beside the search and the pairs
+    chart_col, side_col = st.columns([3, 2], gap="large")
+elif len(shown) > confusion.TEXT_MAX_CLASSES:  # a big matrix gets the full width
     chart_col, side_col = st.container(), st.container()
 else:
     chart_col, side_col = st.columns([5, 3], gap="large")
 with chart_col:
-    fig = confusion.heatmap_figure(
+    build = confusion_image.heatmap_image_figure if image_mode else confusion.heatmap_figure
+    fig = build(
         results.cm,
         names,
         normalize=confusion.VIEWS[view][1],
@@ -102,20 +131,47 @@ with chart_col:
         selection_mode="points",
         config={"displayModeBar": False},
     )
-    st.caption("Hover a cell for its count and both percentages; click it to see its images.")
+    if image_mode:
+        st.caption(
+            "Log color scale: a mistake of a few images still shows. Hover the dots off the "
+            f"diagonal (the {len(targets):,} most frequent mistakes) for their classes; click "
+            "one to see its images. Drag to zoom, double-click to zoom out."
+        )
+    else:
+        st.caption("Hover a cell for its count and both percentages; click it to see its images.")
 
 with side_col:
     st.subheader("Most confused pairs")
+    found = None
+    if many:
+        found = st.selectbox(
+            "Find a class",
+            range(len(names)),
+            index=None,
+            key=f"cm_find-{run.run_id}",
+            format_func=lambda c: names[c],
+            placeholder="Type a class name…",
+            on_change=_select_from_search,
+            help="Lists the pairs the class is in (as true or as predicted class) and opens "
+            "its most frequent mistake.",
+        )
+    if found is not None:
+        pair_rows = pairs[(pairs["true_idx"] == found) | (pairs["pred_idx"] == found)]
+    else:
+        pair_rows = pairs.head(PAIRS_SHOWN)
     if pairs.empty:
         st.success("No mistakes in this split: every image is on the diagonal.")
+    elif pair_rows.empty:
+        st.success(f"'{names[found]}' is in no confused pair: all its images are right.")
     else:
+        pairs_key = f"cm_pairs-{found}" if many else "cm_pairs"
         st.dataframe(
-            pairs,
-            key="cm_pairs",
-            on_select=_select_from_pairs,
+            pair_rows,
+            key=pairs_key,
+            on_select=partial(_select_from_pairs, pairs_key),
             selection_mode="single-row",
             hide_index=True,
-            height=min(420, 36 * len(pairs) + 38),
+            height=min(420, 36 * len(pair_rows) + 38),
             column_order=["true", "predicted", "count", "share_of_true"],
             column_config={
                 "true": st.column_config.TextColumn("True class"),
@@ -128,7 +184,12 @@ with side_col:
                 ),
             },
         )
-        st.caption("Select a row to see its images.")
+        more = len(pairs) - len(pair_rows) if found is None else 0
+        st.caption(
+            "Select a row to see its images."
+            + (f" The {len(pair_rows):,} most frequent of {len(pairs):,} pairs: search a class "
+               "for all of its pairs." if more > 0 else "")
+        )  # fmt: skip
     st.subheader("Images of one cell")
     c_true, c_pred = st.columns(2)
     true_idx = c_true.selectbox(

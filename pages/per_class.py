@@ -1,5 +1,6 @@
 """Per-class metrics: precision, recall, F1, specificity and support for every class, colored
-by the verdict thresholds, with the averages, a bar chart and a CSV download."""
+by the verdict thresholds, with the averages, a bar chart and a CSV download. From
+``PAGE_FROM`` classes on the table is searched, sorted and paged, so the page stays light."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import charts, tables
+from core import charts, gallery, tables
 from core.diagnostics import pct, pct_brief
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
@@ -16,6 +17,8 @@ from ui.state import current_run, split_picker, thresholds
 ensure_app()
 
 FLAGGED_NAMED = 12  # worst classes named in the flag line; the table has them all
+PAGE_FROM = 60  # from this many classes on: search, sort and pages (1,000 styled rows are slow)
+PAGE_SIZES = (25, 50, 100)
 
 run = current_run()
 st.title("Per-class metrics")
@@ -55,10 +58,32 @@ else:
         icon=":material/flag:",
     )
 
+rows = table
+if len(table) >= PAGE_FROM:
+    c_find, c_sort, c_size, c_page = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
+    query = c_find.text_input("Find classes", key="pc_find", placeholder="Part of a class name")
+    sort = c_sort.selectbox(
+        "Sort by", list(tables.CLASS_SORTS), key="pc_sort",
+        format_func=lambda k: tables.CLASS_SORTS[k][0],
+    )  # fmt: skip
+    size = c_size.selectbox("Rows per page", PAGE_SIZES, index=1, key="pc_size")
+    view = tables.class_view(table, query=query, sort=sort)
+    n_pages = gallery.page_count(len(view), size)
+    signature = (run.run_id, split, query, sort, size)
+    if st.session_state.get("pc_signature") != signature:  # new filter: back to page 1
+        st.session_state["pc_signature"], st.session_state["pc_page"] = signature, 1
+    st.session_state["pc_page"] = min(max(1, st.session_state.get("pc_page", 1)), n_pages)
+    page = c_page.number_input("Page", min_value=1, max_value=n_pages, step=1, key="pc_page")
+    rows = gallery.paginate(view, page=int(page), page_size=size)
+    st.caption(
+        f"Page {page} of {n_pages}: {len(rows)} of {len(view):,} classes"
+        + (f" matching '{query}'" if query.strip() else "")
+        + f" ({len(table):,} in all). The CSV below has every class."
+    )
 st.dataframe(
-    tables.styled_per_class(table, t),
+    tables.styled_per_class(rows, t),
     hide_index=True,
-    height="content" if len(table) <= charts.MANY_CLASSES else 600,
+    height="content" if len(rows) <= charts.MANY_CLASSES else 600,
     column_config={"support": st.column_config.NumberColumn("support", help="Images of the class")},
     key="per_class_table",
 )
@@ -83,4 +108,6 @@ st.download_button(
     icon=":material/download:",
     on_click="ignore",
 )
-st.plotly_chart(charts.per_class_bars(table, t), width="stretch", key="per_class_bars")
+st.plotly_chart(charts.per_class_bars(rows, t), width="stretch", key="per_class_bars")
+if rows is not table:
+    st.caption("The bars show the classes of the page above.")

@@ -168,3 +168,22 @@ def test_class_search_view(many: runs.Run) -> None:
     assert found["f1"].is_monotonic_increasing
     everything = tables.class_view(table, query="", sort="class")
     assert everything["class"].tolist() == sorted(table["class"])
+
+
+def test_class_table_counting_sort_equals_the_sorted_curves_and_sklearn() -> None:
+    d = synthetic.draw_split(
+        1500, 30, accuracy=0.7, rng=np.random.default_rng(5), hard=np.zeros(30, bool)
+    )
+    y, p = d["y_true"], d["probs"].astype(np.float16).astype(np.float32)  # as stored
+    names = [str(c) for c in range(30)]
+    fast = thresholds.class_table(y, p, names)  # float16 scores: the counting-sort path
+    assert thresholds._float16_histograms(y, p, 30) is not None
+    assert thresholds._float16_histograms(y, d["probs"], 30) is None  # float32: sorted path
+    for c in range(30):
+        cur = thresholds.class_curves(y, p, c)
+        assert fast["support"][c] == cur.n_pos == (y == c).sum()
+        assert fast["average_precision"][c] == pytest.approx(cur.average_precision, abs=1e-12)
+        assert fast["roc_auc"][c] == pytest.approx(roc_auc_score(y == c, p[:, c]), abs=1e-12)
+        assert fast["average_precision"][c] == pytest.approx(
+            average_precision_score(y == c, p[:, c]), abs=1e-12
+        )
