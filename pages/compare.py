@@ -11,7 +11,15 @@ from core.tables import CELL_COLORS
 from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
-from ui.state import current_run, list_runs, load_run, run_label, split_picker
+from ui.state import (
+    current_run,
+    list_runs,
+    load_run,
+    run_label,
+    seed_from_link,
+    split_picker,
+    write_link,
+)
 
 ensure_app()
 
@@ -47,6 +55,7 @@ st.caption(
 )
 
 runs = {r.run_id: r for r in list_runs()}
+seed_from_link("cmp_runs", "with", list(runs), many=True)  # ?with=<id>&with=<id>&baseline=<id>
 if "cmp_runs" not in st.session_state:
     fingerprint = run.meta["dataset"]["fingerprint"]
     same = [
@@ -65,6 +74,7 @@ ids = st.multiselect(
     format_func=lambda rid: run_label(runs[rid]),
     placeholder="Pick two or more runs of the same dataset",
 )
+write_link("with", ids, list(runs), many=True)
 if len(ids) < 2:
     st.info("Pick at least two runs of the same dataset to compare.", icon=":material/info:")
     st.stop()
@@ -78,6 +88,7 @@ names = compare.model_names(chosen)
 label = dict(zip(ids, names, strict=True))
 
 c_base, c_split = st.columns([2, 3], vertical_alignment="bottom")
+seed_from_link("cmp_baseline", "baseline", ids)
 if st.session_state.get("cmp_baseline") not in ids:
     st.session_state["cmp_baseline"] = ids[0]
 base_id = c_base.selectbox(
@@ -87,6 +98,7 @@ base_id = c_base.selectbox(
     format_func=label.get,
     help="Every other run is compared with this one: deltas are that run minus the baseline.",
 )
+write_link("baseline", base_id, ids)
 baseline = ids.index(base_id)
 with c_split:
     split = split_picker(chosen[0])

@@ -7,7 +7,7 @@ import streamlit as st
 from core import gallery
 from ui.boot import ensure_app
 from ui.gallery import class_filter, gradcam_overlays, pager, thumbnail_grid
-from ui.state import current_run
+from ui.state import current_run, seed_from_link, write_link
 
 ensure_app()
 
@@ -22,6 +22,9 @@ names = run.class_names
 splits = sorted(run.splits, key=lambda s: {"test": 0, "val": 1, "train": 2}.get(s, 3))
 
 c_split, c_true, c_pred, c_sort = st.columns([1.2, 2, 2, 1.6])
+classes = range(len(names))
+seed_from_link("mk_splits", "split", splits, many=True)  # ?split=test&class=cat
+seed_from_link("mk_true", "class", classes, names, many=True)
 if "mk_splits" not in st.session_state:
     st.session_state["mk_splits"] = splits[:1]
 st.session_state["mk_splits"] = [s for s in st.session_state["mk_splits"] if s in splits]
@@ -30,6 +33,8 @@ with c_true:
     true_classes = class_filter("True class", names, key="mk_true")
 with c_pred:
     pred_classes = class_filter("Predicted class", names, key="mk_pred")
+write_link("split", chosen_splits, splits, many=True)
+write_link("class", true_classes, classes, names, many=True)
 sort_by = c_sort.selectbox(
     "Sort", list(gallery.SORT_LABELS), format_func=gallery.SORT_LABELS.get, key="mk_sort"
 )

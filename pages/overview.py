@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import charts, diagnostics, tables
 from core.diagnostics import pct
+from ui import downloads
 from ui.alerts import all_classes_pass, verdict_box
 from ui.boot import ensure_app
 from ui.state import current_run, split_picker, thresholds
@@ -87,6 +88,9 @@ except ValueError as exc:
     st.error(f"Thresholds not applied: {exc}")
     st.stop()
 st.session_state["thresholds"] = dataclasses.asdict(t)
+with st.container(horizontal=True, key="share_row"):
+    downloads.report(run, split, t)
+    downloads.metrics_json(run)
 
 m = m_all["splits"][split]
 verdict = diagnostics.health(m, t)

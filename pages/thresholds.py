@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import thresholds as th
 from ui.boot import ensure_app
-from ui.state import current_run, split_picker
+from ui.state import current_run, seed_from_link, split_picker, write_link
 
 ensure_app()
 
@@ -35,9 +35,11 @@ names = run.class_names
 c_class, c_mode, c_split = st.columns([2, 2, 1.4])
 with c_split:
     split = split_picker(run)
+seed_from_link("th_class", "class", range(len(names)), names)  # ?class=<name>
 if st.session_state.get("th_class") not in range(len(names)):
     st.session_state["th_class"] = 0
 cls = c_class.selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="th_class")
+write_link("class", cls, range(len(names)), names)
 mode = c_mode.segmented_control(
     "Mode",
     list(MODES),

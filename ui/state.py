@@ -1,12 +1,16 @@
 """What every page needs: the chosen run, the split, the verdict thresholds.
 
 The chosen run lives in ``st.session_state`` and in the URL (``?run=<id>``) so a copied link
-opens the same view; pages call :func:`current_run` and never read the store themselves.
+opens the same view; pages call :func:`current_run` and never read the store themselves. The
+state that matters on a page (the split, its main selection) is mirrored into the URL the
+same way with :func:`seed_from_link` (before the widget) and :func:`write_link` (after it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import Any
 
 import streamlit as st
 
@@ -14,6 +18,7 @@ from core.diagnostics import Thresholds
 from core.runs import Run, RunStore
 
 RUN_KEY = "run_id"
+_LINKS_SEEN = "_links_seen"  # URL params already applied in this session (first view only)
 
 
 @st.cache_resource(ttl=3)
@@ -43,11 +48,57 @@ def split_picker(run: Run, *, key: str = "split", label: str = "Split") -> str:
     order = sorted(run.splits, key=lambda s: {"test": 0, "val": 1, "train": 2}.get(s, 3))
     # Re-assign every run: a widget key left by another page is otherwise dropped (the widget
     # there has another id) and the control here would come up empty, returning None.
+    seed_from_link(key, "split", order)
     chosen = st.session_state.get(key)
     st.session_state[key] = chosen if chosen in order else order[0]
-    return (
+    split = (
         st.segmented_control(label, order, key=key, required=True) if len(order) > 1 else order[0]
     )
+    write_link("split", split, order)
+    return split
+
+
+def seed_from_link(
+    key: str,
+    param: str,
+    options: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    many: bool = False,
+) -> None:
+    """Before widget ``key`` is drawn, on the session's first look at ``?param=``: set the
+    widget to the option(s) the URL names by label (a shared link); unknown labels are
+    ignored. Later reruns leave the widget alone, so the user's own changes stick."""
+    seen = st.session_state.setdefault(_LINKS_SEEN, set())
+    if param in seen:
+        return
+    seen.add(param)
+    by_label = dict(zip(labels or [str(o) for o in options], options, strict=True))
+    wanted = [by_label[v] for v in st.query_params.get_all(param) if v in by_label]
+    if many:
+        if wanted:
+            st.session_state[key] = wanted
+    elif wanted:
+        st.session_state[key] = wanted[0]
+
+
+def write_link(
+    param: str,
+    value: Any,
+    options: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    many: bool = False,
+) -> None:
+    """After the widget: put its value (by label) in the URL as ``?param=``, so the address
+    bar is a link to this view; an empty choice removes the parameter."""
+    label_of = dict(zip(options, labels or [str(o) for o in options], strict=True))
+    texts = [label_of[v] for v in (value if many else [value]) if v in label_of]
+    if not texts:
+        if param in st.query_params:
+            del st.query_params[param]
+    elif st.query_params.get_all(param) != texts:
+        st.query_params[param] = texts if many else texts[0]
 
 
 def thresholds() -> Thresholds:
