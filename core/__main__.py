@@ -41,8 +41,27 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--channels", type=int, choices=(1, 3), help="model input channels")
     ev.add_argument("--resize", choices=("stretch", "center_crop"), help="resize mode")
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per forward pass (default: 64 on CPU; on CUDA the largest that fits)",
+    )
     ev.add_argument("--workers", type=int, help="DataLoader workers (default: by size)")
+    ev.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="forward pass under bf16/fp16 autocast (stored as its own run; default fp32)",
+    )
+    ev.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (pays off on big jobs)"
+    )
+    ev.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=1800.0,
+        help="under torchrun: seconds a rank waits for the others before giving up",
+    )
     ev.add_argument("--runs-dir", type=Path, help="run store (default: $CLASSLENS_RUNS_DIR)")
     ev.add_argument(
         "--trust-checkpoint",
@@ -56,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from core import distributed
     from core.evaluate import evaluate
     from core.progress import ProgressBar
 
@@ -66,9 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "channels": args.channels,
         "resize": args.resize,
     }
-    run = evaluate(
-        args.checkpoint,
-        args.data,
+    options = dict(
         arch=args.arch,
         preprocessing_overrides=overrides,
         device=args.device,
@@ -76,9 +94,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         runs_dir=args.runs_dir,
         trust_checkpoint=args.trust_checkpoint,
-        progress=ProgressBar(),
+        precision=args.precision,
+        compile=args.compile,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
+    if distributed.launched():  # under torchrun: this process evaluates one shard
+        run = distributed.evaluate_sharded(
+            args.checkpoint,
+            args.data,
+            timeout_s=args.dist_timeout,
+            progress=ProgressBar(),
+            **options,
+        )
+        if run is None:  # not rank 0: its shard is stored, rank 0 prints the run
+            return 0
+    else:
+        run = evaluate(args.checkpoint, args.data, progress=ProgressBar(), **options)
     for split, m in run.metrics["splits"].items():
         print(
             f"{split}: n={m['n']} accuracy={m['accuracy']:.4f} "

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.metadata
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from core import data, inference, metrics, models, preprocessing, runs
 from core.errors import ClassLensError
@@ -43,6 +47,113 @@ def _check_width(width: int, class_names: list[str], ds: data.Dataset) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Job:
+    """One evaluation, planned: everything known before inference, and the run's id."""
+
+    ckpt: models.Checkpoint
+    ds: data.Dataset
+    prep: preprocessing.Preprocessing
+    class_names: list[str]  # the run's label order
+    labels: np.ndarray  # (n_items,) int64 true label of each dataset item, in run order
+    rid: str
+    store: runs.RunStore
+    device: torch.device
+    precision: str  # fp32 | bf16 | fp16 (not fp32: a different run id, see run_id_for)
+    trust_checkpoint: bool
+    seconds: dict[str, float]  # load_s, scan_s
+
+
+def run_id_for(base: str, precision: str) -> str:
+    """Return the run id for ``precision``: the content id for fp32, a derived one otherwise.
+
+    A reduced-precision forward pass can change predictions, so a bf16 run is stored apart
+    from the fp32 one; fp32 keeps the plain content id whatever the device, batch size or
+    torch.compile (those change nothing an analyst compares).
+    """
+    if precision == "fp32":
+        return base
+    return hashlib.sha256(f"{base}:{precision}".encode()).hexdigest()[:16]
+
+
+def plan(
+    checkpoint: str | Path,
+    dataset: str | Path | data.Dataset,
+    *,
+    arch: str | None = None,
+    preprocessing_overrides: dict[str, Any] | None = None,
+    device: str = "auto",
+    runs_dir: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    precision: str = "fp32",
+) -> Job:
+    """Return the planned evaluation: checkpoint loaded, dataset scanned (or the given scan),
+    preprocessing resolved and run id computed; raise ClassLensError on bad input."""
+    t0 = time.perf_counter()
+    inference.check_precision(precision)
+    dev = inference.resolve_device(device)
+    ckpt = models.load_checkpoint(checkpoint, arch=arch, trusted=trust_checkpoint)
+    t_load = time.perf_counter()
+    ds = dataset if isinstance(dataset, data.Dataset) else data.scan(dataset)
+    t_scan = time.perf_counter()
+    class_names = _class_mapping(ckpt.class_names, ds.class_names)
+    prep = preprocessing.resolve(
+        preprocessing_overrides, ckpt.preprocessing, channels=ckpt.in_channels
+    )
+    base = runs.run_id(
+        checkpoint_sha256=ckpt.sha256,
+        dataset_fingerprint=ds.fingerprint,
+        preprocessing=prep.to_dict(),
+        class_names=class_names,
+    )
+    to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
+    labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
+    seconds = {"load_s": t_load - t0, "scan_s": t_scan - t_load}
+    return Job(
+        ckpt, ds, prep, class_names, labels, run_id_for(base, precision),
+        runs.RunStore(runs_dir), dev, precision, trust_checkpoint, seconds,
+    )  # fmt: skip
+
+
+def check_model(job: Job, batch_size: int | None) -> None:
+    """Raise ClassLensError unless the model runs on this preprocessing with one output per
+    class (and on batches, when ``batch_size`` is not 1)."""
+    width = inference.output_width(
+        job.ckpt.module, job.prep, job.device, batch_size=batch_size or 2
+    )
+    _check_width(width, job.class_names, job.ds)
+
+
+def run_inference(
+    job: Job,
+    positions: range,
+    *,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    compile: bool = False,
+    progress: inference.Progress | None = None,
+) -> inference.Predictions:
+    """Return the predictions for the dataset items at ``positions`` (a contiguous shard,
+    or all of them); their ``index`` and ``failed`` keys are dataset item positions."""
+    items = job.ds.items[positions.start : positions.stop]
+    pred = inference.predict(
+        job.ckpt.module,
+        [job.ds.abspath(it) for it in items],
+        job.labels[positions.start : positions.stop],
+        job.prep,
+        device=job.device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        precision=job.precision,
+        compile=compile,
+    )
+    if positions.start == 0:
+        return pred
+    failed = {i + positions.start: why for i, why in pred.failed.items()}
+    return dataclasses.replace(pred, index=pred.index + positions.start, failed=failed)
+
+
 def evaluate(
     checkpoint: str | Path,
     dataset: str | Path,
@@ -50,35 +161,36 @@ def evaluate(
     arch: str | None = None,
     preprocessing_overrides: dict[str, Any] | None = None,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     runs_dir: str | Path | None = None,
     trust_checkpoint: bool = False,
+    precision: str = "fp32",
+    compile: bool = False,
     progress: inference.Progress | None = None,
     log: Log | None = None,
 ) -> runs.Run:
     """Return the run for ``checkpoint`` on ``dataset``: from the store when it exists,
-    else by running inference once and writing it atomically."""
+    else by running inference once and writing it atomically.
+
+    ``batch_size=None`` picks one (64 on CPU; on CUDA the largest that fits, from 512 down).
+    ``precision`` bf16/fp16 runs the forward pass under autocast (a separate run, see
+    ``run_id_for``); ``compile`` applies torch.compile (same run id, same results).
+    """
     say = log or (lambda msg: None)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ClassLensError(f"--batch-size must be at least 1, got {batch_size}.")
-    t0 = time.perf_counter()
-    dev = inference.resolve_device(device)
-    ckpt = models.load_checkpoint(checkpoint, arch=arch, trusted=trust_checkpoint)
-    t_load = time.perf_counter()
-    ds = data.scan(dataset)
-    t_scan = time.perf_counter()
-    class_names = _class_mapping(ckpt.class_names, ds.class_names)
-    prep = preprocessing.resolve(
-        preprocessing_overrides, ckpt.preprocessing, channels=ckpt.in_channels
+    job = plan(
+        checkpoint,
+        dataset,
+        arch=arch,
+        preprocessing_overrides=preprocessing_overrides,
+        device=device,
+        runs_dir=runs_dir,
+        trust_checkpoint=trust_checkpoint,
+        precision=precision,
     )
-    rid = runs.run_id(
-        checkpoint_sha256=ckpt.sha256,
-        dataset_fingerprint=ds.fingerprint,
-        preprocessing=prep.to_dict(),
-        class_names=class_names,
-    )
-    store = runs.RunStore(runs_dir)
+    store, rid = job.store, job.rid
     cached = store.get(rid)
     if cached is not None:
         say(f"cached run {rid}: no inference needed")
@@ -91,71 +203,85 @@ def evaluate(
             say(f"cached run {rid}: no inference needed")
             return cached
 
-        width = inference.output_width(ckpt.module, prep, dev, batch_size=batch_size)
-        _check_width(width, class_names, ds)
-        to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
-        labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
-        what = f"{ckpt.architecture}, {prep.image_size}px"
-        say(f"evaluating {len(ds.items)} images ({what}) on {dev}")
+        check_model(job, batch_size)
+        what = f"{job.ckpt.architecture}, {job.prep.image_size}px, {precision}"
+        say(f"evaluating {len(job.ds.items)} images ({what}) on {job.device}")
         t_inf = time.perf_counter()
-        pred = inference.predict(
-            ckpt.module,
-            [ds.abspath(it) for it in ds.items],
-            labels,
-            prep,
-            device=dev,
+        pred = run_inference(
+            job,
+            range(len(job.ds.items)),
             batch_size=batch_size,
             num_workers=num_workers,
+            compile=compile,
             progress=progress,
         )
-        t_done = time.perf_counter()
-        kept = [ds.items[i] for i in pred.index]
-        skipped = list(ds.skipped) + [
-            data.Skipped(ds.items[i].split, ds.items[i].path, why) for i, why in pred.failed.items()
-        ]
-        table = runs.predictions_table(
-            split=[it.split for it in kept],
-            path=[it.path for it in kept],
-            y_true=labels[pred.index],
-            y_pred=pred.y_pred,
-            confidence=pred.confidence,
-            loss=pred.loss,
-            probs=pred.probs,
-        )
-        report = _metrics_json(class_names, ds, kept, labels[pred.index], pred, skipped)
-        meta = {
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "checkpoint": {
-                "name": ckpt.path.name,
-                "path": str(ckpt.path.resolve()),
-                "sha256": ckpt.sha256,
-                "format": ckpt.format,
-                "trusted": trust_checkpoint,
-            },
-            "architecture": ckpt.architecture,
-            "class_names": class_names,
-            "preprocessing": prep.to_dict(),
-            "dataset": {
-                "root": str(ds.root.resolve()),
-                "fingerprint": ds.fingerprint,
-                "splits": {s: ds.count(s) for s in ds.split_dirs},
-                # where each split's images live: prediction paths are relative to these
-                "split_dirs": {s: str(d.resolve()) for s, d in ds.split_dirs.items()},
-            },
-            "skipped": [{"split": s.split, "path": s.path, "reason": s.reason} for s in skipped],
-            "device": str(dev),
-            "batch_size": batch_size,
-            "timings": {
-                "load_s": round(t_load - t0, 3),
-                "scan_s": round(t_scan - t_load, 3),
-                "inference_s": round(t_done - t_inf, 3),
-                "images_per_s": round(len(ds.items) / max(t_done - t_inf, 1e-9), 1),
-            },
-            "versions": _versions(),
-        }
-        run = store.write(rid, table, meta, report)
-        say(f"wrote run {rid} ({len(kept)} predictions, {len(skipped)} skipped)")
+        inference_s = time.perf_counter() - t_inf
+        run = write_run(job, pred, inference_s=inference_s, extra={"compile": compile})
+        n, skipped = run.meta["n_predictions"], len(run.meta["skipped"])
+        say(f"wrote run {rid} ({n} predictions, {skipped} skipped)")
         return run
+
+
+def write_run(
+    job: Job,
+    pred: inference.Predictions,
+    *,
+    inference_s: float,
+    device: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> runs.Run:
+    """Write the run of ``job`` from predictions over all its items; return it."""
+    ds, labels = job.ds, job.labels
+    kept = [ds.items[i] for i in pred.index]
+    skipped = list(ds.skipped) + [
+        data.Skipped(ds.items[i].split, ds.items[i].path, why)
+        for i, why in sorted(pred.failed.items())
+    ]
+    table = runs.predictions_table(
+        split=[it.split for it in kept],
+        path=[it.path for it in kept],
+        y_true=labels[pred.index],
+        y_pred=pred.y_pred,
+        confidence=pred.confidence,
+        loss=pred.loss,
+        probs=pred.probs,
+    )
+    report = _metrics_json(job.class_names, ds, kept, labels[pred.index], pred, skipped)
+    ckpt = job.ckpt
+    meta = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "checkpoint": {
+            "name": ckpt.path.name,
+            "path": str(ckpt.path.resolve()),
+            "sha256": ckpt.sha256,
+            "format": ckpt.format,
+            "trusted": job.trust_checkpoint,
+        },
+        "architecture": ckpt.architecture,
+        "class_names": job.class_names,
+        "preprocessing": job.prep.to_dict(),
+        "dataset": {
+            "root": str(ds.root.resolve()),
+            "fingerprint": ds.fingerprint,
+            "splits": {s: ds.count(s) for s in ds.split_dirs},
+            # where each split's images live: prediction paths are relative to these
+            "split_dirs": {s: str(d.resolve()) for s, d in ds.split_dirs.items()},
+        },
+        "skipped": [{"split": s.split, "path": s.path, "reason": s.reason} for s in skipped],
+        "device": device or str(job.device),
+        "batch_size": pred.batch_size,
+        # fp32 | bf16 | fp16: the forward pass's autocast dtype (probabilities are float32)
+        "precision": job.precision,
+        **(extra or {}),
+        "timings": {
+            "load_s": round(job.seconds["load_s"], 3),
+            "scan_s": round(job.seconds["scan_s"], 3),
+            "inference_s": round(inference_s, 3),
+            "images_per_s": round(len(ds.items) / max(inference_s, 1e-9), 1),
+        },
+        "versions": _versions(),
+    }
+    return job.store.write(job.rid, table, meta, report)
 
 
 def _metrics_json(
@@ -182,8 +308,6 @@ def _metrics_json(
 
 
 def _versions() -> dict[str, str]:
-    import torch
-
     try:  # from the package metadata: importing torchvision costs seconds
         tv = importlib.metadata.version("torchvision")
     except importlib.metadata.PackageNotFoundError:
