@@ -137,7 +137,14 @@ def _together(step: str, fn: Callable[[], T]) -> tuple[T, list[Any]]:
     except Exception as exc:  # a bug or an I/O error: still stop every rank
         value, error = None, f"{type(exc).__name__}: {exc}"
     gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, (error, value if _small(value) else None))
+    try:
+        dist.all_gather_object(gathered, (error, value if _small(value) else None))
+    except (RuntimeError, dist.DistError) as exc:  # a rank died, or passed the timeout
+        raise ClassLensError(
+            f"lost the other ranks during {step} ({type(exc).__name__}: "
+            f"{str(exc).strip()[:200]}); nothing was written. A rank died or took longer than "
+            f"--dist-timeout{': ' + error if error else ''}."
+        ) from None
     errors = [(r, e) for r, (e, _) in enumerate(gathered) if e]
     if errors:
         rank, first = errors[0]
