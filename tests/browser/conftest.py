@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,14 +54,20 @@ class Server:
     runs_dir: Path  # its private run store
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Start `streamlit run app.py` on a free loopback port with a private run store."""
-    base = tmp_path_factory.mktemp("browser-store")
+@contextmanager
+def start_server(
+    base: Path, *, env: dict[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """Run `streamlit run app.py` on a free loopback port with a private run store in ``base``.
+
+    ``env`` adds environment variables (e.g. CLASSLENS_HOSTED), ``args`` extra command-line
+    options (e.g. ``--secrets.files <file>``).
+    """
     env = {
         **os.environ,
         "CLASSLENS_RUNS_DIR": str(base / "runs"),
         "CLASSLENS_CACHE_DIR": str(base / "cache"),
+        **(env or {}),
     }
     # Evaluate the sample first (as `make run` does) so page loads measure the dashboard.
     subprocess.run([sys.executable, "-m", "core.sample"], cwd=ROOT, env=env, check=True)
@@ -69,7 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
+         "--browser.gatherUsageStats", "false", *args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -82,6 +89,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Start `streamlit run app.py` on a free loopback port with a private run store."""
+    with start_server(tmp_path_factory.mktemp("browser-store")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
