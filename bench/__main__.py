@@ -1,8 +1,31 @@
-"""``python -m bench``: run every benchmark and print its ratios."""
+"""``python -m bench``: run every benchmark and print its ratios.
 
+Each entry is a module of this package with a ``main() -> int``; adding a benchmark is one
+line here.
+"""
+
+import importlib
 import sys
 
-from bench import pages
+BENCHMARKS = (
+    "pages",  # server-side rerun time of every page on the bundled sample
+    "analysis",  # every page's data for 50,000 images x 1,000 classes vs scikit-learn
+    "dashboard",  # page times and bytes sent for that run through AppTest
+    "memory",  # peak RSS of opening that run
+    "inference",  # images/s of files -> stored run vs the bare forward pass (CPU or GPU)
+    "gpu",  # pipeline and forward vs the card's FLOP ceiling (prints "no CUDA device" on CPU)
+)
+
+
+def main() -> int:
+    """Run each benchmark in BENCHMARKS in turn; return the first non-zero status, else 0."""
+    status = 0
+    for name in BENCHMARKS:
+        print(f"\n== bench.{name} ==", flush=True)
+        rc = importlib.import_module(f"bench.{name}").main()
+        status = status or rc
+    return status
+
 
 if __name__ == "__main__":
-    sys.exit(pages.main())
+    sys.exit(main())

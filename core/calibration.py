@@ -111,22 +111,58 @@ def class_table(
 ) -> pd.DataFrame:
     """Return one row per class: class, support, mean P(class), share of the class, ECE, MCE."""
     y_true = np.asarray(y_true)
-    probs = np.asarray(probs, dtype=np.float64)
-    rows = []
-    for c, (name, rel) in enumerate(
-        zip(class_names, per_class(y_true, probs, n_bins=n_bins), strict=True)
-    ):
-        rows.append(
-            {
-                "class": str(name),
-                "support": int((y_true == c).sum()),
-                "mean_prob": float(probs[:, c].mean()) if len(probs) else float("nan"),
-                "frequency": float((y_true == c).mean()) if len(probs) else float("nan"),
-                "ece": rel.ece,
-                "mce": rel.mce,
-            }
-        )
-    return pd.DataFrame(rows, columns=["class", "support", "mean_prob", "frequency", "ece", "mce"])
+    probs = np.asarray(probs)
+    columns = ["class", "support", "mean_prob", "frequency", "ece", "mce"]
+    if probs.ndim != 2 or len(class_names) != probs.shape[1] or not len(probs):
+        rows = [
+            {"class": str(name), "support": int((y_true == c).sum()), "mean_prob": float("nan"),
+             "frequency": float("nan"), "ece": rel.ece, "mce": rel.mce}
+            for c, (name, rel) in enumerate(
+                zip(class_names, per_class(y_true, probs, n_bins=n_bins), strict=True)
+            )
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
+    count, conf_sum, hits = _class_bins(y_true, probs, n_bins)
+    n, k = probs.shape
+    support = np.bincount(y_true.astype(np.int64), minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.abs(hits - conf_sum) / count  # NaN in empty bins
+    ece = np.nansum(gap * count, axis=1) / n
+    mce = np.where(count.any(axis=1), np.nanmax(np.where(count > 0, gap, -np.inf), axis=1), np.nan)
+    return pd.DataFrame(
+        {"class": [str(c) for c in class_names], "support": support.astype(int),
+         "mean_prob": conf_sum.sum(axis=1) / n, "frequency": support / n, "ece": ece,
+         "mce": mce},
+        columns=columns,
+    )  # fmt: skip
+
+
+CHUNK_ROWS = 2048  # rows binned at a time: bounds the (rows, n_classes) temporaries
+
+
+def _class_bins(
+    y_true: np.ndarray, probs: np.ndarray, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return per class and bin (n_classes, n_bins): rows, sum of P(class) and rows of the
+    class, the one-vs-rest reliability bins of every class at once (:func:`reliability`
+    class by class is 1,000 passes over 50,000 rows at ImageNet size)."""
+    n, k = probs.shape
+    _check(np.zeros(0), np.zeros(0, bool), n_bins)
+    offsets = (np.arange(k, dtype=np.int64) * n_bins)[None, :]
+    count = np.zeros(k * n_bins, np.int64)
+    conf_sum = np.zeros(k * n_bins)
+    hits = np.zeros(k * n_bins)
+    y = y_true.astype(np.int64)
+    for lo in range(0, n, CHUNK_ROWS):
+        p = probs[lo : lo + CHUNK_ROWS].astype(np.float64)
+        if np.nanmin(p) < 0 or np.nanmax(p) > 1:
+            raise ValueError("confidence must be probabilities in [0, 1]; pass softmax outputs.")
+        flat = (offsets + bin_index(p, n_bins=n_bins)).ravel()
+        count += np.bincount(flat, minlength=k * n_bins)
+        conf_sum += np.bincount(flat, weights=p.ravel(), minlength=k * n_bins)
+        own = flat.reshape(p.shape)[np.arange(len(p)), y[lo : lo + CHUNK_ROWS]]
+        hits += np.bincount(own, minlength=k * n_bins)
+    return (count.reshape(k, n_bins), conf_sum.reshape(k, n_bins), hits.reshape(k, n_bins))
 
 
 def worst_bin(rel: Reliability) -> int:

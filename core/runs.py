@@ -274,8 +274,37 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(f.fileno())
 
 
+# Runs already read, by folder: (the files' sizes and mtimes, the Run). A 1,000-class run's
+# metrics.json holds two million-cell matrices (0.7 s to parse) and the dashboard lists the
+# store every few seconds; runs are immutable, so an unchanged stat means an unchanged run.
+_READ_CACHE: dict[Path, tuple[tuple[int, ...], Run]] = {}
+
+
+def _stat_key(path: Path) -> tuple[int, ...] | None:
+    try:
+        stats = [(path / name).stat() for name in FILES]
+    except OSError:
+        return None
+    return tuple(v for st in stats for v in (st.st_size, st.st_mtime_ns, st.st_ino))
+
+
 def _read(path: Path) -> Run | None:
     """Return the run in ``path`` if every file is present and consistent, else None."""
+    key = _stat_key(path)
+    hit = _READ_CACHE.get(path)
+    if key is not None and hit is not None and hit[0] == key:
+        return hit[1]
+    _READ_CACHE.pop(path, None)
+    run = _read_files(path)
+    if run is not None and key is not None:
+        if len(_READ_CACHE) > 256:  # a bound, not an LRU: stores hold tens of runs
+            _READ_CACHE.clear()
+        _READ_CACHE[path] = (key, run)
+    return run
+
+
+def _read_files(path: Path) -> Run | None:
+    """Return the run in ``path`` read from its files if they are consistent, else None."""
     try:
         meta = json.loads((path / "meta.json").read_text())
         metrics = json.loads((path / "metrics.json").read_text())

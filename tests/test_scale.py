@@ -187,3 +187,24 @@ def test_class_table_counting_sort_equals_the_sorted_curves_and_sklearn() -> Non
         assert fast["average_precision"][c] == pytest.approx(
             average_precision_score(y == c, p[:, c]), abs=1e-12
         )
+
+
+def test_bench_analysis_times_every_page_and_sklearn(many: runs.Run) -> None:
+    from bench import analysis
+
+    work = analysis.page_work(many)
+    report = work["metrics (split_report)"]()
+    df = many.predictions()
+    test = df[df["split"] == "test"]
+    rep = classification_report(test["y_true"], test["y_pred"], labels=range(300),
+                                output_dict=True, zero_division=0)  # fmt: skip
+    assert report["weighted"]["f1"] == pytest.approx(rep["weighted avg"]["f1-score"])
+    times = analysis.measure(many, repeats=1)
+    assert set(times) == {*work, "sklearn"} and all(t > 0 for t in times.values())
+
+
+def test_bench_memory_reads_a_child_peak(many: runs.Run) -> None:
+    from bench import memory
+
+    peak = memory.peak_mb(many.path.parent, many.run_id, "open")
+    assert 50 < peak < memory.GOAL_MB

@@ -89,3 +89,18 @@ def test_per_class_page_searches_sorts_and_pages(big_run: Run) -> None:
     table = at.dataframe[0].value
     husky = [n for n in big_run.class_names if "husky" in n]
     assert sorted(table["class"]) == husky
+
+
+def test_bench_dashboard_times_a_page_and_counts_its_bytes(
+    big_run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import app_test
+
+    from bench import dashboard
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", app_test.MemoryMediaFileStorage)
+    r = dashboard.time_pages(big_run.run_id, pages=("confusion",), repeats=1)["confusion"]
+    at = open_page("confusion", big_run)
+    chart = at.get("plotly_chart")[0].proto
+    assert r["rerun"] > 0 and r["largest"] >= len(chart.SerializeToString()) > 10_000
+    assert r["bytes"] >= r["elements"] > r["largest"]
