@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from core import safety
 from core.errors import ClassLensError
 from core.preprocessing import Preprocessing
+from core.settings import current
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -116,7 +120,18 @@ def _reject_reason(path: Path) -> str | None:
         return "not an image (unknown extension)"
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
-    return None
+    # From the header only: a decompression bomb is listed here and never decoded. Other
+    # damage is found by decoding, during inference, and listed there.
+    return safety.pixel_problem(path, _max_pixels(os.environ.get(MAX_PIXELS_ENV)))
+
+
+MAX_PIXELS_ENV = "CLASSLENS_MAX_IMAGE_PIXELS"
+
+
+@lru_cache(maxsize=4)
+def _max_pixels(raw: str | None) -> int:
+    """Return the pixel limit (keyed by its env value: settings are read once, not per file)."""
+    return current().max_image_pixels
 
 
 def scan(root: str | Path) -> Dataset:
@@ -172,7 +187,15 @@ def decode(path: Path, prep: Preprocessing) -> np.ndarray:
 
     Resizing happens here, on uint8 pixels; normalising happens on the device (inference).
     """
-    with Image.open(path) as img:
+    limit = _max_pixels(os.environ.get(MAX_PIXELS_ENV))
+    with warnings.catch_warnings():
+        # Our own limit is checked before any decoding; PIL's bomb warning (for limits raised
+        # past its own) must not turn into an error under -W error.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(path)
+    with img:
+        if img.width * img.height > limit:
+            raise ValueError(f"image too large ({img.width}x{img.height}); not decoded")
         img.load()  # forces a full decode: truncated files fail here, not later
         img = img.convert("L" if prep.channels == 1 else "RGB")
     size = prep.image_size

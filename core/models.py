@@ -1,9 +1,10 @@
 """Checkpoints: recognise the format by content, load it safely, read its metadata.
 
-Safe formats (`.safetensors`, a state_dict saved with ``torch.save``) never run code from the
-file: state_dicts load only through ``torch.load(..., weights_only=True)``. Code-bearing
-formats (TorchScript, ``torch.export`` ``.pt2``, whole pickled modules) load only when the
-caller passes ``trusted=True``. Formats live in a registry, tried in order by ``sniff``.
+Safe formats (`.safetensors`, a state_dict saved with ``torch.save``, ONNX) never run code
+from the file: state_dicts load only through ``torch.load(..., weights_only=True)``, ONNX graphs
+are checked by ``core.onnx_model``. Code-bearing formats (TorchScript, ``torch.export``
+``.pt2``, whole pickled modules) load only when the caller passes ``trusted=True``, and never
+when ``core.settings.current()`` is hosted. Formats live in a registry, tried in order by ``sniff``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from core import archs
+from core import archs, settings
 from core.errors import ClassLensError
+from core.onnx_model import looks_like_onnx
 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "weights", "net")
 PREFIXES = (
@@ -240,6 +242,31 @@ def _code_bearing(path: Path, fmt: str, module: nn.Module, meta: dict[str, Any])
     )
 
 
+def _load_onnx(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
+    """Safe: the graph is checked (no external data, no custom operators) before it runs."""
+    from core import onnx_model
+
+    raw: dict[str, Any] = {}
+    module, facts = onnx_model.load(path, raw)
+    meta = _merge(_normalise_meta(raw), sidecar)
+    prep = dict(meta.get("preprocessing") or {})
+    if facts["image_size"] and "image_size" not in prep:
+        prep["image_size"] = facts["image_size"]  # a fixed input size is the only one it takes
+    channels = facts["in_channels"] or prep.get("channels")
+    onnx_model.count_outputs(module, channels or 3, int(prep.get("image_size") or 224))
+    return Checkpoint(
+        path=path,
+        sha256="",
+        format="onnx",
+        module=module,
+        architecture=str(meta.get("architecture") or "onnx"),
+        class_names=meta.get("class_names"),
+        preprocessing=prep,
+        in_channels=channels,
+        native=False,
+    )
+
+
 # --- sniffing ------------------------------------------------------------------------------
 
 
@@ -276,6 +303,9 @@ FORMATS: tuple[CheckpointFormat, ...] = (
         "a torch.export .pt2 archive",
     ),
     CheckpointFormat("state_dict", False, _is_torch_pickle, _load_torch_state_dict, "torch.save"),
+    CheckpointFormat(
+        "onnx", False, lambda p, head, names: looks_like_onnx(head), _load_onnx, "an ONNX model"
+    ),
 )
 
 
@@ -301,14 +331,10 @@ def sniff(path: Path) -> CheckpointFormat:
     for fmt in FORMATS:
         if fmt.sniff(path, head, names):
             return fmt
-    if path.suffix.lower() == ".onnx":
-        raise ClassLensError(
-            f"{path.name}: ONNX checkpoints are not supported yet. Export a state_dict "
-            "(torch.save(model.state_dict(), path)) or a .safetensors file instead."
-        )
     raise ClassLensError(
         f"{path.name} is not a checkpoint ClassLens can read: expected .safetensors, a "
-        "torch.save state_dict (.pt/.pth/.ckpt), TorchScript or a torch.export .pt2 archive."
+        "torch.save state_dict (.pt/.pth/.ckpt), an ONNX model, TorchScript or a torch.export "
+        ".pt2 archive (judged by the file's content, not its extension)."
     )
 
 
@@ -327,6 +353,15 @@ def load_checkpoint(
             f"{path.name} is empty (0 bytes). Copy or export the checkpoint again."
         )
     fmt = sniff(path)
+    if not settings.current().allow_code_checkpoints:
+        # Hosted: whatever the caller (or a UI checkbox) asked, no file's code ever runs.
+        if fmt.code_bearing:
+            raise ClassLensError(
+                f"{path.name} is {fmt.what}, which runs code from the file when loaded; this "
+                "hosted ClassLens never loads such files, trusted or not. Export the weights "
+                "as .safetensors, a torch.save state_dict or an ONNX model instead."
+            )
+        trusted = False
     if fmt.code_bearing and not trusted:
         raise ClassLensError(
             f"{path.name} is {fmt.what}, which runs code from the file when loaded. Refusing "
