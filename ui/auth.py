@@ -24,6 +24,9 @@ from core.settings import Settings
 ROLE_KEY = "_classlens_role"  # password mode: the role, kept for the browser session
 USER_KEY = "_classlens_user"  # who is signed in, as shown in the sidebar
 TITLE = "ClassLens"
+# Settings core code needs (through core.settings.current()); never the passwords.
+EXPORTED = ("hosted", "allowed_roots", "max_upload_mb", "max_zip_total_mb", "max_zip_files",
+            "max_image_pixels")  # fmt: skip
 
 
 class Role(StrEnum):
@@ -61,12 +64,23 @@ def load_settings() -> Settings:
     environment) enforce hosted rules in core code too, e.g. refusing code-bearing checkpoints.
     """
     try:
-        settings = core_settings.load(_secrets_table("classlens"))
+        table = _secrets_table("classlens")
+        settings = core_settings.load(table)
     except ClassLensError as exc:
         closed(f"ClassLens is misconfigured, so it stays closed: {exc}")
-    if settings.hosted:
-        os.environ[core_settings.ENV_PREFIX + "HOSTED"] = "1"
+    for name in EXPORTED:
+        env_name = core_settings.ENV_PREFIX + name.upper()
+        if name in table and env_name not in os.environ:  # the environment keeps precedence
+            os.environ[env_name] = _env_text(table[name])
     return settings
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _digest(text: str) -> bytes:

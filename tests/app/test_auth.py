@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.runs import Run
-from core.settings import Settings
+from core.settings import Settings, current
 from tests.app.conftest import ROOT
 from ui.auth import Role, check_password, oidc_role
 
@@ -25,13 +25,14 @@ AUTH = {  # what st.login would need; AppTest seeds st.user instead of redirecti
 
 
 @pytest.fixture(autouse=True)
-def _no_hosted_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """app.py exports CLASSLENS_HOSTED=1 when secrets switch hosted on: keep it in this test."""
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in
-                 ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")]:  # fmt: skip
+def _no_settings_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """app.py exports secrets' safety settings (CLASSLENS_HOSTED...) to os.environ: undo it."""
+    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
         monkeypatch.delenv(name)
     yield
-    os.environ.pop("CLASSLENS_HOSTED", None)
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
+        os.environ.pop(name)
 
 
 def _app(run: Run, classlens: dict, **extra: dict) -> AppTest:
@@ -82,11 +83,14 @@ def test_oidc_roles_from_email_lists() -> None:
 
 
 def test_password_gate_wrong_viewer_editor(sample_runs: dict[str, Run]) -> None:
-    at = _app(sample_runs["good"], {"editor_password": EDITOR_PW, "viewer_password": VIEWER_PW})
+    conf = {"editor_password": EDITOR_PW, "viewer_password": VIEWER_PW, "max_image_pixels": 1234}
+    at = _app(sample_runs["good"], conf)
     _only_login(at)
     assert [t.label for t in at.text_input] == ["Password"]
     assert at.text_input[0].proto.type == at.text_input[0].proto.PASSWORD
-    assert os.environ.get("CLASSLENS_HOSTED") == "1"  # core code enforces hosted rules too
+    # Core code (core.settings.current() reads only the environment) enforces them too.
+    assert current().hosted and current().max_image_pixels == 1234
+    assert not any("PASSWORD" in k for k in os.environ)
 
     at.text_input[0].input(EDITOR_PW[:-1])
     at.button[0].click()
