@@ -151,8 +151,9 @@ def gate(settings: Settings) -> Role:
 
 
 def _account(who: str, role: Role, label: str, on_click) -> None:  # noqa: ANN001
+    """Show who is signed in, their role, and the sign-out button, in the sidebar."""
     with st.sidebar:
-        st.caption(f"Signed in as **{who}** · {role.value}")
+        st.caption(f"{who} · {role.value}")
         st.button(label, on_click=on_click, key="_classlens_sign_out")
 
 
@@ -166,7 +167,7 @@ def _password_gate(settings: Settings) -> Role:
     role = st.session_state.get(ROLE_KEY)
     if role in (Role.VIEWER, Role.EDITOR):
         role = Role(role)
-        _account(f"{role.value} password", role, "Sign out", _sign_out)
+        _account(f"Signed in with the {role.value} password", role, "Sign out", _sign_out)
         return role
 
     def screen() -> None:
@@ -217,5 +218,5 @@ def _oidc_gate(settings: Settings) -> Role:
             st.button("Log out", on_click=st.logout)
 
         _only(refused)
-    _account(str(email), role, "Log out", st.logout)
+    _account(f"Signed in as **{email}**", role, "Log out", st.logout)
     return role
