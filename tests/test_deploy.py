@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 from streamlit import config as st_config
 
+from deploy.config_flags import flags
 from tests.browser.conftest import _free_port, _wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "deploy" / "streamlit-config.toml"
-sys.path.insert(0, str(ROOT / "deploy"))
-from config_flags import flags  # noqa: E402
 
 
 def _production() -> dict:
