@@ -30,6 +30,8 @@ IMAGE_FROM = 100  # from this many shown classes on, the heatmap is an image
 TARGETS_MAX = 2_000  # most frequent off-diagonal cells that get a hover/click target
 TARGET_TRACE = 2  # curve number of the click targets (0: image, 1: colorbar carrier)
 SHARE_GAIN = 100.0  # shares are drawn as log1p(100 * share): 1% is a visible tint
+FLOOR = 0.3  # the lightest color of a non-empty cell: one image must survive the browser
+# shrinking a 1,000-pixel image into a 500-pixel plot (empty cells stay white)
 
 
 def _lut() -> np.ndarray:
@@ -46,12 +48,15 @@ LUT = _lut()
 
 
 def intensity(z: Any, normalize: Normalize, zmax: float) -> np.ndarray:
-    """Return the color position in [0, 1] of each value: log1p of counts over log1p of
-    ``zmax``, or log1p(100 x share) over log1p(100) for shares."""
+    """Return the color position in [0, 1] of each value: 0 for empty cells, else from
+    FLOOR up by log1p of counts over log1p of ``zmax`` (log1p(100 x share) over log1p(100)
+    for shares)."""
     z = np.asarray(z, dtype=np.float64)
     if normalize:
-        return np.log1p(SHARE_GAIN * np.clip(z, 0, 1)) / np.log1p(SHARE_GAIN)
-    return np.log1p(np.clip(z, 0, None)) / np.log1p(max(zmax, 1.0))
+        scaled = np.log1p(SHARE_GAIN * np.clip(z, 0, 1)) / np.log1p(SHARE_GAIN)
+    else:
+        scaled = np.log1p(np.clip(z, 0, None)) / np.log1p(max(zmax, 1.0))
+    return np.where(z > 0, FLOOR + (1 - FLOOR) * scaled, 0.0)
 
 
 def png_data_uri(z01: np.ndarray) -> str:
@@ -159,7 +164,7 @@ def heatmap_image_figure(
         )  # fmt: skip
     axis = {"showgrid": False, "zeroline": False, "showticklabels": False}
     fig.update_layout(
-        height=760,
+        height=640,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         plot_bgcolor="white",
         hoverlabel={"bgcolor": "white", "bordercolor": "#0b3d91", "font_size": 13},
