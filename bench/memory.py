@@ -2,7 +2,10 @@
 
 ``python -m bench.memory`` writes (or finds) the synthetic run of bench/synthetic.py, then
 in a fresh subprocess per case loads it and computes what the case's pages need, and reads
-the subprocess's peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``):
+the subprocess's peak resident set size: ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, and
+``VmHWM`` from /proc/self/status where there is one. Linux keeps ru_maxrss across exec, so a
+child forked from a big parent (``python -m bench`` after the other benchmarks) reports the
+parent's size; VmHWM belongs to the new program only, so it is the figure used when present:
 
 - ``open``: the run listed and loaded, predictions read, the Overview and Confusion data;
 - ``open + probs``: the same plus ``run.probs()`` (what Thresholds, Calibration and
@@ -40,17 +43,23 @@ if case != "baseline":
     confusion_image.heatmap_image_figure(res.cm, run.class_names).to_json()
     if case == "open + probs":
         run.probs()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KB on Linux
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+try:
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+    print(maxrss, int(hwm.split()[1]) / 1024)
+except OSError:
+    print(maxrss, maxrss)
 """
 
 
 def peak_mb(store: str | Path, rid: str, case: str) -> float:
-    """Return the peak RSS in MB of a fresh process doing ``case`` on run ``rid``."""
+    """Return the peak RSS in MB of a fresh process doing ``case`` on run ``rid`` (VmHWM,
+    or ru_maxrss where /proc is missing)."""
     code = CHILD.format(root=str(ROOT), store=str(store), rid=rid, case=case)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(out.stdout.strip().splitlines()[-1].split()[1])
 
 
 def main(n_test: int = 50_000, n_classes: int = 1_000) -> int:

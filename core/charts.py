@@ -22,6 +22,8 @@ SPLIT_COLORS = {"train": "#7f7f7f", "val": "#9467bd", "test": "#1f77b4"}
 OUTCOME_COLORS = {"correct": COLORS["good"], "wrong": COLORS["bad"]}
 MANY_CLASSES = 30  # from this many classes on, bar charts turn horizontal
 ROW_PX = 22  # height per class in horizontal bar charts
+BARS_MAX = 60  # beyond this many classes the recall chart shows the worst ones only: 1,000
+# bars would be a 22,000-pixel chart (the per-class table has every class)
 
 
 def _layout(fig: go.Figure, *, title: str, height: int = 380) -> go.Figure:
@@ -73,6 +75,9 @@ def recall_bars(
     adds a dotted line: the picture of the accuracy paradox when one bar falls far below it.
     """
     df = table[table["support"] > 0]
+    n_all = len(df)
+    if n_all > BARS_MAX:  # the worst classes, still in class order
+        df = df.loc[df["recall"].sort_values(kind="stable").index[:BARS_MAX]].sort_index()
     levels = [level_of(r, t) for r in df["recall"]]
     horizontal = len(df) >= MANY_CLASSES
     if horizontal:
@@ -101,7 +106,11 @@ def recall_bars(
     class_axis = {"type": "category", "title": "class"}
     if horizontal:
         fig.update_layout(xaxis=value_axis, yaxis=class_axis)
-        return _layout(fig, title="Recall per class", height=120 + ROW_PX * len(df))
+        title = (
+            f"Recall of the {len(df)} worst of {n_all:,} classes" if n_all > len(df)
+            else "Recall per class"
+        )  # fmt: skip
+        return _layout(fig, title=title, height=120 + ROW_PX * len(df))
     fig.update_layout(xaxis=class_axis, yaxis=value_axis)
     return _layout(fig, title="Recall per class")
 

@@ -209,3 +209,16 @@ def test_bench_memory_reads_a_child_peak(many: runs.Run) -> None:
 
     peak = memory.peak_mb(many.path.parent, many.run_id, "open")
     assert 50 < peak < memory.GOAL_MB
+
+
+def test_recall_chart_of_many_classes_shows_the_worst_only(many: runs.Run) -> None:
+    from core import charts
+
+    table = tables.per_class_table(many.metrics["splits"]["test"])
+    fig = charts.recall_bars(table)
+    shown = fig.data[0].y  # horizontal: classes on y
+    present = table[table["support"] > 0]
+    worst = present.nsmallest(charts.BARS_MAX, "recall", keep="all")
+    assert len(shown) == charts.BARS_MAX < len(present)
+    assert max(present.set_index("class").loc[list(shown), "recall"]) <= worst["recall"].max()
+    assert f"worst of {len(present)} classes" in fig.layout.title.text
