@@ -12,6 +12,7 @@ from core.diagnostics import pct
 from ui import downloads
 from ui.alerts import all_classes_pass, verdict_box
 from ui.boot import ensure_app
+from ui.gallery import md_names
 from ui.state import current_run, split_picker, thresholds
 
 ensure_app()
@@ -95,10 +96,13 @@ with st.container(horizontal=True, key="share_row"):
 m = m_all["splits"][split]
 verdict = diagnostics.health(m, t)
 reasons = "\n".join(f"- {r}" for r in verdict.reasons)
-verdict_box(verdict.level, f"**{verdict.headline}**\n\n{reasons}")
+verdict_box(verdict.level, md_names(f"**{verdict.headline}**\n\n{reasons}", run.class_names))
 warning = diagnostics.imbalance_warning(m, t)
 if warning:
-    st.warning(f"**Accuracy paradox risk.** {warning}", icon=":material/balance:")
+    st.warning(
+        f"**Accuracy paradox risk.** {md_names(warning, run.class_names)}",
+        icon=":material/balance:",
+    )
 
 st.subheader("Headline metrics")
 for row in tables.headline_table(m_all).itertuples():

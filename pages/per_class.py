@@ -12,6 +12,7 @@ from core import charts, gallery, tables
 from core.diagnostics import pct, pct_brief
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
+from ui.gallery import md_escape
 from ui.state import current_run, split_picker, thresholds
 
 ensure_app()
@@ -47,7 +48,7 @@ if failing.empty:
     all_classes_pass(t.good_class)
 else:
     names = ", ".join(
-        f"'{r['class']}' ({r['weakest']} {pct(r['score'])})"
+        f"'{md_escape(r['class'])}' ({r['weakest']} {pct(r['score'])})"
         for _, r in failing.head(FLAGGED_NAMED).iterrows()
     )
     if len(failing) > FLAGGED_NAMED:

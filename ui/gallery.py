@@ -57,6 +57,16 @@ def md_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~:$<>" else ch for ch in text)
 
 
+def md_names(text: str, class_names: Sequence[str]) -> str:
+    """Return ``text`` (markdown from core, which quotes class names as 'name') with every
+    quoted class name escaped, so a class called **bold** or <script> shows as typed."""
+    for name in sorted(set(class_names), key=len, reverse=True):
+        escaped = md_escape(name)
+        if escaped != name:
+            text = text.replace(f"'{name}'", f"'{escaped}'")
+    return text
+
+
 def class_filter(
     label: str,
     class_names: Sequence[str],

@@ -1,26 +1,34 @@
 """The sidebar on every page: choose a stored run, or make a new one.
 
-A new run comes from a bundled, uploaded or server-side checkpoint and the bundled or a
-server-side dataset; preprocessing is prefilled from the checkpoint's metadata. Evaluation
-runs in a background job (ui.jobs) with a progress bar, and the result becomes the chosen run.
+A new run comes from a bundled, uploaded or server-side checkpoint and the bundled, an
+uploaded (zip) or a server-side dataset; preprocessing is prefilled from the checkpoint's
+metadata. Inputs go through ``core.safety`` (uploads checked by size and content, zips
+extracted safely, server paths only under the allowed roots) and the settings decide what is
+offered: no trust checkbox when hosted, no server paths when hosted without allowed roots.
+Evaluation runs in a background job (ui.jobs) with a progress bar, and the result becomes
+the chosen run.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import streamlit as st
 
-from core import models, paths, preprocessing
+from core import models, preprocessing, safety
 from core.errors import ClassLensError
 from core.evaluate import evaluate
 from core.sample import CHECKPOINTS, DATASET
+from core.settings import Settings, current
 from ui import jobs
 from ui.state import RUN_KEY, list_runs, run_label
 
 PENDING_KEY = "_pending_run_id"
-UPLOAD_TYPES = ["safetensors", "pt", "pth", "ckpt", "bin", "pt2"]
+UPLOAD_TYPES = ["safetensors", "pt", "pth", "ckpt", "bin", "pt2", "onnx"]
+DATASET_UPLOAD_TYPES = ["zip"]
 
 
 def sidebar(*, can_edit: bool = True) -> None:
@@ -68,25 +76,58 @@ def _inspect(path: str, sha: str, trusted: bool, arch: str | None) -> models.Che
     return models.load_checkpoint(path, trusted=trusted, arch=arch or None)
 
 
-def _saved_upload(upload) -> Path:
-    """Return a stable path for an uploaded file (content-addressed, so reruns reuse it)."""
-    data = upload.getvalue()
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = paths.cache_dir() / "uploads" / digest
-    target = folder / Path(upload.name).name
-    if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-    return target
+class Upload(Protocol):
+    """What the handlers need of an uploaded file (st.file_uploader's UploadedFile has it)."""
+
+    name: str
+
+    def getvalue(self) -> bytes: ...
 
 
-def _choose_checkpoint() -> tuple[list[Path], bool]:
-    source = st.radio(
-        "Checkpoint", ["Bundled sample", "Upload", "Server path"], horizontal=True, key="ck_src"
+def save_checkpoint_uploads(
+    uploads: Iterable[Upload], settings: Settings
+) -> tuple[list[Path], list[str]]:
+    """Return (stored paths, refusals) for uploaded checkpoints: each is checked by size and
+    content, then stored content-addressed in the cache (reruns reuse it). No streamlit here,
+    so tests call it directly (AppTest cannot drive st.file_uploader)."""
+    saved, refused = [], []
+    for upload in uploads:
+        try:
+            saved.append(safety.save_checkpoint_upload(upload.name, upload.getvalue(), settings))
+        except ClassLensError as exc:
+            refused.append(str(exc))
+    return saved, refused
+
+
+def dataset_from_zip(upload: Upload, settings: Settings) -> Path:
+    """Return the dataset folder extracted (safely, once per content) from an uploaded zip."""
+    return safety.extract_dataset_zip(upload.getvalue(), Path(upload.name).name, settings)
+
+
+def server_path(text: str, settings: Settings) -> Path | None:
+    """Return the server path typed in a field (None when blank), refused outside the roots."""
+    text = text.strip()
+    return safety.check_server_path(text, settings) if text else None
+
+
+def _sources(settings: Settings, *options: str) -> list[str]:
+    """Return the source options this server offers (no server paths when hosted sans roots)."""
+    return [o for o in options if settings.server_paths_allowed or not o.startswith("Server")]
+
+
+def _trust_box(label: str, key: str, settings: Settings) -> bool:
+    if not settings.allow_code_checkpoints:
+        return False  # hosted: code-bearing formats are refused whatever is ticked
+    return st.checkbox(
+        label,
+        key=key,
+        help="Allows TorchScript, .pt2 and pickled modules, which run code from the file.",
     )
-    trusted = False
+
+
+def _choose_checkpoint(settings: Settings) -> tuple[list[Path], bool]:
+    options = _sources(settings, "Bundled sample", "Upload", "Server path")
+    source = st.radio("Checkpoint", options, horizontal=True, key="ck_src")
     if source == "Bundled sample":
         name = st.selectbox("Sample checkpoint", list(CHECKPOINTS), key="ck_sample")
         return [CHECKPOINTS[name]], False
@@ -96,33 +137,55 @@ def _choose_checkpoint() -> tuple[list[Path], bool]:
             type=UPLOAD_TYPES,
             key="ck_upload",
             accept_multiple_files=True,
-            help="Several files are evaluated one after another, ready for the Compare page.",
+            max_upload_size=settings.max_upload_mb,
+            help="Several files are evaluated one after another, ready for the Compare page. "
+            "Files are judged by their content, not their extension.",
         )
-        trusted = st.checkbox(
-            "I trust these files",
-            key="ck_trust_up",
-            help="Allows TorchScript, .pt2 and pickled modules, which run code from the file.",
-        )
-        return [_saved_upload(u) for u in uploads or []], trusted
-    text = st.text_input("Checkpoint path on the server", key="ck_path").strip()
-    trusted = st.checkbox(
-        "I trust this file",
-        key="ck_trust_path",
-        help="Allows TorchScript, .pt2 and pickled modules, which run code from the file.",
-    )
-    return ([Path(text).expanduser()] if text else []), trusted
+        trusted = _trust_box("I trust these files", "ck_trust_up", settings)
+        saved, refused = save_checkpoint_uploads(uploads or [], settings)
+        for message in refused:
+            st.error(message)
+        return saved, trusted
+    text = st.text_input("Checkpoint path on the server", key="ck_path", help=_roots(settings))
+    trusted = _trust_box("I trust this file", "ck_trust_path", settings)
+    found = server_path(text, settings)
+    return ([found] if found else []), trusted
 
 
-def _choose_dataset() -> Path | None:
-    source = st.radio("Dataset", ["Bundled digits", "Server folder"], horizontal=True, key="ds_src")
+def _roots(settings: Settings) -> str | None:
+    if not settings.allowed_roots:
+        return None
+    return "Only under: " + ", ".join(str(r) for r in settings.allowed_roots)
+
+
+def _choose_dataset(settings: Settings) -> Path | None:
+    options = _sources(settings, "Bundled digits", "Upload zip", "Server folder")
+    source = st.radio("Dataset", options, horizontal=True, key="ds_src")
     if source == "Bundled digits":
         return DATASET
+    if source == "Upload zip":
+        upload = st.file_uploader(
+            "Dataset zip",
+            type=DATASET_UPLOAD_TYPES,
+            key="ds_upload",
+            max_upload_size=settings.max_upload_mb,
+            help="A zip of root/<class>/<image> or root/<split>/<class>/<image>; extracted "
+            "once into the cache.",
+        )
+        if upload is None:
+            return None
+        # Hashing a large zip costs time: remember the folder for this upload's id.
+        memo = st.session_state.setdefault("_zip_folders", {})
+        if upload.file_id not in memo:
+            memo[upload.file_id] = dataset_from_zip(upload, settings)
+        return memo[upload.file_id]
     text = st.text_input(
         "Dataset folder on the server",
         key="ds_path",
-        help="root/<split>/<class>/<image> (splits: train, val, test) or root/<class>/<image>.",
-    ).strip()
-    return Path(text).expanduser() if text else None
+        help="root/<split>/<class>/<image> (splits: train, val, test) or root/<class>/<image>."
+        + (f" {_roots(settings)}." if settings.allowed_roots else ""),
+    )
+    return server_path(text, settings)
 
 
 def _floats(text: str, name: str) -> tuple[float, ...]:
@@ -133,8 +196,13 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 
 
 def _new_run_form() -> None:
-    ckpt_paths, trusted = _choose_checkpoint()
-    data_path = _choose_dataset()
+    settings = current()
+    try:
+        ckpt_paths, trusted = _choose_checkpoint(settings)
+        data_path = _choose_dataset(settings)
+    except ClassLensError as exc:  # a path outside the roots, a refused zip
+        st.error(str(exc))
+        return
     if not ckpt_paths or data_path is None:
         st.caption("Pick a checkpoint and a dataset to evaluate.")
         return

@@ -1,0 +1,198 @@
+"""Hostile input through the dashboard: the New run form in hosted mode, the upload handlers
+it calls, and class names that try to inject markup into the pages."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core import models
+from core.errors import ClassLensError
+from core.evaluate import evaluate
+from core.runs import Run
+from core.settings import Settings
+from tests.app.conftest import ROOT, open_page
+from tests.conftest import SIZE, classlens_meta, make_model, save_safetensors, write_dataset
+from ui.gallery import md_escape
+from ui.picker import dataset_from_zip, save_checkpoint_uploads
+
+EDITOR_PW = "editor-pw"
+EVIL_NAMES = ("<script>alert(1)", "**bold**", "<img src=x onerror=alert(2)>")
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """app.py exports the hosted settings to os.environ: undo it after each test."""
+    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
+        monkeypatch.delenv(name)
+    yield
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
+        os.environ.pop(name)
+
+
+class _Pwn:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+class _Upload:
+    """Stands in for st.file_uploader's UploadedFile (AppTest cannot drive the widget)."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self._data = name, data
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+def _hosted_editor(run: Run, **classlens: object) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.secrets["classlens"] = {"hosted": True, "editor_password": EDITOR_PW, **classlens}
+    at.query_params["run"] = run.run_id
+    at.run()
+    at.text_input[0].input(EDITOR_PW)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.sidebar.error]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_hosted_form_refuses_torchscript_and_paths_outside_the_roots(
+    sample_runs: dict[str, Run], tmp_path: Path
+) -> None:
+    root = (tmp_path / "models").resolve()
+    root.mkdir()
+    (tmp_path / "secret").mkdir()
+    torch.save({"w": torch.zeros(1)}, tmp_path / "secret" / "outside.pt")
+    (root / "out").symlink_to(tmp_path / "secret")
+    marker = tmp_path / "pwned"
+    torch.jit.script(make_model()).save(str(root / "scripted.pt"))
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": _Pwn(marker)}, root / "evil.pt")
+    before = set(tmp_path.rglob("*"))
+
+    at = _hosted_editor(sample_runs["good"], allowed_roots=[str(root)])
+    assert "Server path" in at.sidebar.radio(key="ck_src").options
+    at.sidebar.radio(key="ck_src").set_value("Server path").run()
+    assert not [c for c in at.sidebar.checkbox if "trust" in c.label], "no trust box when hosted"
+
+    attempts = {
+        root / "scripted.pt": r"TorchScript archive.*never loads such files, trusted or not",
+        root / "evil.pt": r"evil\.pt is not a safe checkpoint",
+        f"{root}/../secret/outside.pt": r"'\.\.' are not allowed.*" + re.escape(str(root)),
+        tmp_path / "secret" / "outside.pt": r"outside the folders.*" + re.escape(str(root)),
+        root / "out" / "outside.pt": r"outside the folders this server may read \(symlinks",
+    }
+    for attempt, wording in attempts.items():
+        at.sidebar.text_input(key="ck_path").input(str(attempt)).run()
+        assert not at.exception, at.exception
+        assert any(re.search(wording, e) for e in _errors(at)), (attempt, _errors(at))
+        assert not any(b.label == "Evaluate" for b in at.sidebar.button)
+
+    assert not marker.exists(), "the pickle's code never ran"
+    assert set(tmp_path.rglob("*")) == before, "nothing written beside the files"
+
+
+def test_hosted_without_roots_offers_no_server_paths(sample_runs: dict[str, Run]) -> None:
+    at = _hosted_editor(sample_runs["good"])
+    assert at.sidebar.radio(key="ck_src").options == ["Bundled sample", "Upload"]
+    assert at.sidebar.radio(key="ds_src").options == ["Bundled digits", "Upload zip"]
+
+
+def test_upload_handlers_refuse_by_content_and_never_run_a_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLASSLENS_HOSTED", "1")  # what app.py exports when hosted
+    marker, evil = tmp_path / "pwned", io.BytesIO()
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": _Pwn(marker)}, evil)
+    uploads = [
+        _Upload("evil.pt", evil.getvalue()),
+        _Upload("model.onnx", b"<html>not a model</html>"),
+        _Upload("big.safetensors", (8).to_bytes(8, "little") + b"{" + bytes(2 << 20)),
+    ]
+    settings = Settings(hosted=True, max_upload_mb=1)
+
+    saved, refused = save_checkpoint_uploads(uploads, settings)
+
+    assert [p.name for p in saved] == ["evil.pt"]
+    assert re.search(r"model\.onnx is not a checkpoint by its content", refused[0])
+    assert re.search(r"big\.safetensors is 2\.0 MB, over this server's 1 MB limit", refused[1])
+    with pytest.raises(ClassLensError, match="not a safe checkpoint"):
+        models.load_checkpoint(saved[0], trusted=True)
+    assert not marker.exists()
+
+    escape = io.BytesIO()
+    with zipfile.ZipFile(escape, "w") as z:
+        z.writestr("data/cat/1.png", b"x")
+        z.writestr("../../outside.txt", b"x")
+    with pytest.raises(ClassLensError, match=r"data\.zip refused: entry '\.\./\.\./outside\.txt'"):
+        dataset_from_zip(_Upload("data.zip", escape.getvalue()), settings)
+    assert not (tmp_path.parent / "outside.txt").exists()
+    assert not list(tmp_path.parent.parent.glob("outside.txt"))
+
+
+# --- class names that try to inject markup ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def evil_run(sample_runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A tiny run whose class folders are named like markup (a train and a test split)."""
+    base = tmp_path_factory.mktemp("evil")
+    root = write_dataset(base / "d", classes=EVIL_NAMES, per_class=3)
+    meta = classlens_meta(class_names=None, preprocessing={"image_size": SIZE, "channels": 1})
+    ckpt = save_safetensors(make_model(num_classes=3), base / "m.safetensors", meta)
+    return evaluate(ckpt, root, device="cpu", runs_dir=os.environ["CLASSLENS_RUNS_DIR"])
+
+
+def _rendered_text(at: AppTest) -> list[str]:
+    """Return every string Streamlit renders as markdown on the page (and the sidebar)."""
+    kinds = ("markdown", "caption", "error", "warning", "info", "success", "subheader", "header")
+    out = [el.value for kind in kinds for el in at.get(kind)]
+    out += [el.value for kind in kinds for el in at.sidebar.get(kind)]
+    out += [m.label for m in at.get("metric")]
+    return [str(v) for v in out]
+
+
+def _raw(text: str, name: str) -> bool:
+    """Return whether ``name`` appears in ``text`` other than markdown-escaped."""
+    return name in text.replace(md_escape(name), "")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "overview",
+        "per_class",
+        "confusion",
+        "mistakes",
+        "overfitting",
+        "calibration",
+        "suspicious",
+        "thresholds",
+        "leakage",
+    ],
+)
+def test_markup_class_names_render_as_literal_text(evil_run: Run, page: str) -> None:
+    at = open_page(page, evil_run)
+    texts = _rendered_text(at)
+    assert texts, "the page rendered text"
+    for name in EVIL_NAMES:
+        leaks = [t for t in texts if _raw(t, name)]
+        assert not leaks, (page, name, leaks)
