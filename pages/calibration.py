@@ -11,8 +11,9 @@ import math
 import streamlit as st
 
 from core import calibration as cal
-from core import gallery
+from core import exports, gallery
 from core.thresholds import split_rows
+from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
 from ui.state import current_run, split_picker
@@ -68,6 +69,12 @@ with left:
         "images per bin. Bars below the diagonal: overconfident, above: underconfident. Click "
         "a bar to see its images below."
     )
+downloads.offer(
+    lambda: exports.reliability_table(rel),
+    what="Calibration bins",
+    stem=downloads.file_stem(run, split, "calibration-bins"),
+    key="cal_bins",
+)
 right.plotly_chart(
     cal.confidence_histogram(y_true, y_pred, confidence, title="Confidence: correct vs wrong"),
     width="stretch",
@@ -128,4 +135,10 @@ st.dataframe(
 st.caption(
     "One-vs-rest: for class c, P(c) of every image against whether the image is c, in the "
     "same bins. Click a header to sort."
+)
+downloads.offer(
+    lambda: cal.class_table(y_true, probs, names),
+    what="Calibration per class",
+    stem=downloads.file_stem(run, split, "calibration-per-class"),
+    key="cal_classes",
 )

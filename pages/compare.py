@@ -8,6 +8,7 @@ import streamlit as st
 from core import compare, gallery
 from core.errors import ClassLensError
 from core.tables import CELL_COLORS
+from ui import downloads
 from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
@@ -152,6 +153,9 @@ st.dataframe(
     key="cmp_overall",
     placeholder="–",  # the baseline's own delta
 )
+downloads.offer(
+    overall, what="Overall", stem=downloads.file_stem(run, split, "compare"), key="cmp_o"
+)
 st.caption(
     f"Δ: each run minus the baseline ({names[baseline]}) in percentage points, with its 95% "
     f"interval from {N_RESAMPLES:,} paired bootstrap resamples. An interval that excludes 0 "
@@ -179,6 +183,9 @@ st.dataframe(
     height="content" if len(table) <= 30 else 600,
     key="cmp_class_table",
 )
+downloads.offer(
+    table, what="Per class", stem=downloads.file_stem(run, split, f"compare-{metric}"), key="cmp_c"
+)
 st.caption(
     f"Δ: {metric} minus the baseline's. Green: higher than the baseline, red: lower, where "
     "the 95% interval of the difference excludes 0."
@@ -191,6 +198,12 @@ st.dataframe(
     ),
     hide_index=True,
     key="cmp_mcnemar",
+)
+downloads.offer(
+    lambda: compare.mcnemar_table(tests, names=names),
+    what="McNemar tests",
+    stem=downloads.file_stem(run, split, "mcnemar"),
+    key="cmp_m",
 )
 st.caption(
     "McNemar's exact test looks only at the images the two models disagree on: b are right "

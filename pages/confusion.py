@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from functools import partial
 
+import pandas as pd
 import streamlit as st
 
 from core import confusion, confusion_image, gallery
+from ui import downloads
 from ui.boot import ensure_app
-from ui.gallery import class_filter, pager, thumbnail_grid
+from ui.gallery import class_filter, md_escape, pager, thumbnail_grid
 from ui.state import current_run, split_picker
 
 ensure_app()
@@ -190,6 +192,18 @@ with side_col:
             + (f" The {len(pair_rows):,} most frequent of {len(pairs):,} pairs: search a class "
                "for all of its pairs." if more > 0 else "")
         )  # fmt: skip
+        downloads.offer(  # every pair, and the whole matrix (rows true, columns predicted)
+            pairs.drop(columns=["true_idx", "pred_idx"], errors="ignore"),
+            what="Confused pairs",
+            stem=downloads.file_stem(run, split, "confused-pairs"),
+            key="cm_pairs",
+        )
+        downloads.offer(
+            lambda: pd.DataFrame(results.cm, index=names, columns=names).reset_index(names="true"),
+            what="Matrix",
+            stem=downloads.file_stem(run, split, "confusion-matrix"),
+            key="cm_matrix",
+        )
     st.subheader("Images of one cell")
     c_true, c_pred = st.columns(2)
     true_idx = c_true.selectbox(
@@ -201,7 +215,10 @@ with side_col:
 
 cell = run.predictions().loc[results.cell_rows(true_idx, pred_idx)]
 st.divider()
-st.subheader(f"{len(cell):,} images: true '{names[true_idx]}' predicted '{names[pred_idx]}'")
+st.subheader(
+    f"{len(cell):,} images: true '{md_escape(names[true_idx])}' "
+    f"predicted '{md_escape(names[pred_idx])}'"
+)
 if cell.empty:
     st.info("No image falls in this cell. Pick another cell.")
     st.stop()

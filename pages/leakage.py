@@ -14,6 +14,7 @@ import streamlit as st
 from core import embeddings, gallery, leakage
 from core.errors import ClassLensError
 from core.runs import Run
+from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import md_escape, pager
 from ui.state import current_run, load_run
@@ -218,6 +219,9 @@ if pairs.empty:
     st.stop()
 
 st.subheader("Pairs, closest first")
+downloads.offer(
+    pairs, what="Leaked pairs", stem=downloads.file_stem(run, split, "leakage"), key="lk_pairs"
+)
 page, size = pager(len(pairs), key="lk_pairs", reset_on=(run.run_id, split, method, threshold))
 shown = gallery.paginate(pairs, page=page, page_size=size)
 for start in range(0, len(shown), PAIRS_PER_ROW):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import gallery
+from core import exports, gallery
+from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import class_filter, gradcam_overlays, pager, thumbnail_grid
 from ui.state import current_run, seed_from_link, write_link
@@ -46,6 +47,12 @@ st.markdown(f"**{len(rows):,}** misclassified images match these filters")
 if rows.empty:
     st.success("No misclassified image matches these filters.")
     st.stop()
+downloads.offer(
+    lambda: exports.images_table(gallery.sort_rows(rows, sort_by), names),
+    what="These mistakes",
+    stem=downloads.file_stem(run, "mistakes"),
+    key="mistakes",
+)
 filters = (run.run_id, tuple(chosen_splits), tuple(true_classes), tuple(pred_classes), sort_by)
 page, size = pager(len(rows), key="mk_gallery", reset_on=filters)
 visible = gallery.paginate(gallery.sort_rows(rows, sort_by), page=page, page_size=size)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core import charts, diagnostics, tables
 from core.diagnostics import pct_brief
+from ui import downloads
 from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.state import current_run, thresholds
@@ -59,6 +60,18 @@ st.dataframe(
     hide_index=True,
     height="content" if len(by_class) <= charts.MANY_CLASSES else 500,
     key="recall_table",
+)
+downloads.offer(
+    lambda: tables.split_comparison(run.metrics, ov).reset_index(names="metric"),
+    what="Overall",
+    stem=downloads.file_stem(run, "overfitting-overall"),
+    key="of_overall",
+)
+downloads.offer(
+    by_class,
+    what="Recall per class and split",
+    stem=downloads.file_stem(run, "overfitting-recall"),
+    key="of_recall",
 )
 
 st.subheader("Confidence and loss, right vs wrong")

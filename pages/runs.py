@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.tables import runs_table
+from ui import downloads
 from ui.boot import ensure_app
 from ui.state import list_runs
 
@@ -21,7 +22,9 @@ pct = {
 }
 ORDER = ("checkpoint", "dataset", "split", "images", "accuracy", "balanced accuracy", "macro F1",
          "worst class recall", "skipped files", "architecture", "run", "created")  # fmt: skip
-st.dataframe(runs_table(runs), hide_index=True, column_config=pct, column_order=ORDER)
+table = runs_table(runs)
+st.dataframe(table, hide_index=True, column_config=pct, column_order=ORDER)
+downloads.offer(table, what="All runs", stem="classlens-runs", key="runs")
 st.caption(
     "Accuracy alone misleads: read it beside balanced accuracy and the worst class's recall. "
     "From the command line: `python -m core runs`."

@@ -11,8 +11,11 @@ import math
 
 import streamlit as st
 
+from core import exports
 from core import thresholds as th
+from ui import downloads
 from ui.boot import ensure_app
+from ui.gallery import md_escape, md_names
 from ui.state import current_run, seed_from_link, split_picker, write_link
 
 ensure_app()
@@ -78,21 +81,22 @@ else:
         key="th_target",
     )
     point = th.threshold_for_recall(y_true, probs, cls, target)
-    st.markdown(th.recall_sentence(point, name, target))
+    st.markdown(md_names(th.recall_sentence(point, name, target), [name]))
 
 if point is not None:
+    md_name = md_escape(name)  # help texts and captions render markdown
     m = st.columns(6)
     m[0].metric("Threshold", f"{point.threshold:.3g}")
     m[1].metric(
-        "Precision", _pct(point.precision), help=f"Of the flagged images, share of '{name}'"
+        "Precision", _pct(point.precision), help=f"Of the flagged images, share of '{md_name}'"
     )
-    m[2].metric("Recall", _pct(point.recall), help=f"Of the '{name}' images, share flagged")
+    m[2].metric("Recall", _pct(point.recall), help=f"Of the '{md_name}' images, share flagged")
     m[3].metric("Flagged", f"{point.flagged:,}", help="Images with P ≥ threshold")
-    m[4].metric("False alarms", f"{point.fp:,}", help=f"Flagged images that are not '{name}'")
-    m[5].metric("Missed", f"{point.fn:,}", help=f"'{name}' images below the threshold")
+    m[4].metric("False alarms", f"{point.fp:,}", help=f"Flagged images that are not '{md_name}'")
+    m[5].metric("Missed", f"{point.fn:,}", help=f"'{md_name}' images below the threshold")
     st.caption(
-        f"Counts one-vs-rest over {len(rows):,} {split} images: {point.tp:,} '{name}' images "
-        f"flagged, {point.fp:,} others flagged, {point.fn:,} '{name}' missed, {point.tn:,} "
+        f"Counts one-vs-rest over {len(rows):,} {split} images: {point.tp:,} '{md_name}' images "
+        f"flagged, {point.fp:,} others flagged, {point.fn:,} '{md_name}' missed, {point.tn:,} "
         "others correctly left out."
     )
 if curves.n_pos == 0:
@@ -105,6 +109,12 @@ left, right = st.columns(2)
 left.plotly_chart(th.pr_figure(curves, class_name=name, point=point), width="stretch", key="th_pr")
 right.plotly_chart(
     th.roc_figure(curves, class_name=name, point=point), width="stretch", key="th_roc"
+)
+downloads.offer(
+    lambda: exports.curve_table(curves),
+    what=f"Curve points of '{name}'",
+    stem=downloads.file_stem(run, split, f"curve-{name}"),
+    key="th_curve",
 )
 st.caption(
     "Precision-recall: each point is one threshold; AP summarises the whole curve (1 is "
@@ -137,3 +147,9 @@ st.dataframe(
     key="th_table",
 )
 st.caption("One-vs-rest, from P(class) alone. Click a header to sort; empty cells: no images.")
+downloads.offer(
+    lambda: _class_table(run.run_id, split, y_true, probs, names),
+    what="AP and AUC per class",
+    stem=downloads.file_stem(run, split, "ap-auc"),
+    key="th_classes",
+)

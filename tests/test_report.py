@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
@@ -100,3 +101,40 @@ def test_verdict_overfitting_and_mistake_thumbnails(report: str, evil_run: Run) 
 def test_unknown_split_is_refused(evil_run: Run) -> None:
     with pytest.raises(ValueError, match="split 'val' is not in this run"):
         build_report(evil_run, "val")
+
+
+def test_export_tables_equal_sklearn_and_hand_counts() -> None:
+    from core import calibration, exports, thresholds
+
+    y_true = np.array([0, 1, 1, 0, 2, 1])
+    probs = np.array(
+        [[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.5, 0.4, 0.1],
+         [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.1, 0.85, 0.05]]
+    )  # fmt: skip
+    curve = exports.curve_table(thresholds.class_curves(y_true, probs, 1))
+    precision, recall, cuts = skm.precision_recall_curve(y_true == 1, probs[:, 1])
+    # sklearn: increasing thresholds, with a final (precision 1, recall 0) point; ours: highest
+    # threshold first, one row per distinct score.
+    assert curve["threshold"].tolist() == pytest.approx(cuts[::-1].tolist())
+    assert curve["precision"].tolist() == pytest.approx(precision[:-1][::-1].tolist())
+    assert curve["recall"].tolist() == pytest.approx(recall[:-1][::-1].tolist())
+    fpr, _, _ = skm.roc_curve(y_true == 1, probs[:, 1], drop_intermediate=False)
+    assert curve["false_positive_rate"].tolist() == pytest.approx(fpr[1:].tolist())
+
+    y_pred = probs.argmax(1)
+    rel = calibration.top_label(y_true, y_pred, probs.max(1))
+    bins = exports.reliability_table(rel)
+    assert int(bins["images"].sum()) == 6
+    # Hand count: confidences 0.7, 0.6, 0.5, 0.7, 0.8, 0.85; 0.7 twice (one right, one wrong).
+    seventy = bins[(bins["low"] < 0.7) & (bins["high"] >= 0.7)]
+    assert seventy["images"].tolist() == [2] and seventy["accuracy"].tolist() == [0.5]
+
+    rows = pd.DataFrame(
+        {"split": ["test"] * 2, "path": ["a.png", "b.png"], "y_true": [0, 2], "y_pred": [2, 1],
+         "confidence": [0.9, 0.5], "loss": [2.0, 1.0]}
+    )  # fmt: skip
+    table = exports.images_table(rows, ["cat", "dog", "<script>"])
+    assert table[["true", "predicted"]].values.tolist() == [
+        ["cat", "<script>"],
+        ["<script>", "dog"],
+    ]
