@@ -9,6 +9,7 @@ category axes (digit names such as "8" must not become numbers).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import pandas as pd
@@ -24,6 +25,13 @@ MANY_CLASSES = 30  # from this many classes on, bar charts turn horizontal
 ROW_PX = 22  # height per class in horizontal bar charts
 BARS_MAX = 60  # beyond this many classes the recall chart shows the worst ones only: 1,000
 # bars would be a 22,000-pixel chart (the per-class table has every class)
+
+
+def plot_text(name: object) -> str:
+    """Return ``name`` safe as plotly text (labels, hover, titles): plotly reads a small HTML
+    subset there, so a class called <b>x</b> or <script> must be entity-escaped to show as
+    typed (plotly decodes the entities back for display)."""
+    return html.escape(str(name), quote=False)
 
 
 def _layout(fig: go.Figure, *, title: str, height: int = 380) -> go.Figure:
@@ -84,8 +92,8 @@ def recall_bars(
         df = df.iloc[::-1]  # first class on top
         levels = levels[::-1]
     bar = go.Bar(
-        x=df["recall"].tolist() if horizontal else df["class"].tolist(),
-        y=df["class"].tolist() if horizontal else df["recall"].tolist(),
+        x=df["recall"].tolist() if horizontal else [plot_text(c) for c in df["class"]],
+        y=[plot_text(c) for c in df["class"]] if horizontal else df["recall"].tolist(),
         orientation="h" if horizontal else "v",
         marker_color=[COLORS[lv] for lv in levels],
         customdata=[[int(n), lv] for n, lv in zip(df["support"], levels, strict=True)],
@@ -127,8 +135,8 @@ def per_class_bars(table: pd.DataFrame, t: Thresholds = Thresholds()) -> go.Figu
     for metric, label in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
         fig.add_trace(
             go.Bar(
-                x=df[metric].tolist() if horizontal else df["class"].tolist(),
-                y=df["class"].tolist() if horizontal else df[metric].tolist(),
+                x=df[metric].tolist() if horizontal else [plot_text(c) for c in df["class"]],
+                y=[plot_text(c) for c in df["class"]] if horizontal else df[metric].tolist(),
                 orientation="h" if horizontal else "v",
                 name=label,
                 marker_color=METRIC_COLORS[metric],
@@ -155,7 +163,7 @@ def gap_bars(
 ) -> go.Figure:
     """Return the train-minus-``other`` recall gap per class as bars, in the given order
     (diagnostics.overfitting sorts largest first), red above 2x overfit_gap, amber above it."""
-    names = [g.name for g in gaps]
+    names = [plot_text(g.name) for g in gaps]
     values = [g.gap for g in gaps]
     colors = [
         COLORS["bad"]

@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core import metrics
+from core.charts import plot_text
 
 Normalize = Literal["true", "pred"] | None
 # The heatmap's views: name -> (what the selector says, the normalisation it applies).
@@ -209,8 +210,8 @@ def _hover_data(cm: np.ndarray, class_names: Sequence[str], classes: list[int]) 
     row_share, col_share = normalize_cm(cm, "true"), normalize_cm(cm, "pred")
     return [
         [
-            class_names[i],
-            class_names[j],
+            plot_text(class_names[i]),
+            plot_text(class_names[j]),
             int(cm[i, j]),
             row_share[i, j],
             col_share[i, j],
@@ -240,7 +241,7 @@ def heatmap_figure(
     if not shown:
         raise ValueError("classes is empty: choose at least one class to show.")
     sub = np.ix_(shown, shown)
-    names = [str(class_names[c]) for c in shown]
+    names = [plot_text(class_names[c]) for c in shown]
     k = len(shown)
     z = normalize_cm(cm, normalize)[sub]
     text = cell_text(cm, normalize)[sub] if k <= TEXT_MAX_CLASSES else None
@@ -278,8 +279,8 @@ def heatmap_figure(
     cells = overlay_cells(shown)
     fig.add_trace(
         go.Scatter(
-            x=[str(class_names[j]) for _, j in cells],
-            y=[str(class_names[i]) for i, _ in cells],
+            x=[plot_text(class_names[j]) for _, j in cells],
+            y=[plot_text(class_names[i]) for i, _ in cells],
             mode="markers",
             marker={"size": max(6, cell_px - 2), "symbol": "square", "opacity": 0},
             selected={"marker": {"opacity": 0}},

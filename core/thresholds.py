@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.charts import plot_text
+
 PR_COLOR, ROC_COLOR, POINT_COLOR, CHANCE_COLOR = "#4c78a8", "#f58518", "#d62728", "#999999"
 
 
@@ -332,7 +334,9 @@ def pr_figure(
         )
     if point is not None and not np.isnan(point.recall) and not np.isnan(point.precision):
         fig.add_trace(_marker(point.recall, point.precision, point))
-    return _square(fig, title=f"Precision-recall: '{class_name}'", x="recall", y="precision")
+    return _square(
+        fig, title=f"Precision-recall: '{plot_text(class_name)}'", x="recall", y="precision"
+    )
 
 
 def roc_figure(
@@ -365,5 +369,8 @@ def roc_figure(
     if point is not None and curves.n_neg and curves.n_pos:
         fig.add_trace(_marker(point.fp / curves.n_neg, point.recall, point))
     return _square(
-        fig, title=f"ROC: '{class_name}'", x="false-positive rate", y="recall (true-positive rate)"
+        fig,
+        title=f"ROC: '{plot_text(class_name)}'",
+        x="false-positive rate",
+        y="recall (true-positive rate)",
     )

@@ -3,6 +3,7 @@ it calls, and class names that try to inject markup into the pages."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
@@ -196,3 +197,22 @@ def test_markup_class_names_render_as_literal_text(evil_run: Run, page: str) -> 
     for name in EVIL_NAMES:
         leaks = [t for t in texts if _raw(t, name)]
         assert not leaks, (page, name, leaks)
+    # Plotly reads a small HTML subset in labels, hover and titles: markup names go escaped.
+    strings = [
+        s for chart in at.get("plotly_chart") for s in _strings(json.loads(chart.proto.spec))
+    ]
+    for name in (n for n in EVIL_NAMES if "<" in n):
+        assert not [s for s in strings if name in s], (page, name, "raw in a plotly figure")
+        if page in ("per_class", "confusion"):
+            assert any(html.escape(name, quote=False) in s for s in strings), "shown escaped"
+
+
+def _strings(obj: object) -> Iterator[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
