@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core import safety
+from core import paths, safety
 from core.errors import ClassLensError
 from core.preprocessing import Preprocessing
 from core.settings import current
@@ -120,12 +120,32 @@ def _reject_reason(path: Path) -> str | None:
         return "not an image (unknown extension)"
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
+    roots = _roots(
+        os.environ.get(ROOTS_ENV), os.environ.get("CLASSLENS_HOSTED"), str(paths.cache_dir())
+    )
+    if roots is not None:  # a symlink inside an allowed folder must not lead out of it
+        real = Path(os.path.realpath(path))
+        if not any(real.is_relative_to(r) for r in roots):
+            return "links outside the allowed folders (not read)"
     # From the header only: a decompression bomb is listed here and never decoded. Other
     # damage is found by decoding, during inference, and listed there.
     return safety.pixel_problem(path, _max_pixels(os.environ.get(MAX_PIXELS_ENV)))
 
 
 MAX_PIXELS_ENV = "CLASSLENS_MAX_IMAGE_PIXELS"
+ROOTS_ENV = "CLASSLENS_ALLOWED_ROOTS"
+
+
+@lru_cache(maxsize=4)
+def _roots(raw: str | None, hosted: str | None, cache: str) -> tuple[Path, ...] | None:
+    """Return the folders dataset files must resolve into when hosted or roots are set (the
+    allowed roots, the cache with extracted zips, the bundled sample), else None: anywhere.
+    Keyed by the env values, so settings are read once per scan, not per file."""
+    settings = current()
+    if not settings.hosted and not settings.allowed_roots:
+        return None
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    return (*settings.allowed_roots, Path(os.path.realpath(cache)), sample)
 
 
 @lru_cache(maxsize=4)

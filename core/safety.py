@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
+import uuid
 import warnings
 import zipfile
 import zlib
@@ -122,7 +123,8 @@ def save_checkpoint_upload(name: str, data: bytes, settings: Settings | None = N
     target = paths.cache_dir() / "uploads" / digest / safe_name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{safe_name}.{os.getpid()}.part")
+        # unique per writer: two sessions may store the same upload at once
+        tmp = target.with_name(f".{safe_name}.{uuid.uuid4().hex}.part")
         tmp.write_bytes(data)
         tmp.replace(target)
     return target

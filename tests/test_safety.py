@@ -310,3 +310,23 @@ def test_image_verify_catches_damage_the_header_hides(tmp_path: Path) -> None:
     assert safety.image_problem(bad, 1000) is not None
     assert "not an image by its content" in safety.image_problem(text, 1000)
     assert safety.image_problem(good, 10).startswith("image too large")
+
+
+def test_hosted_scan_skips_symlinked_images_that_lead_out_of_the_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_dataset(tmp_path / "allowed" / "d", splits=None, per_class=1)
+    draw(0, 7).save(tmp_path / "private.png")
+    (root / "cat" / "link.png").symlink_to(tmp_path / "private.png")
+    (root / "cat" / "inside.png").symlink_to(root / "dog" / "000.png")  # stays inside: fine
+    monkeypatch.setenv("CLASSLENS_HOSTED", "1")
+    monkeypatch.setenv("CLASSLENS_ALLOWED_ROOTS", str(tmp_path / "allowed"))
+
+    ds = data.scan(safety.check_server_path(root))
+
+    reasons = {s.path: s.reason for s in ds.skipped}
+    assert reasons == {"cat/link.png": "links outside the allowed folders (not read)"}
+    assert "cat/inside.png" in {it.path for it in ds.items}
+    monkeypatch.delenv("CLASSLENS_HOSTED")
+    monkeypatch.delenv("CLASSLENS_ALLOWED_ROOTS")
+    assert "cat/link.png" in {it.path for it in data.scan(root).items}  # locally: allowed
