@@ -162,7 +162,10 @@ def gap_bars(
     gaps: Sequence[ClassGap], t: Thresholds = Thresholds(), *, other: str = "test"
 ) -> go.Figure:
     """Return the train-minus-``other`` recall gap per class as bars, in the given order
-    (diagnostics.overfitting sorts largest first), red above 2x overfit_gap, amber above it."""
+    (diagnostics.overfitting sorts largest first), red above 2x overfit_gap, amber above it;
+    the first BARS_MAX only when there are more."""
+    n_all = len(gaps)
+    gaps = list(gaps)[:BARS_MAX]
     names = [plot_text(g.name) for g in gaps]
     values = [g.gap for g in gaps]
     colors = [
@@ -194,7 +197,11 @@ def gap_bars(
     class_axis = {"type": "category", "title": "class"}
     if horizontal:
         fig.update_layout(xaxis=value_axis, yaxis={**class_axis, "autorange": "reversed"})
-        return _layout(fig, title="Recall gap per class", height=120 + ROW_PX * len(gaps))
+        title = (
+            f"Recall gap of the first {len(gaps)} of {n_all:,} classes" if n_all > len(gaps)
+            else "Recall gap per class"
+        )  # fmt: skip
+        return _layout(fig, title=title, height=120 + ROW_PX * len(gaps))
     fig.update_layout(xaxis=class_axis, yaxis=value_axis)
     return _layout(fig, title=f"Recall gap per class (train − {other}), largest first")
 

@@ -222,3 +222,12 @@ def test_recall_chart_of_many_classes_shows_the_worst_only(many: runs.Run) -> No
     assert len(shown) == charts.BARS_MAX < len(present)
     assert max(present.set_index("class").loc[list(shown), "recall"]) <= worst["recall"].max()
     assert f"worst of {len(present)} classes" in fig.layout.title.text
+
+
+def test_gap_chart_of_many_classes_shows_the_largest_gaps_only(many: runs.Run) -> None:
+    from core import charts, diagnostics
+
+    ov = diagnostics.overfitting(many.metrics, other="test")
+    fig = charts.gap_bars(ov.class_gaps)
+    assert list(fig.data[0].x) == [g.gap for g in ov.class_gaps[: charts.BARS_MAX]]
+    assert f"of {len(ov.class_gaps)} classes" in fig.layout.title.text
