@@ -162,20 +162,23 @@ def main() -> int:
     resnet_ckpt = torchvision_checkpoint(work / "resnet18.safetensors")
     print(
         f"inference pipeline vs bare forward pass, batch {BATCH_SIZE}, device {device}, "
-        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores (goal ratio >= {GOAL})"
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores (goal ratio >= {GOAL})",
+        flush=True,
     )
-    results = [
-        measure("sample digits_cnn 32px", CHECKPOINTS["good"], DATASET, device, work),
-        measure("resnet18 224px", resnet_ckpt, resnet_data, device, work),
+    cases = [
+        ("sample digits_cnn 32px", CHECKPOINTS["good"], DATASET),
+        ("resnet18 224px", resnet_ckpt, resnet_data),
     ]
-    for r in results:
+    for name, checkpoint, dataset in cases:
+        r = measure(name, checkpoint, dataset, device, work)
         t = r.timings
         print(
             f"{r.name:<24} {r.n_images:>5} images  pipeline {r.pipeline_ips:8.1f} img/s  "
             f"forward {r.bare_ips:8.1f} img/s  ratio {r.ratio:4.2f} "
             f"({'meets' if r.ratio >= GOAL else 'MISSES'} the goal)\n"
             f"{'':<24} pipeline {t['total_s']} s = load {t['load_s']} + scan {t['scan_s']} "
-            f"+ inference {t['inference_s']} + the rest (metrics, write)"
+            f"+ inference {t['inference_s']} + the rest (metrics, write)",
+            flush=True,
         )
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,6 +233,19 @@ class _Forward:
         return torch.log_softmax(logits.float(), dim=1)  # float32 whatever the autocast dtype
 
 
+@contextlib.contextmanager
+def _threads_beside_workers(device: torch.device, workers: int) -> Iterator[None]:
+    """On CPU with loader workers, leave them their cores: torch's OpenMP threads that find
+    their core taken spin-wait (3-5x slower on a 2-core box, BENCHMARKS.md)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and workers:
+        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def predict(
     module: nn.Module,
     paths: list[Path],
@@ -275,7 +288,7 @@ def predict(
     outs: list[tuple[torch.Tensor, torch.Tensor]] = []  # the same, on the host
     failed: dict[int, str] = {}
     done = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), _threads_beside_workers(device, workers):
         for images, idx, errors in loader:
             if any(errors):
                 bad = [i for i, e in enumerate(errors) if e]

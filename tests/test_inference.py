@@ -217,3 +217,30 @@ def test_cli_precision_flag_and_its_error(
 def test_only_nets_with_convolutions_count_as_conv_nets() -> None:
     assert inference._is_convnet(make_model())
     assert not inference._is_convnet(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))
+
+
+class RecordsThreads(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner, self.threads = make_model(in_channels=3), []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.threads.append(torch.get_num_threads())
+        return self.inner(x)
+
+
+def test_cpu_forward_leaves_the_loader_workers_their_cores(
+    rgb_images: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths, labels = rgb_images
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        model = RecordsThreads()
+        inference.predict(model, paths, labels, RGB, device=CPU, batch_size=5, num_workers=2)
+        assert model.threads == [2, 2] and torch.get_num_threads() == 3  # 4 cores - 2 workers
+        inference.predict(model, paths, labels, RGB, device=CPU, num_workers=0)
+        assert model.threads[-1] == 3  # no workers: every thread for the forward pass
+    finally:
+        torch.set_num_threads(before)
