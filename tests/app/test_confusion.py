@@ -224,8 +224,8 @@ def test_many_classes_rank_the_confused_pairs_and_open_them(many_classes_run: Ru
     assert classes.value == [2, 5, 17, 20, 21, 30]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["x"] == [f"class_{c:02d}" for c in (2, 5, 17, 20, 21, 30)]
-    assert _title(at) == "4 images: true 'class_05' predicted 'class_17'"
+    assert _title(at) == r"4 images: true 'class\_05' predicted 'class\_17'"  # markdown-escaped
     _choose(at, 30, 2)
-    assert _title(at) == "2 images: true 'class_30' predicted 'class_02'"
+    assert _title(at) == r"2 images: true 'class\_30' predicted 'class\_02'"
     assert _shown_rows(at) == [150, 151]
     assert len(at.image) == 2  # the single-split dataset's files are found under its root
