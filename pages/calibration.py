@@ -114,9 +114,17 @@ thumbnail_grid(
     key="cal_gallery",
 )
 
+
+@st.cache_data(max_entries=8, show_spinner="Computing the calibration of every class…")
+def _class_table(run_id: str, split: str, _y_true, _probs, _names):
+    """Return cal.class_table of one run's split, once per server: runs never change and at
+    1,000 classes it takes seconds."""
+    return cal.class_table(_y_true, _probs, _names)
+
+
 st.subheader("Calibration per class")
 st.dataframe(
-    cal.class_table(y_true, probs, names),
+    _class_table(run.run_id, split, y_true, probs, names),
     hide_index=True,
     column_config={
         "class": st.column_config.TextColumn("class"),
