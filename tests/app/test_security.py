@@ -25,6 +25,7 @@ from tests.app.conftest import ROOT, open_page
 from tests.conftest import SIZE, classlens_meta, make_model, save_safetensors, write_dataset
 from ui.gallery import md_escape
 from ui.picker import dataset_from_zip, save_checkpoint_uploads
+from ui.state import RUN_KEY, list_runs
 
 EDITOR_PW = "editor-pw"
 EVIL_NAMES = ("<script>alert(1)", "**bold**", "<img src=x onerror=alert(2)>")
@@ -159,7 +160,9 @@ def evil_run(sample_runs: dict[str, Run], tmp_path_factory: pytest.TempPathFacto
     root = write_dataset(base / "d", classes=EVIL_NAMES, per_class=3)
     meta = classlens_meta(class_names=None, preprocessing={"image_size": SIZE, "channels": 1})
     ckpt = save_safetensors(make_model(num_classes=3), base / "m.safetensors", meta)
-    return evaluate(ckpt, root, device="cpu", runs_dir=os.environ["CLASSLENS_RUNS_DIR"])
+    run = evaluate(ckpt, root, device="cpu", runs_dir=os.environ["CLASSLENS_RUNS_DIR"])
+    list_runs.clear()  # the app re-reads the store every 3 s: make the new run visible now
+    return run
 
 
 def _rendered_text(at: AppTest) -> list[str]:
@@ -192,6 +195,7 @@ def _raw(text: str, name: str) -> bool:
 )
 def test_markup_class_names_render_as_literal_text(evil_run: Run, page: str) -> None:
     at = open_page(page, evil_run)
+    assert at.session_state[RUN_KEY] == evil_run.run_id, "the page shows the markup run"
     texts = _rendered_text(at)
     assert texts, "the page rendered text"
     for name in EVIL_NAMES:
