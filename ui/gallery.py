@@ -212,7 +212,10 @@ def thumbnail_grid(
             with cell.container(border=True):
                 pixels = _image(str(path), size)
                 if pixels is None:
-                    st.warning(f"Image not found: {row['path']}", icon=":material/broken_image:")
+                    st.warning(
+                        f"Image not found: {md_escape(row['path'])}",
+                        icon=":material/broken_image:",
+                    )
                 elif overlays is not None and idx in overlays:
                     st.image(overlays[idx], width=size)
                 else:
@@ -249,7 +252,7 @@ def full_view(run: Run, idx: int) -> None:
     with left:
         pixels = _image(str(path), FULL_PX)
         if pixels is None:
-            st.warning(f"Image not found: {path}", icon=":material/broken_image:")
+            st.warning(f"Image not found: {md_escape(str(path))}", icon=":material/broken_image:")
         else:
             st.image(pixels, width=FULL_PX)
         correct = row["y_true"] == row["y_pred"]
