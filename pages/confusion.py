@@ -100,6 +100,15 @@ def _select_from_pairs(key: str) -> None:
         st.session_state[PRED_KEY] = int(row["pred_idx"])
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _image_figure(run_id: str, split: str, view: str, shown: tuple, highlight: tuple, _cm, _names):
+    """Return the image heatmap of one run's split (coloring and PNG take ~0.2 s at 1,000
+    classes; a rerun that changes nothing here reuses it)."""
+    return confusion_image.heatmap_image_figure(
+        _cm, _names, normalize=confusion.VIEWS[view][1], classes=list(shown), highlight=highlight
+    )
+
+
 def _select_from_search() -> None:
     """Open the searched class's most frequent mistake (as true class, else as predicted)."""
     c = st.session_state[f"cm_find-{run.run_id}"]
@@ -118,14 +127,17 @@ elif len(shown) > confusion.TEXT_MAX_CLASSES:  # a big matrix gets the full widt
 else:
     chart_col, side_col = st.columns([5, 3], gap="large")
 with chart_col:
-    build = confusion_image.heatmap_image_figure if image_mode else confusion.heatmap_figure
-    fig = build(
-        results.cm,
-        names,
-        normalize=confusion.VIEWS[view][1],
-        classes=shown,
-        highlight=(st.session_state[TRUE_KEY], st.session_state[PRED_KEY]),
-    )
+    highlight = (st.session_state[TRUE_KEY], st.session_state[PRED_KEY])
+    if image_mode:
+        fig = _image_figure(run.run_id, split, view, tuple(shown), highlight, results.cm, names)
+    else:
+        fig = confusion.heatmap_figure(
+            results.cm,
+            names,
+            normalize=confusion.VIEWS[view][1],
+            classes=shown,
+            highlight=highlight,
+        )
     st.plotly_chart(
         fig,
         key="cm_chart",
