@@ -24,6 +24,7 @@ from core.evaluate import evaluate
 from core.sample import CHECKPOINTS, DATASET
 from core.settings import Settings, current
 from ui import jobs
+from ui.gallery import md_escape
 from ui.state import RUN_KEY, list_runs, run_label
 
 PENDING_KEY = "_pending_run_id"
@@ -219,7 +220,8 @@ def _new_run_form() -> None:
     except ClassLensError as exc:
         st.error(str(exc))
         return
-    st.caption(f"{ckpt.format} · {ckpt.architecture} · {ckpt.in_channels or '?'} channel(s)")
+    arch_label = md_escape(ckpt.architecture)  # from the file's metadata: a user string
+    st.caption(f"{ckpt.format} · {arch_label} · {ckpt.in_channels or '?'} channel(s)")
     c1, c2 = st.columns(2)
     size = c1.number_input("Image size", 1, 4096, prep.image_size, key=f"size_{ckpt.sha256}")
     resize = c2.selectbox(
