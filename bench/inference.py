@@ -14,7 +14,7 @@ side (first passes pay one-off costs: page cache, allocator, worker start-up).
 
 On CPU both sides share the same cores, so decoding is not hidden behind the forward pass:
 the ratio is bounded by forward / (forward + decode + fingerprint) per image. That is near 1
-for resnet18 (~100 ms of forward per image against ~3 ms of PNG decode) and far below it
+for resnet18 (tens of ms of forward per image against 2-3 ms of PNG decode) and far below it
 for the sample CNN, whose forward pass (~0.2 ms/image) costs about what decoding a 32x32 PNG
 does. On a GPU box the decode runs on CPU workers while the GPU computes (bench/gpu.py).
 """
@@ -126,22 +126,8 @@ def bare_batches(checkpoint: Path, dataset: Path, device: torch.device) -> list[
 
 
 def time_bare(module: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> float:
-    """Return images/s of the model's forward pass alone over ``batches``: on CPU the best of
-    one thread and all of them (on a busy box OpenMP threads spin-wait, one can be faster)."""
-    if device.type == "cpu" and torch.get_num_threads() > 1:
-        threads = torch.get_num_threads()
-        try:
-            torch.set_num_threads(1)
-            one = _time_forward(module, batches, device)
-        finally:
-            torch.set_num_threads(threads)
-        return max(one, _time_forward(module, batches, device))
-    return _time_forward(module, batches, device)
-
-
-def _time_forward(
-    module: torch.nn.Module, batches: list[torch.Tensor], device: torch.device
-) -> float:
+    """Return images/s of the model's forward pass alone over ``batches`` (this process's
+    torch threads, as the pipeline uses when it decodes in the main process)."""
     module = module.to(device).eval()
     with torch.inference_mode():
         module(batches[0])  # warm-up: allocator, kernels
