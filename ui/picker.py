@@ -302,7 +302,9 @@ def _evaluation(path: Path, data_path: Path, arch: str, trusted: bool):  # noqa:
     )  # fmt: skip
 
 
-@st.fragment(run_every=1.0)
+# Every 2 s: each tick is a script run in every waiting session, and with several sessions
+# waiting, 1 s ticks starved the evaluation thread of the GIL (tests/browser/test_load.py).
+@st.fragment(run_every=2.0)
 def _job_status(keys: tuple[str, ...]) -> None:
     """Show each job's progress; when all are done, open the last run (once)."""
     running = [j for j in map(jobs.get, keys) if j is not None]
