@@ -324,7 +324,7 @@ def test_cli_evaluates_code_bearing_files_only_with_trust(
         assert meta["preprocessing"]["channels"] == 1
         metrics = json.loads((run / "metrics.json").read_text())
         assert {s: m["n"] for s, m in metrics["splits"].items()} == {"train": 12, "test": 12}
-    assert len(list(runs_dir.iterdir())) == 2
+    assert len([p for p in runs_dir.iterdir() if not p.name.startswith(".")]) == 2
 
 
 def test_export_with_a_fixed_batch_size_asks_for_batch_size_1(

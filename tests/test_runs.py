@@ -297,7 +297,8 @@ def test_write_cleans_temporary_folders_of_dead_writers(checkpoint: Path, datase
     evaluate.evaluate(checkpoint, dataset, device="cpu")
 
     assert not leftover.exists()
-    assert [p.name for p in store.root.iterdir()] == [run.run_id]
+    # .locks holds the run-id lock files (empty, kept): only the run itself is visible
+    assert [p.name for p in store.root.iterdir() if p.name != ".locks"] == [run.run_id]
 
 
 # --- a crash midway ---------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def test_killed_evaluation_leaves_no_run(
     assert proc.returncode == -9, "the evaluation finished before it could be killed"
     assert out.strip() == ""
     leftovers = list(runs_dir.iterdir()) if runs_dir.exists() else []
-    assert all(p.name.startswith(".tmp-") for p in leftovers), leftovers
+    assert all(p.name.startswith((".tmp-", ".locks")) for p in leftovers), leftovers
     assert RunStore().list() == []
     listing = cli("runs")
     assert (listing.returncode, listing.stdout) == (0, "")
