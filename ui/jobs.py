@@ -1,24 +1,29 @@
 """Evaluations off the script thread: one job per input key, shared by every session.
 
-A widget click reruns the page script; the job keeps running in its own thread, and a second
-request for the same inputs joins the running job instead of starting another. Across server
+A widget click reruns the page script; the job keeps running in a child process
+(``core.worker``; a thread of the server would share its GIL with every session's reruns and
+crawl under load), watched by a thread that mirrors its progress. A second request for the
+same inputs joins the running job instead of starting another. Across server
 processes the run-id lock in core.runs does the same. Each job writes one line to stderr when
 its inference starts (``classlens: inference started: <label>``), which the load test counts.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-from core.errors import ClassLensError
-from core.inference import Progress
-from core.runs import Run
+from core.runs import Run, RunStore
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -57,35 +62,64 @@ def get(key: str) -> Job | None:
         return jobs.get(key)
 
 
-def start(key: str, label: str, work: Callable[[Progress], Run]) -> Job:
-    """Start ``work`` in a thread unless a job for ``key`` is running or succeeded; return it."""
+def start(key: str, label: str, kwargs: dict[str, Any]) -> Job:
+    """Start ``core.evaluate.evaluate(**kwargs)`` in a child process unless a job for ``key``
+    is running or succeeded; return it. ``kwargs`` must be JSON-serialisable."""
     jobs, lock = _registry()
     with lock:
         job = jobs.get(key)
         if job is not None and (not job.finished or job.error is None):
             return job
         job = jobs[key] = Job(key, label)
-
-    said: list[bool] = []
-
-    def progress(done: int, total: int) -> None:
-        if not said:  # the first progress call: inference really runs (not a stored run)
-            said.append(True)
-            print(f"classlens: inference started: {label}", file=sys.stderr, flush=True)
-        job.done, job.total = done, total
-
-    def target() -> None:
-        try:
-            job.run = work(progress)
-        except ClassLensError as exc:
-            job.error = str(exc)
-        except Exception as exc:  # shown in the UI; the server keeps serving
-            job.error = f"unexpected {type(exc).__name__}: {exc}"
-        finally:
-            job.finished = True
-
-    threading.Thread(target=target, name=f"classlens-eval-{key[:8]}", daemon=True).start()
+    threading.Thread(
+        target=_watch, args=(job, json.dumps(kwargs)), name=f"classlens-eval-{key[:8]}",
+        daemon=True,
+    ).start()  # fmt: skip
     return job
+
+
+def _watch(job: Job, kwargs: str) -> None:
+    """Run the worker process for ``job`` and mirror its progress and result into ``job``."""
+    said = False
+    result: dict[str, Any] = {}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.worker", kwargs],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        errors: list[str] = []
+        drain = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+        drain.start()
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # a library printing to stdout
+            if "progress" in msg:
+                if not said:  # the first progress report: inference really runs
+                    said = True
+                    print(f"classlens: inference started: {job.label}", file=sys.stderr, flush=True)
+                job.done, job.total = msg["progress"]
+            else:
+                result = msg
+        proc.wait()
+        drain.join(timeout=5)
+        if "error" in result:
+            job.error = result["error"]
+        elif "run" in result:
+            job.run = RunStore(result["runs_dir"]).get(result["run"])
+            if job.run is None:
+                job.error = f"run {result['run']} was written but cannot be read back."
+        else:
+            tail = "".join(errors[-3:]).strip() or f"exit status {proc.returncode}"
+            job.error = f"the evaluation process stopped unexpectedly: {tail}"
+    except Exception as exc:  # shown in the UI; the server keeps serving
+        job.error = f"unexpected {type(exc).__name__}: {exc}"
+    finally:
+        job.finished = True
 
 
 @st.cache_resource

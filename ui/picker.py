@@ -20,7 +20,6 @@ import streamlit as st
 
 from core import models, preprocessing, safety
 from core.errors import ClassLensError
-from core.evaluate import evaluate
 from core.sample import CHECKPOINTS, DATASET
 from core.settings import Settings, current
 from ui import jobs
@@ -251,15 +250,7 @@ def _new_run_form() -> None:
         jobs.start(
             key,
             label,
-            lambda progress: evaluate(
-                ckpt_path,
-                data_path,
-                arch=arch or None,
-                preprocessing_overrides=overrides,
-                trust_checkpoint=trusted,
-                num_workers=0,
-                progress=progress,
-            ),
+            _evaluation(ckpt_path, data_path, arch, trusted, overrides),
         )
     if jobs.get(key) is not None:
         _job_status((key,))
@@ -295,15 +286,20 @@ def _several_form(paths: list[Path], data_path: Path, trusted: bool, arch: str) 
         _job_status(keys)
 
 
-def _evaluation(path: Path, data_path: Path, arch: str, trusted: bool):  # noqa: ANN202
-    return lambda progress: evaluate(
-        path, data_path, arch=arch or None, trust_checkpoint=trusted, num_workers=0,
-        progress=progress,
-    )  # fmt: skip
+def _evaluation(
+    path: Path, data_path: Path, arch: str, trusted: bool, overrides: dict | None = None
+) -> dict:
+    """Return ``evaluate``'s keyword arguments for a job (JSON: it runs in a child process)."""
+    return {
+        "checkpoint": str(path),
+        "dataset": str(data_path),
+        "arch": arch or None,
+        "preprocessing_overrides": overrides,
+        "trust_checkpoint": trusted,
+        "num_workers": 0,
+    }
 
 
-# Every 2 s: each tick is a script run in every waiting session, and with several sessions
-# waiting, 1 s ticks starved the evaluation thread of the GIL (tests/browser/test_load.py).
 @st.fragment(run_every=2.0)
 def _job_status(keys: tuple[str, ...]) -> None:
     """Show each job's progress; when all are done, open the last run (once)."""

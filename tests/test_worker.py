@@ -1,0 +1,51 @@
+"""The dashboard's evaluation job: a child process (core.worker) watched by ui.jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from core.runs import RunStore
+from ui import jobs
+
+pytestmark = pytest.mark.slow
+
+
+def _wait(job: jobs.Job, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout  # bounded
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.finished, f"job still running after {timeout}s"
+
+
+def test_a_job_evaluates_in_a_child_process_and_reads_the_stored_run(
+    checkpoint: Path, dataset: Path, runs_dir: Path
+) -> None:
+    kwargs = {"checkpoint": str(checkpoint), "dataset": str(dataset), "num_workers": 0}
+    job = jobs.start("k-ok", "m on d", kwargs)
+    _wait(job)
+    assert job.error is None
+    stored = RunStore(runs_dir).list()
+    assert [r.run_id for r in stored] == [job.run.run_id]
+    assert job.done == job.total == len(job.run.predictions())
+    assert json.loads((job.run.path / "meta.json").read_text())["checkpoint"]["name"] == (
+        checkpoint.name
+    )
+
+
+def test_a_bad_input_becomes_the_jobs_one_line_error(dataset: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.safetensors"
+    job = jobs.start("k-bad", "bad", {"checkpoint": str(missing), "dataset": str(dataset)})
+    _wait(job)
+    assert job.run is None
+    assert job.error.startswith(f"checkpoint not found: {missing}")
+
+
+def test_an_unexpected_failure_in_the_child_is_reported_not_hung() -> None:
+    # an argument evaluate() does not take: the child reports it as an unexpected error
+    job = jobs.start("k-crash", "crash", {"checkpoint": "x", "dataset": "y", "nonsense": 1})
+    _wait(job)
+    assert job.run is None and "unexpected TypeError" in job.error
