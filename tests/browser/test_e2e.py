@@ -69,6 +69,25 @@ def shoot(page, name: str) -> Path:
     return path
 
 
+def choose(page, label: str, option: str, tries: int = 3) -> None:
+    """Pick ``option`` in the selectbox ``label``; a rerun landing on the click can close the
+    list before it opens, so re-open it (bounded)."""
+    for attempt in range(tries):
+        page.get_by_role("combobox", name=label).click()
+        item = page.get_by_role("option", name=option, exact=True)
+        try:
+            item.wait_for(timeout=10_000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            settle(page)
+            continue
+        item.click()
+        settle(page)
+        return
+
+
 def run_id_for(server: Server, page, checkpoint: str) -> str:
     """Return the id of the sample run of ``checkpoint``, read from the All runs page URL."""
     page.goto(f"{server.url}/runs")
@@ -140,12 +159,8 @@ def test_confusion_cell_selection_shows_that_cells_images(server: Server, page) 
     assert clicked.inner_text().startswith(f"{cm[8][6]} images")
     assert page.locator('[data-testid="stImage"]').count() == min(cm[8][6], 24)
     # choose true '8', predicted '0' with the cell pickers
-    page.get_by_role("combobox", name="True class").click()
-    page.get_by_role("option", name="8", exact=True).click()
-    settle(page)
-    page.get_by_role("combobox", name="Predicted class").click()
-    page.get_by_role("option", name="0", exact=True).click()
-    settle(page)
+    choose(page, "True class", "8")
+    choose(page, "Predicted class", "0")
     expected = cm[8][0]
     heading = page.get_by_role("heading", name=re.compile(r"images: true '8' predicted '0'"))
     heading.wait_for(timeout=30_000)
