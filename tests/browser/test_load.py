@@ -26,10 +26,8 @@ import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, SHOTS, start_server
 
-# Opt-in (CLASSLENS_LOAD_TEST=1): ~8 minutes here, and on the shared 2-core box it does not
-# pass yet -- inference runs once and the new run is stored, but with the box at load 10-17
-# the evaluation takes 2.5-4 minutes (the GIL is shared with 8 sessions' reruns) and some
-# sessions had not shown "Done" within EVAL_TIMEOUT_S. See BENCHMARKS.md, "Load test".
+# Opt-in (CLASSLENS_LOAD_TEST=1): about 3 minutes on the 2-core box, which would push
+# `make test` well past its 10-minute budget. See BENCHMARKS.md, "Load test".
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
@@ -46,7 +44,10 @@ NEW_SIZE = "24"  # the good checkpoint is stored at 32 px; 24 px makes a new run
 STEP_TIMEOUT_S = 180
 EVAL_TIMEOUT_S = 300
 HEALTH_EVERY_S = 0.25
-MAX_HEALTH_S = 5.0  # "responsive": every health check answered within this
+# "Responsive": 95% of health checks within P95_HEALTH_S and none beyond MAX_HEALTH_S. On the
+# 2-core test box, eight Chromium renderers signing in at once stall one check for seconds.
+P95_HEALTH_S = 1.0
+MAX_HEALTH_S = 15.0
 RUNNING = '[data-testid="stStatusWidget"]'
 # Eight windows, of which only one is in front: without these flags Chromium throttles the
 # timers of the others (to once a minute after 5 minutes), and the progress fragment that
@@ -103,6 +104,10 @@ def wait_all(pages: list, ready, started: list[float], what: str, timeout: float
         time.sleep(0.05)
     print(f"load test: {what}: all {len(pages)} ready after {time.perf_counter() - t0:.1f} s")
     return [float(d) for d in done]
+
+
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
 
 
 def heading_ready(title: str):  # noqa: ANN201
@@ -239,11 +244,13 @@ def test_eight_sessions_view_and_evaluate_at_once(unthrottled, hosted_server) ->
         "inference_runs": inferences,
         "health_checks": len(health.latencies),
         "health_p50_ms": round(1000 * statistics.median(health.latencies), 1),
+        "health_p95_ms": round(1000 * _p95(health.latencies), 1),
         "health_max_ms": round(1000 * max(health.latencies), 1),
     }
     print("load test:", json.dumps(figures))
     (SHOTS / "load.json").write_text(json.dumps(figures, indent=1))
     assert inferences == 1, f"inference ran {inferences} times (server log {log_path})"
     assert not health.failures, health.failures[:3]
+    assert _p95(health.latencies) < P95_HEALTH_S, figures
     assert max(health.latencies) < MAX_HEALTH_S, figures
     assert Path(log_path).read_text().count("Traceback") == 0
