@@ -182,23 +182,124 @@ def bin_labels(rel: Reliability) -> list[str]:
     return out
 
 
+CALIBRATED_ECE = 0.02  # below this ECE the model reads as well calibrated
+# A direction (over- or underconfident) is named beside the other only when its bins add at
+# least this share of the ECE and at least MIXED_MIN_POINTS to it: one noisy bin is not a lean.
+MIXED_MIN_SHARE = 0.10
+MIXED_MIN_POINTS = 0.005
+
+
+@dataclass(frozen=True)
+class Region:
+    """Adjacent non-empty bins that lean the same way (accuracy above or below confidence)."""
+
+    lo: float  # lower edge of the first bin
+    hi: float  # upper edge of the last bin
+    direction: str  # "over" (accuracy < confidence) or "under" (accuracy > confidence)
+    count: int  # images in the region's bins
+    confidence: float  # their mean confidence
+    accuracy: float  # their accuracy
+    ece: float  # what the region adds to the ECE: sum of count x |gap| over all images
+
+
+@dataclass(frozen=True)
+class Direction:
+    """Which way the confidence errs, from the reliability bins."""
+
+    direction: str  # "none" (no rows) | "calibrated" | "over" | "under" | "mixed"
+    over: float  # ECE share from bins with accuracy < confidence (over + under == ECE)
+    under: float  # ECE share from bins with accuracy > confidence
+    regions: tuple[Region, ...]  # runs of same-direction bins, by confidence
+
+
+def confidence_direction(rel: Reliability) -> Direction:
+    """Return whether the model is over- or underconfident, derived bin by bin.
+
+    Each bin's signed gap accuracy - confidence, weighted by its images, goes to ``over``
+    (negative gaps) or ``under`` (positive); ``over + under`` is the ECE. The model is
+    "calibrated" below CALIBRATED_ECE, "mixed" when both sides pass MIXED_MIN_SHARE of the
+    ECE and MIXED_MIN_POINTS, else the larger side. Regions group adjacent non-empty bins of
+    one sign (empty bins do not break a region; bins with no gap join their neighbours).
+    """
+    n = int(rel.count.sum())
+    if n == 0:
+        return Direction("none", float("nan"), float("nan"), ())
+    signed = np.where(rel.count > 0, rel.accuracy - rel.confidence, 0.0)
+    weight = rel.count * np.abs(signed) / n
+    over, under = float(weight[signed < 0].sum()), float(weight[signed > 0].sum())
+    regions: list[list[int]] = []
+    for b in np.flatnonzero(rel.count):
+        sign = np.sign(signed[b])
+        if regions and (sign == 0 or sign == regions[-1][0] or regions[-1][0] == 0):
+            regions[-1][0] = regions[-1][0] or sign
+            regions[-1].append(int(b))
+        else:
+            regions.append([sign, int(b)])
+    out = []
+    for sign, *bins in regions:
+        c = rel.count[bins]
+        out.append(
+            Region(
+                lo=float(rel.edges[bins[0]]),
+                hi=float(rel.edges[bins[-1] + 1]),
+                direction="over" if sign < 0 else "under",
+                count=int(c.sum()),
+                confidence=float((rel.confidence[bins] * c).sum() / c.sum()),
+                accuracy=float((rel.accuracy[bins] * c).sum() / c.sum()),
+                ece=float(weight[bins].sum()),
+            )
+        )
+    ece = over + under
+    if ece < CALIBRATED_ECE:
+        kind = "calibrated"
+    elif min(over, under) >= max(MIXED_MIN_SHARE * ece, MIXED_MIN_POINTS):
+        kind = "mixed"
+    else:
+        kind = "over" if over > under else "under"
+    return Direction(kind, over, under, tuple(out))
+
+
+def _region_text(r: Region) -> str:
+    word = "**overconfident**" if r.direction == "over" else "**underconfident**"
+    noun = "image" if r.count == 1 else "images"
+    return (
+        f"{word} from {r.lo:.0%} to {r.hi:.0%} confidence ({r.count:,} {noun}: it says "
+        f"{r.confidence:.0%} and is right {r.accuracy:.0%})"
+    )
+
+
 def reading(rel: Reliability) -> str:
-    """Return a one-line plain-language reading of the ECE (markdown)."""
+    """Return a plain-language reading of the ECE and of which way the confidence errs
+    (markdown), from :func:`confidence_direction` of the same bins."""
     n = int(rel.count.sum())
     if n == 0:
         return "No predictions to calibrate."
     conf = float(np.nansum(rel.confidence * rel.count) / n)
     acc = float(np.nansum(rel.accuracy * rel.count) / n)
-    if abs(conf - acc) < 0.01 and rel.ece < 0.02:
-        lean = "well calibrated: its confidence can be read as a probability of being right"
-    elif conf > acc:
-        lean = "**overconfident**: it is right less often than it claims"
-    else:
-        lean = "**underconfident**: it is right more often than it claims"
-    return (
+    d = confidence_direction(rel)
+    head = (
         f"On average the model says {conf:.1%} and is right {acc:.1%}; bin by bin its "
-        f"confidence is off by {rel.ece:.1%} (ECE). The model is {lean}."
+        f"confidence is off by {rel.ece:.1%} (ECE)."
     )
+    if d.direction == "calibrated":
+        lean = (
+            f"well calibrated (ECE below {CALIBRATED_ECE:.0%}): its confidence can be read as "
+            "a probability of being right"
+        )
+    elif d.direction == "over":
+        lean = "**overconfident**: bin by bin it is right less often than it claims"
+    elif d.direction == "under":
+        lean = "**underconfident**: bin by bin it is right more often than it claims"
+    else:
+        floor = max(MIXED_MIN_SHARE * rel.ece, MIXED_MIN_POINTS)
+        main = [r for r in d.regions if r.ece >= floor] or list(d.regions)
+        return (
+            f"{head} It errs both ways: "
+            + "; ".join(_region_text(r) for r in main)
+            + f". Of the ECE, {100 * d.over:.1f} points come from overconfident bins and "
+            f"{100 * d.under:.1f} from underconfident ones."
+        )
+    return f"{head} The model is {lean}."
 
 
 def reliability_figure(rel: Reliability, *, title: str = "Reliability diagram") -> go.Figure:

@@ -131,3 +131,69 @@ def test_figures_draw_the_bins() -> None:
     y_pred = np.where(correct, y_true, (y_true + 1) % 3)
     hist = cal.confidence_histogram(y_true, y_pred, conf)
     assert sum(hist.data[0].y) == correct.sum() and sum(hist.data[1].y) == (~correct).sum()
+
+
+def _mixed_case() -> tuple[np.ndarray, np.ndarray]:
+    """10 images at 50% confidence, 2 right (overconfident); 90 at 90%, all right (under).
+
+    On average it says 86% and is right 92%, so the old reading (mean confidence against mean
+    accuracy) called it underconfident although its 50% bin is right 20% of the time.
+    """
+    conf = np.r_[np.full(10, 0.5), np.full(90, 0.9)]
+    correct = np.r_[np.arange(10) < 2, np.ones(90, bool)]
+    return conf, correct
+
+
+def test_direction_splits_the_ece_by_sign_of_each_bins_gap() -> None:
+    conf, correct = _mixed_case()
+    rel = cal.reliability(conf, correct)
+    d = cal.confidence_direction(rel)
+    # Hand count: over = 10 x (0.5 - 0.2) / 100, under = 90 x (1.0 - 0.9) / 100.
+    assert d.over == pytest.approx(0.03) and d.under == pytest.approx(0.09)
+    assert d.over + d.under == pytest.approx(rel.ece)
+    assert d.direction == "mixed"
+    assert [(r.direction, r.count) for r in d.regions] == [("over", 10), ("under", 90)]
+    low = d.regions[0]
+    assert (low.confidence, low.accuracy) == pytest.approx((0.5, 0.2))
+    b = cal.bin_index([0.5])[0]
+    assert (low.lo, low.hi) == pytest.approx((rel.edges[b], rel.edges[b + 1]))
+
+
+def test_reading_names_every_overconfident_bin_of_a_mixed_model() -> None:
+    conf, correct = _mixed_case()
+    rel = cal.reliability(conf, correct)
+    text = cal.reading(rel)
+    # Derived from the bins the page shows: each bin right less often than it claims.
+    over_bins = [
+        b for b in range(cal.N_BINS) if rel.count[b] and rel.accuracy[b] < rel.confidence[b]
+    ]
+    assert over_bins, "the case has an overconfident bin"
+    for b in over_bins:
+        span = f"**overconfident** from {rel.edges[b]:.0%} to {rel.edges[b + 1]:.0%}"
+        assert span in text
+        assert f"it says {rel.confidence[b]:.0%} and is right {rel.accuracy[b]:.0%}" in text
+    assert "**underconfident** from 87% to 93%" in text
+    assert "says 86.0% and is right 92.0%" in text  # the averages are still given
+
+
+@pytest.mark.parametrize(
+    ("acc_at", "expected"),
+    [(0.6, "over"), (1.0, "under"), (0.9, "calibrated")],
+    ids=["right-less-often", "right-more-often", "as-claimed"],
+)
+def test_direction_of_a_one_sided_model(acc_at: float, expected: str) -> None:
+    conf = np.full(100, 0.9)
+    correct = np.arange(100) < round(100 * acc_at)
+    assert cal.confidence_direction(cal.reliability(conf, correct)).direction == expected
+
+
+def test_one_noisy_bin_does_not_make_a_model_mixed() -> None:
+    # 1 image at 50% and wrong: 0.5 / 101 of ECE against 90 x 0.1 / 101 the other way.
+    conf = np.r_[0.5, np.full(100, 0.9)]
+    correct = np.r_[False, np.ones(100, bool)]
+    d = cal.confidence_direction(cal.reliability(conf, correct))
+    assert d.over < cal.MIXED_MIN_SHARE * (d.over + d.under)
+    assert d.direction == "under"
+    assert cal.confidence_direction(cal.reliability(np.zeros(0), np.zeros(0, bool))).direction == (
+        "none"
+    )

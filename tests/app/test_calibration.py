@@ -95,3 +95,20 @@ def test_bin_selection_shows_exactly_its_images(sample_runs: dict[str, Run]) -> 
         shown = [int(k.key.removeprefix(ZOOM)) for k in at.button if (k.key or "").startswith(ZOOM)]
         by_conf = sorted(expected, key=lambda i: (-float(rows.at[i, "confidence"]), i))
         assert shown == by_conf[:24]
+
+
+def test_imbalanced_reading_agrees_with_its_bins(sample_runs: dict[str, Run]) -> None:
+    """The reading names the 50% bin overconfident when that bin is right less often than it
+    claims (the old reading called the whole model underconfident from the averages)."""
+    at = _open(sample_runs["imbalanced"])
+    _, conf, correct = _split(sample_runs["imbalanced"], "test")
+    members, _, _ = _bins(conf, correct)
+    edges = np.linspace(0, 1, N_BINS + 1)
+    half = members[int(np.digitize(0.5, edges)) - 1]
+    acc, mean_conf = np.mean(correct[half]), np.mean(conf[half])
+    assert acc < mean_conf, "the sample's 50% bin is overconfident"
+    reading = next(m.value for m in at.markdown if "(ECE)" in m.value)
+    spans = re.findall(r"\*\*overconfident\*\* from (\d+)% to (\d+)% confidence", reading)
+    assert any(int(lo) <= 50 < int(hi) for lo, hi in spans), reading
+    assert "**underconfident**" in reading  # and the confident bins lean the other way
+    assert np.mean(correct) > np.mean(conf)  # the averages alone would say underconfident
