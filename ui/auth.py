@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,23 @@ def load_settings() -> Settings:
         closed(f"ClassLens is misconfigured, so it stays closed: {exc}")
     for name in EXPORTED:
         env_name = core_settings.ENV_PREFIX + name.upper()
-        if name in table and env_name not in os.environ:  # the environment keeps precedence
+        # The environment keeps precedence, but an empty variable is unset: export over it.
+        if name in table and not os.environ.get(env_name, "").strip():
             os.environ[env_name] = _env_text(table[name])
+    _announce(settings)
     return settings
+
+
+_announced: list[str] = []  # the settings line last written by this server process
+
+
+def _announce(settings: Settings) -> None:
+    """Write the effective security settings (never a secret's value) to stderr once per
+    server process, and again whenever they change (a secrets file edited while it runs)."""
+    line = core_settings.describe(settings)
+    if _announced[-1:] != [line]:
+        _announced.append(line)
+        print(line, file=sys.stderr, flush=True)
 
 
 def _env_text(value: Any) -> str:

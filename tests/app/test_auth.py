@@ -149,3 +149,33 @@ def test_oidc_anonymous_viewer_editor_refused(sample_runs: dict[str, Run]) -> No
     at.run()
     _only_login(at)
     assert "may not open this dashboard" in at.error[0].value
+
+
+def test_an_empty_hosted_variable_does_not_open_a_hosted_server(
+    sample_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    """Issue 13: `CLASSLENS_HOSTED=` (empty) beside `hosted = true` in secrets served the full
+    local dashboard to anonymous visitors; core code must also see hosted mode."""
+    monkeypatch.setenv("CLASSLENS_HOSTED", "")
+    monkeypatch.setenv("CLASSLENS_VIEWER_PASSWORD", "")
+    at = _app(sample_runs["good"], {"editor_password": EDITOR_PW, "viewer_password": VIEWER_PW})
+    _only_login(at)
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert current().hosted and not current().allow_code_checkpoints
+    at.text_input[0].input(VIEWER_PW)  # the secrets' viewer password still opens the viewer role
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("viewer" in c.value for c in at.sidebar.caption)
+    # The effective settings are announced on stderr, secrets as set/unset only.
+    err = capfd.readouterr().err
+    line = next(ln for ln in err.splitlines() if ln.startswith("classlens: settings (hosted)"))
+    assert "auth=password" in line and "viewer_password=set" in line
+    assert VIEWER_PW not in err and EDITOR_PW not in err
+
+
+def test_a_too_short_password_keeps_the_server_closed(sample_runs: dict[str, Run]) -> None:
+    at = _app(sample_runs["good"], {"editor_password": " "})
+    _only_login(at)
+    assert "stays closed" in at.error[0].value and "at least 12" in at.error[0].value
+    assert len(at.text_input) == 0

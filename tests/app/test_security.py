@@ -27,7 +27,7 @@ from ui.gallery import md_escape
 from ui.picker import dataset_from_zip, save_checkpoint_uploads
 from ui.state import RUN_KEY, list_runs
 
-EDITOR_PW = "editor-pw"
+EDITOR_PW = "editor-pw-long"  # settings refuse passwords under 12 characters
 EVIL_NAMES = ("<script>alert(1)", "**bold**", "<img src=x onerror=alert(2)>")
 
 
