@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
-ADDRESS ?= localhost
+# Local mode (no login, trusted checkpoints run code): loopback only unless you say otherwise.
+ADDRESS ?= 127.0.0.1
 # The bundled runs live inside the repo's ignored folder unless the user points elsewhere.
 export CLASSLENS_RUNS_DIR ?= $(CURDIR)/.classlens/runs
 export CLASSLENS_CACHE_DIR ?= $(CURDIR)/.classlens/cache
@@ -17,6 +18,7 @@ $(VENV)/.installed: requirements.txt
 
 ## Serve the dashboard on the bundled sample at http://localhost:$(PORT)
 run: $(VENV)/.installed
+	$(PY) -m core.settings --address $(ADDRESS)
 	$(PY) -m core.sample
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
 		--server.headless true \

@@ -141,3 +141,94 @@ def test_dockerfile_runs_the_entrypoint_as_non_root_with_a_health_check() -> Non
     assert "COPY deploy/streamlit-config.toml /app/.streamlit/config.toml" in lines
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".classlens", ".git"} <= set(ignored)
+
+
+def _entrypoint_dry(tmp_path: Path, **env: str) -> tuple[int, str, dict[str, str]]:
+    """Run deploy/entrypoint.sh with a PYTHON that skips the sample and, for streamlit,
+    records its arguments and CLASSLENS_HOSTED instead of serving; return (rc, stderr, seen)."""
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "-m core.sample" ]; then exit 0; fi\n'
+        'if [ "$1 $2" = "-m streamlit" ]; then\n'
+        f'  echo "HOSTED=$CLASSLENS_HOSTED" > "{tmp_path}/seen"\n'
+        f'  echo "ARGS=$*" >> "{tmp_path}/seen"\n'
+        "  exit 0\nfi\n"
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    fake.chmod(0o755)
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("CLASSLENS_")}
+    keep.pop("ADDRESS", None)
+    result = subprocess.run(
+        [str(ROOT / "deploy" / "entrypoint.sh")],
+        env={**keep, "HOME": str(tmp_path), "PYTHON": str(fake), **env},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    seen_file = tmp_path / "seen"
+    seen = dict(
+        ln.split("=", 1)
+        for ln in (seen_file.read_text().splitlines() if seen_file.exists() else [])
+    )
+    return result.returncode, result.stderr, seen
+
+
+def test_entrypoint_outside_docker_serves_hosted_mode_on_loopback(tmp_path: Path) -> None:
+    """Issue 13: run outside Docker, the entrypoint served local mode on 0.0.0.0."""
+    rc, err, seen = _entrypoint_dry(tmp_path)
+    assert rc == 0, err
+    assert seen["HOSTED"] == "1"
+    assert "--server.address 127.0.0.1" in seen["ARGS"]
+    assert "classlens: settings (hosted)" in err  # the startup line, before serving
+    # An empty variable is unset here too.
+    rc, err, seen = _entrypoint_dry(tmp_path, CLASSLENS_HOSTED="", ADDRESS="")
+    assert rc == 0 and seen["HOSTED"] == "1" and "--server.address 127.0.0.1" in seen["ARGS"]
+    # Told otherwise (the Docker image sets ADDRESS=0.0.0.0): served there, still hosted.
+    rc, err, seen = _entrypoint_dry(tmp_path, ADDRESS="0.0.0.0")
+    assert rc == 0 and seen["HOSTED"] == "1" and "--server.address 0.0.0.0" in seen["ARGS"]
+
+
+def test_entrypoint_refuses_local_mode_on_a_network_address(tmp_path: Path) -> None:
+    rc, err, seen = _entrypoint_dry(tmp_path, CLASSLENS_HOSTED="0", ADDRESS="0.0.0.0")
+    assert rc == 2 and not seen
+    assert "error: local mode" in err and "CLASSLENS_LOCAL_ON_NETWORK=1" in err
+    rc, err, seen = _entrypoint_dry(tmp_path, CLASSLENS_HOSTED="false")
+    assert rc == 0 and seen["HOSTED"] == "false" and "127.0.0.1" in seen["ARGS"]
+    rc, err, seen = _entrypoint_dry(
+        tmp_path, CLASSLENS_HOSTED="0", ADDRESS="0.0.0.0", CLASSLENS_LOCAL_ON_NETWORK="1"
+    )
+    assert rc == 0 and "--server.address 0.0.0.0" in seen["ARGS"]
+
+
+def test_entrypoint_stays_closed_on_a_bad_password_setting(tmp_path: Path) -> None:
+    rc, err, seen = _entrypoint_dry(tmp_path, CLASSLENS_EDITOR_PASSWORD="short")
+    assert rc == 2 and not seen
+    assert "error: CLASSLENS_EDITOR_PASSWORD is 5 character(s) long" in err
+
+
+def test_make_run_serves_local_mode_on_loopback() -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is missing")
+    env = {k: v for k, v in os.environ.items() if k not in ("ADDRESS", "PORT")}
+    out = subprocess.run(
+        [make, "-n", "-W", ".venv/.installed", "run"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    line = next(ln for ln in out.splitlines() if "streamlit run app.py" in ln)
+    address = line.split("--server.address", 1)[1].split()[0]
+    assert address in ("127.0.0.1", "localhost", "::1"), line
+
+
+def test_make_run_refuses_local_mode_on_a_network_address(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is missing")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSLENS_")}
+    env["HOME"] = str(tmp_path)  # no user secrets file
+    result = subprocess.run(
+        [make, "-s", "-o", ".venv/.installed", "run", "ADDRESS=0.0.0.0", "PORT=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "error: local mode" in result.stderr and "0.0.0.0" in result.stderr
+    assert "streamlit" not in result.stdout.lower()
