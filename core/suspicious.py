@@ -26,6 +26,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+# The model disputes a label *confidently* only when it gives the suggested class at least this
+# probability (more than all other classes together). The confident-joint threshold alone can
+# be low: a class the model is unsure of has a low average self-confidence.
+CONFIDENT_PROB = 0.5
+
 OrderKey = Literal["margin", "self_confidence"]
 ORDER_LABELS: dict[str, str] = {
     "margin": "Largest margin first (suggested − given)",
@@ -148,3 +153,33 @@ def suspicious_labels(
 def to_csv(table: pd.DataFrame) -> bytes:
     """Return a suspicious_labels table as UTF-8 CSV bytes (no index; probabilities as is)."""
     return table.to_csv(index=False).encode()
+
+
+def dispute_sentence(table: pd.DataFrame) -> str:
+    """Return how many rows of a suspicious_labels table the model disputes confidently, i.e.
+    with ``suggested_confidence >= CONFIDENT_PROB``, and the probabilities of the others
+    (markdown; "" for an empty table)."""
+    n = len(table)
+    if not n:
+        return ""
+    p = table["suggested_confidence"].to_numpy(np.float64)
+    sure = p >= CONFIDENT_PROB
+    k = int(sure.sum())
+    rule = f"the suggested class gets at least {CONFIDENT_PROB:.0%}"
+    if k == n:
+        low = f" (lowest {p.min():.0%})" if n > 1 else f" ({p.min():.0%})"
+        every = "it" if n == 1 else f"all {n:,}"
+        return f"The model disputes {every} **confidently**: {rule}{low}."
+    weak = p[~sure]
+    lo, hi = f"{weak.min():.0%}", f"{weak.max():.0%}"
+    span = lo if lo == hi else f"{lo} to {hi}"
+    hint = (
+        f"the suggested class gets only {span}: it reaches that class's average "
+        "self-confidence, yet the model is not sure. Treat these as weak hints"
+    )
+    if k == 0:
+        what = "it" if n == 1 else "any of them"
+        return f"The model does not dispute {what} confidently (that takes {rule}); {hint}."
+    return (
+        f"**{k:,}** of {n:,} are **confident** disputes ({rule}); for the other {n - k:,}, {hint}."
+    )

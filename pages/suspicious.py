@@ -1,4 +1,4 @@
-"""Suspicious labels: images whose given label the model confidently disputes, to review."""
+"""Suspicious labels: images whose given label the model disputes, to review."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ ensure_app()
 
 st.title("Suspicious labels")
 st.caption(
-    "Images the model confidently assigns to another class than their label (confident "
-    "learning): a class counts as confident for an image when its probability reaches that "
-    "class's average self-confidence. These are candidates for a relabel, not proven errors: "
-    "the model has seen the training split, so judge the test split first."
+    "Images the model assigns to another class than their label (confident learning): a "
+    "class counts for an image when its probability reaches that class's average "
+    "self-confidence, which is low for a class the model is unsure of. A dispute is called "
+    f"confident only when the suggested class gets at least {suspicious.CONFIDENT_PROB:.0%}. "
+    "These are candidates for a relabel, not proven errors: the model has seen the training "
+    "split, so judge the test split first."
 )
 run = current_run()
 
@@ -39,8 +41,9 @@ table = suspicious.suspicious_labels(
 n_split = int((predictions["split"] == split).sum())
 st.markdown(f"**{len(table):,}** suspicious labels among {n_split:,} {split} images")
 if table.empty:
-    st.success("No image in this split has a label the model confidently disputes.")
+    st.success("No image in this split has a label the model disputes.")
     st.stop()
+st.markdown(suspicious.dispute_sentence(table))
 st.download_button(
     "Download the review list (CSV)",
     suspicious.to_csv(table),

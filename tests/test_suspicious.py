@@ -128,3 +128,34 @@ def test_csv_round_trips() -> None:
 def test_bad_input_says_what_to_pass(probs, y, match) -> None:
     with pytest.raises(ValueError, match=match):
         suspicious.class_thresholds(probs, y)
+
+
+def _table(suggested: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"suggested_confidence": suggested})
+
+
+@pytest.mark.parametrize(
+    ("probs", "n_confident"),
+    [([0.19, 0.17, 0.185], 0), ([0.86], 1), ([0.7, 0.5, 0.3], 2), ([0.499999], 0)],
+    ids=["all-weak", "one-sure", "some", "just-below"],
+)
+def test_confidently_only_above_the_stated_probability(
+    probs: list[float], n_confident: int
+) -> None:
+    text = suspicious.dispute_sentence(_table(probs))
+    sure = sum(p >= suspicious.CONFIDENT_PROB for p in probs)  # counted here, by hand
+    assert sure == n_confident
+    assert f"{suspicious.CONFIDENT_PROB:.0%}" in text  # the rule is stated
+    if sure == 0:
+        assert "does not dispute" in text and "**confident" not in text
+        weak = [p for p in probs if p < suspicious.CONFIDENT_PROB]
+        assert f"{min(weak):.0%}" in text and f"{max(weak):.0%}" in text
+    elif sure == len(probs):
+        assert "**confidently**" in text and "weak" not in text
+    else:
+        assert text.startswith(f"**{sure}** of {len(probs)} are **confident** disputes")
+        assert f"for the other {len(probs) - sure}" in text
+
+
+def test_no_sentence_without_suspicious_labels() -> None:
+    assert suspicious.dispute_sentence(_table([])) == ""

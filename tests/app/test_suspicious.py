@@ -97,3 +97,26 @@ def test_train_split_and_sort_by_self_confidence(sample_runs: dict[str, Run]) ->
     df, probs = run.predictions(), run.probs()
     by_self = sorted((probs[r, df.at[r, "y_true"]], r) for r, _, _ in expected)
     assert _shown_rows(at) == [r for _, r in by_self][:24]
+
+
+@pytest.mark.parametrize(("name", "split"), [("overfit", "test"), ("imbalanced", "train")])
+def test_confidently_only_where_the_probability_says_so(
+    sample_runs: dict[str, Run], name: str, split: str
+) -> None:
+    """'confidently' only for suggested classes at CONFIDENT_PROB or more: the overfit model
+    suggests at under 20% (it used to be 'confidently disputed'), the imbalanced one at 86%."""
+    from core.suspicious import CONFIDENT_PROB
+
+    run = sample_runs[name]
+    at = open_page("suspicious", run)
+    if split != "test":
+        at.segmented_control(key="sl_split").set_value(split).run()
+    probs = run.probs()
+    expected = _reference(run, split)
+    assert expected, "the sample has suspicious labels here"
+    sure = sum(probs[r, s] >= CONFIDENT_PROB for r, s, _ in expected)
+    text = " ".join(e.value for e in at.markdown) + " ".join(e.value for e in at.success)
+    claims = "**confidently**" in text or "**confident** disputes" in text
+    assert claims == (sure > 0), text
+    if sure == 0:
+        assert "does not dispute" in text
