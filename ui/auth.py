@@ -90,6 +90,37 @@ def _announce(settings: Settings) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def _guard_clear_cache() -> None:
+    """Ignore Streamlit's clear-cache message on a hosted server.
+
+    Any visitor's browser, the login screen's included, can send it, and it empties every
+    st.cache_* for all sessions: models, embeddings and tables then cost their full price
+    again for everyone. The toolbar hides the menu entry when hosted; this refuses the message
+    itself. Shared state that must survive it (jobs, model locks) lives in ui.jobs anyway.
+    """
+    from streamlit.runtime.app_session import AppSession
+
+    original = AppSession._handle_clear_cache_request
+    if getattr(original, "_classlens_guard", False):
+        return
+
+    def guarded(self: AppSession) -> None:
+        try:
+            hosted = core_settings.current().hosted
+        except ClassLensError:
+            hosted = True  # unreadable settings: fail closed
+        if hosted:
+            print("classlens: clear-cache request ignored (hosted mode)", file=sys.stderr)
+            return
+        original(self)
+
+    guarded._classlens_guard = True  # type: ignore[attr-defined]
+    AppSession._handle_clear_cache_request = guarded  # type: ignore[method-assign]
+
+
+_guard_clear_cache()
+
+
 def _env_text(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"

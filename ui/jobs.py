@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import streamlit as st
-
 from core.runs import Run, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,27 +48,32 @@ class Job:
         return (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
 
 
-@st.cache_resource
-def _registry() -> tuple[dict[str, Job], threading.Lock]:
-    return {}, threading.Lock()
+# Shared by every session of this server process. Plain module state, not st.cache_resource:
+# any visitor (the login screen included) can send Streamlit's clear-cache message, which
+# empties every st.cache_* and would lose a running job's progress and let a second click
+# start a second worker.
+_JOBS: dict[str, Job] = {}
+_JOBS_LOCK = threading.Lock()
+_MODEL_LOCKS: dict[str, threading.Lock] = {}
+_MODEL_LOCKS_GUARD = threading.Lock()
+# The child process command; tests put a stand-in here.
+WORKER = [sys.executable, "-m", "core.worker"]
 
 
 def get(key: str) -> Job | None:
     """Return the job for ``key``, if one was started in this server process."""
-    jobs, lock = _registry()
-    with lock:
-        return jobs.get(key)
+    with _JOBS_LOCK:
+        return _JOBS.get(key)
 
 
 def start(key: str, label: str, kwargs: dict[str, Any]) -> Job:
     """Start ``core.evaluate.evaluate(**kwargs)`` in a child process unless a job for ``key``
     is running or succeeded; return it. ``kwargs`` must be JSON-serialisable."""
-    jobs, lock = _registry()
-    with lock:
-        job = jobs.get(key)
+    with _JOBS_LOCK:
+        job = _JOBS.get(key)
         if job is not None and (not job.finished or job.error is None):
             return job
-        job = jobs[key] = Job(key, label)
+        job = _JOBS[key] = Job(key, label)
     threading.Thread(
         target=_watch, args=(job, json.dumps(kwargs)), name=f"classlens-eval-{key[:8]}",
         daemon=True,
@@ -84,7 +87,7 @@ def _watch(job: Job, kwargs: str) -> None:
     result: dict[str, Any] = {}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.worker", kwargs],
+            [*WORKER, kwargs],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -122,11 +125,6 @@ def _watch(job: Job, kwargs: str) -> None:
         job.finished = True
 
 
-@st.cache_resource
-def _model_locks() -> tuple[dict[str, threading.Lock], threading.Lock]:
-    return {}, threading.Lock()
-
-
 def model_lock(key: str) -> threading.Lock:
     """Return the lock that guards the model ``key`` shared through ``st.cache_resource``.
 
@@ -134,6 +132,5 @@ def model_lock(key: str) -> threading.Lock:
     it (Grad-CAM registers hooks and runs backward; ``.to(device)``/``.eval()`` mutate it),
     so every use of such a model holds its lock.
     """
-    locks, guard = _model_locks()
-    with guard:
-        return locks.setdefault(key, threading.Lock())
+    with _MODEL_LOCKS_GUARD:
+        return _MODEL_LOCKS.setdefault(key, threading.Lock())

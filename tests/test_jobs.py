@@ -1,0 +1,131 @@
+"""ui.jobs: the evaluation registry lives outside Streamlit's caches (issue 13, item 3).
+
+Any visitor, even on the login screen, can send Streamlit's clear-cache message; it must not
+lose an editor's running evaluation nor let a second click start a second worker. The worker
+here is a stand-in child that reports progress and waits for the test to release it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import streamlit as st
+from streamlit.runtime.app_session import AppSession
+
+from ui import jobs
+
+STAND_IN = """
+import json, pathlib, sys, time
+base = pathlib.Path(sys.argv[1])
+with open(base / "launches", "a") as f:
+    f.write("1\\n")
+print(json.dumps({"progress": [3, 10]}), flush=True)
+deadline = time.monotonic() + 60
+while not (base / "release").exists() and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(json.dumps({"error": "released by the test"}), flush=True)
+"""
+
+
+def _until(condition, timeout: float = 30.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout  # bounded
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert condition(), f"not true after {timeout}s"
+
+
+@pytest.fixture()
+def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    script = tmp_path / "worker.py"
+    script.write_text(STAND_IN)
+    # The job's JSON kwargs come last on the command line; the stand-in ignores them.
+    monkeypatch.setattr(jobs, "WORKER", [sys.executable, str(script), str(tmp_path)])
+    return tmp_path
+
+
+def _launches(base: Path) -> int:
+    f = base / "launches"
+    return len(f.read_text().split()) if f.exists() else 0
+
+
+def _clear_like_a_visitor() -> None:
+    """What Streamlit does on a clear-cache message from any browser session."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    AppSession._handle_clear_cache_request(SimpleNamespace(_session_state={}))
+
+
+def test_clearing_the_caches_keeps_a_running_job_and_starts_no_second_worker(stand_in: Path):
+    key = f"k-clear-{time.time_ns()}"
+    job = jobs.start(key, "m on d", {"checkpoint": "c", "dataset": "d"})
+    _until(lambda: job.done == 3)
+    assert _launches(stand_in) == 1
+
+    _clear_like_a_visitor()
+
+    assert jobs.get(key) is job  # still visible, with its progress
+    assert (job.done, job.total, job.finished) == (3, 10, False)
+    again = jobs.start(key, "m on d", {"checkpoint": "c", "dataset": "d"})  # a second click
+    assert again is job
+    time.sleep(0.3)  # a second worker, had one started, would have written its launch by now
+    assert _launches(stand_in) == 1
+
+    (stand_in / "release").touch()
+    _until(lambda: job.finished)
+    assert job.error == "released by the test"
+    # A failed job may be retried: that one does start a new worker.
+    retry = jobs.start(key, "m on d", {"checkpoint": "c", "dataset": "d"})
+    assert retry is not job
+    _until(lambda: retry.finished)
+    assert _launches(stand_in) == 2
+
+
+def test_clearing_the_caches_keeps_each_models_lock():
+    lock = jobs.model_lock("gradcam:abc")
+    with lock:
+        _clear_like_a_visitor()
+        again = jobs.model_lock("gradcam:abc")
+        assert again is lock and not again.acquire(blocking=False)  # still held: one user
+    assert jobs.model_lock("gradcam:other") is not lock
+
+
+def test_the_job_command_passes_the_kwargs_as_one_json_argument(stand_in: Path, monkeypatch):
+    seen: list[list[str]] = []
+    real = jobs.subprocess.Popen
+
+    def spy(cmd, **kw):  # noqa: ANN001, ANN003
+        seen.append(cmd)
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", spy)
+    (stand_in / "release").touch()
+    job = jobs.start(f"k-cmd-{time.time_ns()}", "x", {"checkpoint": "c", "num_workers": 0})
+    _until(lambda: job.finished)
+    assert seen[0][: len(jobs.WORKER)] == jobs.WORKER
+    assert json.loads(seen[0][-1]) == {"checkpoint": "c", "num_workers": 0}
+
+
+def test_a_hosted_server_ignores_the_clear_cache_message(monkeypatch: pytest.MonkeyPatch):
+    import ui.auth  # noqa: F401 - installs the guard
+
+    calls: list[int] = []
+
+    @st.cache_data
+    def cached(x: int) -> int:
+        calls.append(x)
+        return x
+
+    cached(1)
+    monkeypatch.setenv("CLASSLENS_HOSTED", "1")
+    AppSession._handle_clear_cache_request(SimpleNamespace(_session_state={}))
+    cached(1)
+    assert calls == [1]  # still cached: the message was ignored
+    monkeypatch.setenv("CLASSLENS_HOSTED", "0")  # locally the developer's menu entry works
+    AppSession._handle_clear_cache_request(SimpleNamespace(_session_state={}))
+    cached(1)
+    assert calls == [1, 1]
