@@ -310,3 +310,16 @@ def styled_failing(failing: pd.DataFrame) -> Any:
         if col in failing:
             css[col] = [CELL_COLORS[s] for s in failing["status"]]
     return failing.style.apply(lambda _: css, axis=None).format("{:.1%}", subset=["score"])
+
+
+def points_delta(before: float, after: float, *, digits: int = 1) -> str | None:
+    """Return the change between two shares as shown, ``f"{x:.{digits}%}"``, in signed points,
+    "+1.2 pts", or None when both show the same: a delta arrow only for a visible change."""
+    shown = [float(f"{x:.{digits}%}".rstrip("%")) for x in (before, after)]
+    d = round(shown[1] - shown[0], digits)
+    return None if d == 0 else f"{d:+.{digits}f} pts"
+
+
+def count_delta(before: int, after: int) -> str | None:
+    """Return ``after - before`` signed, "-11", or None when equal (no metric delta arrow)."""
+    return None if after == before else f"{after - before:+,}"

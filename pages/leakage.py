@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import embeddings, gallery, leakage
+from core import embeddings, gallery, leakage, tables
 from core.errors import ClassLensError
 from core.runs import Run
 from ui import downloads
@@ -194,7 +194,7 @@ cols = st.columns(len(METRICS) + 1)
 cols[0].metric(
     "Images",
     f"{after['n']:,}",
-    delta=f"{after['n'] - before['n']:,}" if leaked else None,
+    delta=tables.count_delta(before["n"], after["n"]),
     delta_color="off",
     help=f"{split} images left after removing the leaked ones (of {before['n']:,}).",
 )
@@ -202,12 +202,12 @@ for col, (label, value) in zip(cols[1:], METRICS.values(), strict=True):
     col.metric(
         label,
         f"{value(after):.1%}",
-        delta=f"{100 * (value(after) - value(before)):+.1f} pts" if leaked else None,
+        delta=tables.points_delta(value(before), value(after)),
         help=f"With every {split} image: {value(before):.1%}.",
     )
 st.caption(
-    "Δ: without the leaked images minus with them. A score that drops when the near-copies "
-    "are removed was flattered by leakage."
+    "Δ: without the leaked images minus with them; none where both show the same. A "
+    "score that drops when the near-copies are removed was flattered by leakage."
 )
 
 if pairs.empty:

@@ -315,3 +315,26 @@ def test_split_comparison_against_val_keeps_every_split() -> None:
     by_class = tables.recall_by_split(metrics, ov)
     assert list(by_class.columns) == ["class", "train", "val", "test", "gap"]
     assert by_class.iloc[0]["class"] == "cat" and by_class.iloc[0]["gap"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "shown"),
+    [
+        (0.9870, 0.9872, None),  # +0.02 points: "+0.0 pts" with an up arrow before
+        (0.9872, 0.9870, None),  # and no "-0.0" either
+        (0.98, 0.99, "+1.0 pts"),
+        (0.50, 0.4994, "-0.1 pts"),  # 50.0% -> 49.9%: visible, so shown
+        (0.98744, 0.98756, "+0.1 pts"),  # 98.7% -> 98.8%, although only 0.012 points apart
+    ],
+    ids=["tiny-up", "tiny-down", "one-point", "shows-as-0.1", "straddles-a-rounding"],
+)
+def test_points_delta_only_for_a_visible_change(before, after, shown) -> None:
+    assert tables.points_delta(before, after) == shown
+    a, b = (f"{x:.1%}" for x in (before, after))  # what the page shows beside the delta
+    assert (shown is None) == (a == b)
+
+
+def test_count_delta() -> None:
+    assert tables.count_delta(555, 544) == "-11"
+    assert tables.count_delta(10, 10) is None
+    assert tables.count_delta(999, 1_200) == "+201"

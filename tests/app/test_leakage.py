@@ -173,3 +173,20 @@ def test_sample_embeddings_find_the_planted_copies(sample_runs: dict[str, Run]) 
     images = next(m for m in at.metric if m.label == "Images")
     assert images.value == f"{n_test - leaked:,}"
     assert any(m.value.startswith("Cosine similarity **") for m in at.markdown)
+
+
+def test_metric_deltas_only_for_changes_that_show(sample_runs: dict[str, Run]) -> None:
+    """Each metric's Δ agrees with the values shown: none where they round to the same 0.1,
+    otherwise their difference (it read "+0.0 pts" with an up arrow before)."""
+    run = sample_runs["good"]
+    at = open_page("leakage", run)
+    _, leaked, _ = _count(at)
+    assert leaked, "the sample has leaked images at the default distance"
+    for label, key in (("Accuracy", "accuracy"), ("Balanced accuracy", "balanced_accuracy")):
+        shown = next(m for m in at.metric if m.label == label)
+        before = float(f"{run.metrics['splits']['test'][key]:.1%}".rstrip("%"))
+        after = float(shown.value.rstrip("%"))
+        if round(after - before, 1) == 0:
+            assert not shown.delta, (label, shown.delta)
+        else:
+            assert shown.delta == f"{after - before:+.1f} pts", (label, shown.delta)
