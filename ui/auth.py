@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import sys
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,32 @@ def oidc_role(email: str | None, settings: Settings) -> Role | None:
     return Role.VIEWER
 
 
+def verified_email(claims: Mapping[str, Any], settings: Settings) -> tuple[str | None, str]:
+    """Return (the e-mail to match, "") when the provider vouches for it, else (None, why).
+
+    E-mail is the only identity, so it counts only with ``email_verified`` true; a token
+    without that claim counts only when ``oidc_accept_unverified_claim`` says the provider
+    verifies every address itself.
+    """
+    email = str(claims.get("email") or "").strip().lower()
+    if not email:
+        return None, "This account has no e-mail address"
+    claim = claims.get("email_verified")
+    if isinstance(claim, str):  # some providers send "true"/"false" as text
+        claim = {"true": True, "false": False}.get(claim.strip().lower(), claim)
+    if claim is True:
+        return email, ""
+    if claim is None and settings.oidc_accept_unverified_claim:
+        return email, ""
+    if claim is None:
+        return None, (
+            f"The identity provider did not say whether **{email}** is verified "
+            "(no email_verified claim); the dashboard's owner can set "
+            "`oidc_accept_unverified_claim = true` if the provider verifies every address"
+        )
+    return None, f"The provider has not verified **{email}**"
+
+
 def _only(render) -> None:  # noqa: ANN001
     """Show one screen and nothing else: no run picker, no page list, no views."""
     # A hidden one-page navigation: without any st.navigation call Streamlit would list the
@@ -253,16 +280,16 @@ def _oidc_gate(settings: Settings) -> Role:
             st.button("Log in", type="primary", on_click=st.login)
 
         _only(screen)
-    email = st.user.get("email")
-    role = oidc_role(email, settings) if st.user.get("email_verified") is not False else None
+    email, why = verified_email(st.user.to_dict(), settings)
+    role = oidc_role(email, settings) if email else None
     if role is None:
 
         def refused() -> None:
             st.title(TITLE)
-            who = f"**{email}**" if email else "This account (it has no e-mail address)"
-            st.error(f"{who} may not open this dashboard. Ask its owner to add you as a viewer.")
+            why_not = f"**{email}** may not open this dashboard" if email else why
+            st.error(f"{why_not}. Ask its owner to add you as a viewer.")
             st.button("Log out", on_click=st.logout)
 
         _only(refused)
-    _account(f"Signed in as **{email}**", role, "Log out", st.logout)
+    _account(f"Signed in as **{st.user.get('email')}**", role, "Log out", st.logout)
     return role

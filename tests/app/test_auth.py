@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from core.runs import Run
 from core.settings import Settings, current
 from tests.app.conftest import ROOT
-from ui.auth import Role, check_password, oidc_role
+from ui.auth import Role, check_password, oidc_role, verified_email
 
 EDITOR_PW = "correct horse battery staple"
 VIEWER_PW = "viewer-secret"
@@ -138,17 +138,29 @@ def test_oidc_anonymous_viewer_editor_refused(sample_runs: dict[str, Run]) -> No
     assert [b.label for b in at.button] == ["Log in"]
 
     for email, role in (("viewer@example.org", "viewer"), ("EDITOR@example.org", "editor")):
-        at.user = {"is_logged_in": True, "email": email}
+        at.user = {"is_logged_in": True, "email": email, "email_verified": True}
         at.run()
         assert not at.exception, at.exception
         assert any(email in c.value and role in c.value for c in at.sidebar.caption)
         assert ("New run" in _sidebar_labels(at)) is (role == "editor")
         assert len(at.metric) > 0
 
-    at.user = {"is_logged_in": True, "email": "stranger@example.org"}
+    at.user = {"is_logged_in": True, "email": "stranger@example.org", "email_verified": True}
     at.run()
     _only_login(at)
     assert "may not open this dashboard" in at.error[0].value
+
+    # Issue 13: e-mail is the identity, so a listed address counts only when verified.
+    for claims, why in (
+        ({}, "did not say whether"),  # no email_verified claim at all
+        ({"email_verified": False}, "has not verified"),
+        ({"email_verified": "false"}, "has not verified"),
+    ):
+        at.user = {"is_logged_in": True, "email": "EDITOR@example.org", **claims}
+        at.run()
+        _only_login(at)
+        assert why in at.error[0].value and "editor@example.org" in at.error[0].value
+        assert [b.label for b in at.button] == ["Log out"]
 
 
 def test_an_empty_hosted_variable_does_not_open_a_hosted_server(
@@ -179,3 +191,40 @@ def test_a_too_short_password_keeps_the_server_closed(sample_runs: dict[str, Run
     _only_login(at)
     assert "stays closed" in at.error[0].value and "at least 12" in at.error[0].value
     assert len(at.text_input) == 0
+
+
+def test_oidc_identity_is_the_verified_email() -> None:
+    strict = Settings(hosted=True, auth="oidc", editors=("ed@example.org",))
+    assert verified_email({"email": " Ed@Example.org ", "email_verified": True}, strict) == (
+        "ed@example.org",
+        "",
+    )
+    assert verified_email({"email": "ed@example.org", "email_verified": "TRUE"}, strict)[0]
+    for claims in (
+        {"email": "ed@example.org"},
+        {"email": "ed@example.org", "email_verified": False},
+        {"email": "ed@example.org", "email_verified": "no"},
+        {"email": "ed@example.org", "email_verified": 1},  # not a boolean: not a yes
+        {"email": "", "email_verified": True},
+        {"email_verified": True},
+    ):
+        email, why = verified_email(claims, strict)
+        assert email is None and why, claims
+    lenient = Settings(hosted=True, auth="oidc", oidc_accept_unverified_claim=True)
+    assert verified_email({"email": "a@b.org"}, lenient) == ("a@b.org", "")
+    # The setting admits a missing claim only; an explicit false stays refused.
+    assert verified_email({"email": "a@b.org", "email_verified": False}, lenient)[0] is None
+
+
+def test_oidc_accepting_providers_without_the_claim_is_explicit(
+    sample_runs: dict[str, Run],
+) -> None:
+    conf = {"auth": "oidc", "oidc_accept_unverified_claim": True}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.secrets["classlens"] = {"hosted": True, **conf}
+    at.secrets["auth"] = AUTH
+    at.query_params["run"] = sample_runs["good"].run_id
+    at.user = {"is_logged_in": True, "email": "someone@example.org"}
+    at.run()
+    assert not at.exception, at.exception
+    assert any("someone@example.org" in c.value and "viewer" in c.value for c in at.sidebar.caption)
