@@ -279,6 +279,65 @@ def recall_sentence(point: ThresholdPoint | None, class_name: str, target: float
     )
 
 
+@dataclass(frozen=True)
+class ArgmaxRecall:
+    """A class's recall counted two ways: most likely class (argmax) and P(c) >= threshold."""
+
+    threshold: float
+    n_classes: int
+    n_pos: int  # images of the class
+    tp_argmax: int  # of them, those whose most likely class is c (Overview's recall)
+    tp_threshold: int  # of them, those with P(c) >= threshold (this page's recall)
+    lost: int  # named c by argmax but P(c) below the threshold
+    gained: int  # P(c) at or above the threshold although another class is more likely
+
+    @property
+    def differs(self) -> bool:
+        """Return whether the two recalls differ."""
+        return self.tp_argmax != self.tp_threshold
+
+
+def argmax_recall(y_true: Any, y_pred: Any, scores: Any, c: int, threshold: float) -> ArgmaxRecall:
+    """Return class ``c``'s recall by argmax and at ``threshold``, and what separates them.
+
+    y_true, y_pred: (n,) true and predicted (most likely) classes; scores: (n, n_classes).
+    """
+    pos, score = _check(y_true, scores, c)
+    named = np.asarray(y_pred) == c
+    above = score >= threshold
+    return ArgmaxRecall(
+        threshold=float(threshold),
+        n_classes=int(np.shape(scores)[1]),
+        n_pos=int(pos.sum()),
+        tp_argmax=int((pos & named).sum()),
+        tp_threshold=int((pos & above).sum()),
+        lost=int((pos & named & ~above).sum()),
+        gained=int((pos & ~named & above).sum()),
+    )
+
+
+def argmax_sentence(r: ArgmaxRecall, class_name: str) -> str:
+    """Return both recalls of ``r`` and why they differ, plain text ("" without the class)."""
+    if not r.n_pos:
+        return ""
+    q, t = f"'{class_name}'", f"{r.threshold:.3g}"
+    text = (
+        f"Overview and Per-class metrics count an image as {q} when {q} is its most likely "
+        f"class (argmax): recall {r.tp_argmax / r.n_pos:.1%} ({r.tp_argmax:,} of {r.n_pos:,}). "
+        f"Here an image is flagged when P({q}) ≥ {t}, one class at a time: recall "
+        f"{r.tp_threshold / r.n_pos:.1%} ({r.tp_threshold:,} of {r.n_pos:,})."
+    )
+    why = []
+    if r.lost:
+        why.append(
+            f"{r.lost:,} {q} images the model names {q} have P({q}) below {t}: among "
+            f"{r.n_classes} classes the most likely one can win with less"
+        )
+    if r.gained:
+        why.append(f"{r.gained:,} {q} images reach {t} although another class is more likely")
+    return text + (" " + "; ".join(why) + "." if why else "")
+
+
 def _square(fig: go.Figure, *, title: str, x: str, y: str) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},

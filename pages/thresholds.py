@@ -99,6 +99,12 @@ if point is not None:
         f"flagged, {point.fp:,} others flagged, {point.fn:,} '{md_name}' missed, {point.tn:,} "
         "others correctly left out."
     )
+    both = th.argmax_recall(y_true, rows["y_pred"].to_numpy(), probs, cls, point.threshold)
+    note = md_names(th.argmax_sentence(both, name), [name])
+    if both.differs:
+        st.info(f"**Why this recall is not Overview's.** {note}", icon=":material/info:")
+    elif note:
+        st.caption(note)
 if curves.n_pos == 0:
     st.warning(
         f"The {split} split has no '{name}' images: recall, AP and AUC are undefined.",

@@ -123,3 +123,32 @@ def test_recall_sentence() -> None:
     text = th.recall_sentence(point, "8", 0.95)
     assert text.startswith("To find 95% of '8' images, flag every image with P('8') ≥ 0.03;")
     assert "41% of the 232 flagged images are really '8'" in text
+
+
+def test_argmax_recall_against_threshold_recall_hand_counted() -> None:
+    # Class 0 images (rows 0-3): row 0 argmax 0 at P 0.40 (lost at 0.5), row 1 argmax 0 at 0.9,
+    # row 2 argmax 1 at P(0) 0.45, row 3 argmax 1 at P(0) 0.3. Row 4 is class 1.
+    probs = np.array(
+        [
+            [0.40, 0.30, 0.30],
+            [0.90, 0.05, 0.05],
+            [0.45, 0.55, 0.00],
+            [0.30, 0.70, 0.00],
+            [0.10, 0.80, 0.10],
+        ]
+    )
+    y_true = np.array([0, 0, 0, 0, 1])
+    y_pred = probs.argmax(1)
+    r = th.argmax_recall(y_true, y_pred, probs, 0, 0.5)
+    assert (r.n_pos, r.tp_argmax, r.tp_threshold, r.lost, r.gained) == (4, 2, 1, 1, 0)
+    # the argmax recall is the one scikit-learn (and Overview) reports
+    assert r.tp_argmax / r.n_pos == skm.recall_score(y_true, y_pred, labels=[0], average="macro")
+    assert r.differs
+    text = th.argmax_sentence(r, "zero")
+    assert "most likely class (argmax): recall 50.0% (2 of 4)" in text
+    assert "P('zero') ≥ 0.5, one class at a time: recall 25.0% (1 of 4)" in text
+    assert "1 'zero' images the model names 'zero' have P('zero') below 0.5" in text
+    low = th.argmax_recall(y_true, y_pred, probs, 0, 0.42)  # row 0 lost, row 2 gained
+    assert (low.tp_threshold, low.lost, low.gained, low.differs) == (2, 1, 1, False)
+    assert "although another class is more likely" in th.argmax_sentence(low, "zero")
+    assert th.argmax_sentence(th.argmax_recall(y_true, y_pred, probs, 2, 0.5), "two") == ""

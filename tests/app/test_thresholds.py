@@ -91,3 +91,25 @@ def test_target_recall_gives_the_brute_force_threshold(sample_runs: dict[str, Ru
     assert f"P('{name}') ≥ {best:.3g};" in sentence
     assert f"{precision:.0%} of the {flag.sum():,} flagged images are really '{name}'" in sentence
     assert _metric(at, "Threshold") == f"{best:.3g}"
+
+
+def test_threshold_recall_explained_against_overview(sample_runs: dict[str, Run]) -> None:
+    """At 0.5 the imbalanced model's '8' has 0% recall here but 19.2% on Overview: the page
+    shows both, from the same rows, and says why."""
+    run = sample_runs["imbalanced"]
+    c = run.class_names.index("8")
+    at = _set(_open(run), cls=c, mode="threshold")
+    y_true, probs = _test_split(run)
+    df = run.predictions()
+    y_pred = df.loc[df["split"] == "test", "y_pred"].to_numpy()
+    argmax = skm.recall_score(y_true, y_pred, labels=[c], average="macro")
+    overview = next(p for p in run.metrics["splits"]["test"]["per_class"] if p["class"] == "8")
+    assert argmax == pytest.approx(overview["recall"])
+    at_half = skm.recall_score(y_true == c, probs[:, c] >= 0.5)
+    assert _metric(at, "Recall") == f"{at_half:.1%}"
+    assert at_half != pytest.approx(argmax), "the sample shows the difference"
+    (info,) = [i.value for i in at.info if "Overview" in i.value]
+    assert f"(argmax): recall {argmax:.1%}" in info
+    assert f"one class at a time: recall {at_half:.1%}" in info
+    lost = int(((y_true == c) & (y_pred == c) & (probs[:, c] < 0.5)).sum())
+    assert f"{lost} '8' images the model names '8' have P('8') below 0.5" in info
