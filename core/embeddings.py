@@ -26,6 +26,8 @@ from core.inference import _normalise, resolve_device
 from core.preprocessing import Preprocessing
 
 CACHE_FILE = "embeddings.npy"
+# A trained classifier packs each class tightly: at 0.99 most same-class images pair up.
+DEFAULT_SIMILARITY = 0.998
 BLOCK = 4_000_000  # similarities computed per block of the (na, nb) matrix
 Progress = Callable[[int, int], None]  # (images done, images total)
 

@@ -26,6 +26,7 @@ HASH_BITS = 64
 HASH_SIZE = 32  # images are reduced to 32x32 grayscale before the DCT
 LOW_FREQ = 8  # an 8x8 block of low frequencies gives the 64 bits
 CACHE_FILE = "phash.parquet"
+DEFAULT_DISTANCE = 4  # bits: small images (the 32 px digits) start to collide above ~4
 Progress = Callable[[int, int], None]  # (images done, images total)
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)

@@ -1,0 +1,368 @@
+"""core.health: each check's level and sentence from hand-made numbers, at the boundaries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from core import calibration, health
+from core.diagnostics import Thresholds, pct_brief
+from core.metrics import split_report
+
+T = Thresholds()  # good 90% / 85%, bad 60% / 60%, imbalance 3x, overfit gap 5 points
+NAMES = ["cat", "dog", "bird"]
+
+
+def split_metrics(y_true: list[int], y_pred: list[int], **extra: object) -> dict:
+    """Return a metrics.json split entry of the predictions (core.metrics, = sklearn)."""
+    m = split_report(np.array(y_true), np.array(y_pred), class_names=NAMES)
+    m.update(extra)
+    return m
+
+
+def hand(per_class: list[tuple[str, float, float, int]], accuracy: float, **extra) -> dict:
+    """Return a split entry from literal (class, precision, recall, support) rows."""
+    m = {
+        "n": sum(s for *_, s in per_class),
+        "accuracy": accuracy,
+        "balanced_accuracy": float(np.mean([r for _, _, r, s in per_class if s])),
+        "per_class": [
+            {"class": c, "precision": p, "recall": r, "f1": 0.0, "support": s}
+            for c, p, r, s in per_class
+        ],
+        "macro": {"precision": 0.0, "recall": 0.0, "f1": 0.0},
+    }
+    m.update(extra)
+    return m
+
+
+# --- per-class thresholds ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recall", "level"),
+    [(0.5999, "fail"), (0.59, "fail"), (0.60, "attention"), (0.84, "attention"), (0.85, "pass")],
+    ids=["just-below-bad", "below-bad", "at-bad", "below-good", "at-good"],
+)
+def test_class_level_flips_at_the_thresholds(recall: float, level: str) -> None:
+    m = hand([("cat", 0.95, 0.95, 50), ("dog", 0.95, recall, 50)], accuracy=0.95)
+    c = health.check_classes(m, T)
+    assert c.level == level
+    assert c.page == "pages/per_class.py"
+    if level != "pass":
+        assert c.sentence.startswith(f"Recall on 'dog' is {pct_brief(recall)} although")
+        assert c.details and "'dog'" in c.details[0]
+    else:
+        assert c.sentence == "Accuracy 95%, and every class's precision and recall above 85%."
+
+
+def test_class_check_names_the_worst_class_counted_by_sklearn() -> None:
+    # 'bird': 3 images, 1 found -> recall 1/3, below 60%: fail, named in the sentence
+    y_true = [0] * 6 + [1] * 6 + [2] * 3
+    y_pred = [0] * 6 + [1] * 6 + [2, 0, 1]
+    m = split_metrics(y_true, y_pred)
+    recall = skm.recall_score(y_true, y_pred, average=None)[2]
+    c = health.check_classes(m, T)
+    assert c.level == "fail"
+    assert f"Recall on 'bird' is {100 * recall:.1f}%" in c.sentence
+    assert c.reason.startswith("recall on 'bird'")
+
+
+# --- train/test gap ------------------------------------------------------------------------------
+
+
+def gap_metrics(train_acc: float, test_acc: float, train_r: float = 1.0, test_r: float = 1.0):
+    """Two splits of two classes: overall accuracy and one class's recall set by hand."""
+
+    def one(acc: float, r: float) -> dict:
+        m = hand([("cat", 1.0, r, 10), ("dog", 1.0, 1.0, 10)], accuracy=acc)
+        m["macro"]["f1"] = acc
+        return m
+
+    return {"splits": {"train": one(train_acc, train_r), "test": one(test_acc, test_r)}}
+
+
+# Binary fractions, so gaps fall exactly on the limit t = 1/16 (6.25 points) and 2t.
+T16 = Thresholds(overfit_gap=0.0625)
+
+
+@pytest.mark.parametrize(
+    ("test_acc", "level", "words"),
+    [
+        (0.8125, "pass", "no class's recall drops more than 6.25 points"),  # gap = t: not above
+        (0.8046875, "attention", "above the 6.25-point limit"),  # just above t
+        (0.75, "attention", "above the 6.25-point limit"),  # gap = 2t: not above twice
+        (0.7421875, "fail", "above twice the 6.25-point limit"),
+    ],
+)
+def test_gap_level_flips_at_the_limit_and_twice_it(test_acc: float, level: str, words: str) -> None:
+    c = health.check_gap(gap_metrics(0.875, test_acc), T16)
+    assert c.level == level, c.sentence
+    assert words in c.sentence
+    assert f"a gap of {100 * (0.875 - test_acc):.1f} points" in c.sentence
+    assert c.page == "pages/overfitting.py"
+
+
+def test_one_class_gap_alone_needs_attention_and_is_named() -> None:
+    c = health.check_gap(gap_metrics(0.875, 0.8125, train_r=1.0, test_r=0.875), T16)
+    assert c.level == "attention"
+    assert "recall on 'cat' drops 12.5 points" in c.sentence
+
+
+def test_gap_without_train_split_is_not_available_and_does_not_count() -> None:
+    metrics = {"splits": {"test": hand([("cat", 1.0, 1.0, 10)], accuracy=1.0)}}
+    c = health.check_gap(metrics, T)
+    assert c.level == health.NOT_AVAILABLE
+    assert c.sentence.startswith("No train split")
+
+
+# --- leakage -------------------------------------------------------------------------------------
+
+
+def finding(leaked: int, n: int, before: float, after: float, pairs: int | None = None):
+    return health.LeakFinding(
+        "pHash within 4 bits", "test", pairs or leaked, leaked, n, before, after
+    )
+
+
+def test_no_pairs_pass() -> None:
+    c = health.check_leakage(finding(0, 100, 0.9, 0.9), T)
+    assert c.level == "pass" and c.sentence.startswith("No test image nearly copies")
+
+
+@pytest.mark.parametrize(
+    ("leaked", "after", "level"),
+    [
+        (1, 0.90, "attention"),  # any near-copy
+        (9, 0.90, "attention"),  # 9% of the split: below 10%
+        (10, 0.90, "fail"),  # 10% of the split
+        (1, 0.90 - 0.0625, "attention"),  # accuracy falls by exactly the gap limit
+        (1, 0.90 - 0.0626, "fail"),  # ... by more
+    ],
+)
+def test_leak_level_from_share_and_accuracy_fall(leaked: int, after: float, level: str) -> None:
+    c = health.check_leakage(finding(leaked, 100, 0.90, after), T16)
+    assert c.level == level, c.sentence
+    assert f"{leaked} of 100 test images" in c.sentence
+    assert c.page == "pages/leakage.py"
+
+
+def test_leak_sentence_signs_the_change_and_says_unchanged_when_it_rounds_to_zero() -> None:
+    up = health.check_leakage(finding(2, 100, 0.90, 0.9183673), T)
+    assert "91.8% instead of 90% (+1.8 points)" in up.sentence
+    down = health.check_leakage(finding(2, 100, 0.90, 0.8877551), T)
+    assert "88.8% instead of 90% (-1.2 points)" in down.sentence
+    same = health.check_leakage(finding(2, 100, 0.90, 0.9004), T)
+    assert "unchanged at 90%" in same.sentence and "+0.0" not in same.sentence
+
+
+def test_every_image_leaked_has_no_accuracy_without_them() -> None:
+    c = health.check_leakage(finding(5, 5, 1.0, math.nan), T)
+    assert c.level == "fail" and "no accuracy without them" in c.sentence
+
+
+def test_leak_finding_counts_pairs_and_distinct_leaked_images() -> None:
+    pairs = pd.DataFrame({"path": ["a.png", "a.png", "b.png"]})
+    before = {"n": 10, "accuracy": 0.8}
+    after = {"n": 8, "accuracy": 0.75}
+    f = health.leak_finding(pairs, before, after, split="test", method="m")
+    assert (f.pairs, f.leaked, f.n, f.accuracy, f.accuracy_without) == (3, 2, 10, 0.8, 0.75)
+
+
+def test_not_computed_and_unavailable_leakage() -> None:
+    assert health.check_leakage(None, T).level == health.NOT_COMPUTED
+    c = health.check_leakage(None, T, unavailable="needs a train split")
+    assert (c.level, c.sentence) == (health.NOT_AVAILABLE, "needs a train split")
+
+
+@pytest.mark.parametrize(
+    ("splits", "split", "held"),
+    [(["train", "test"], "train", "test"), (["train", "val", "test"], "val", "val"),
+     (["train", "val"], "train", "val"), (["test"], "test", None)],
+)  # fmt: skip
+def test_held_out_split(splits: list[str], split: str, held: str | None) -> None:
+    assert health.held_out_split(splits, split) == held
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+
+def rel_of(*bins: tuple[float, int, int]) -> calibration.Reliability:
+    """Return reliability bins from (confidence, images, right) groups."""
+    conf = np.concatenate([np.full(n, c) for c, n, _ in bins])
+    right = np.concatenate([np.arange(n) < k for _, n, k in bins])
+    return calibration.reliability(conf, right)
+
+
+@pytest.mark.parametrize(
+    ("right", "level"),
+    [(11, "pass"), (12, "attention"), (13, "attention"), (14, "fail")],
+)
+def test_ece_level_at_its_limits(right: int, level: str) -> None:
+    # 16 images at confidence 0.625: ECE = |right/16 - 0.625|, exact in binary:
+    # 11 -> 0.0625 (= attention limit), 12 -> 0.125, 13 -> 0.1875 (= fail limit), 14 -> 0.25
+    limits = health.Limits(ece_attention=0.0625, ece_fail=0.1875)
+    rel = rel_of((0.625, 16, right))
+    assert rel.ece == pytest.approx(abs(right / 16 - 0.625))
+    c = health.check_calibration(rel, "test", limits)
+    assert c.level == level
+    assert f"ECE on test is {100 * rel.ece:.1f}%" in c.sentence
+    assert "underconfident" in c.sentence and "overconfident" not in c.sentence
+
+
+def test_overconfident_model_is_called_overconfident() -> None:
+    c = health.check_calibration(rel_of((0.9, 10, 6)), "test")  # says 90%, right 60%
+    assert c.level == "fail"
+    assert "the model is overconfident" in c.sentence
+    assert "right less often than it says" in c.sentence
+
+
+def test_underconfident_on_average_but_overconfident_in_a_bin_says_both() -> None:
+    # 10 images at 50% confidence, 3 right (overconfident there); 30 at 60%, all right. On
+    # average it says 57.5% and is right 82.5%: the old reading called it underconfident.
+    rel = rel_of((0.5, 10, 3), (0.6, 30, 30))
+    over_bins = [
+        b for b in range(len(rel.count)) if rel.count[b] and rel.accuracy[b] < rel.confidence[b]
+    ]
+    assert len(over_bins) == 1
+    c = health.check_calibration(rel, "test")
+    assert "errs both ways" in c.sentence
+    lo, hi = rel.edges[over_bins[0]], rel.edges[over_bins[0] + 1]
+    assert f"overconfident from {lo:.0%} to {hi:.0%} confidence (it says 50% and is right 30%)" in (
+        c.sentence
+    )
+    assert "underconfident from" in c.sentence
+    # overconfident share: 10 images x 0.2 gap / 40 images = 5.0 of ECE 35.0 points
+    assert f"5.0 of the {100 * rel.ece:.1f} points come from overconfident bins" in c.sentence
+
+
+def test_empty_split_has_no_calibration() -> None:
+    c = health.check_calibration(calibration.reliability(np.zeros(0), np.zeros(0, bool)), "val")
+    assert c.level == health.NOT_AVAILABLE
+
+
+# --- suspicious labels, imbalance, skipped files ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flagged", "level"), [(0, "pass"), (1, "attention"), (4, "attention"), (5, "fail")]
+)
+def test_suspicious_levels(flagged: int, level: str) -> None:
+    c = health.check_suspicious(flagged, 100, "test")
+    assert c.level == level
+    assert c.page == "pages/suspicious.py"
+    if flagged:
+        assert c.sentence.startswith(f"{flagged} of 100 test labels ({flagged}%)")
+        assert "confidently" not in c.sentence
+
+
+@pytest.mark.parametrize(("big", "level"), [(29, "pass"), (30, "attention")])
+def test_imbalance_at_the_ratio(big: int, level: str) -> None:
+    m = hand([("cat", 1.0, 1.0, big), ("dog", 1.0, 1.0, 10)], accuracy=1.0)
+    c = health.check_imbalance(m, T)
+    assert c.level == level
+    ratio = f"{big / 10:.1f}x"
+    assert ratio in c.sentence
+    if level == "attention":
+        assert f"'cat' has {big} images and 'dog' 10" in c.sentence
+
+
+@pytest.mark.parametrize(
+    ("n", "skipped", "level"), [(10, 0, "pass"), (10, 1, "attention"), (9, 1, "fail")]
+)
+def test_skipped_files_share(n: int, skipped: int, level: str) -> None:
+    m = hand(
+        [("cat", 1.0, 1.0, n)], accuracy=1.0, skipped=[f"cat/bad{i}.jpg" for i in range(skipped)]
+    )
+    c = health.check_skipped(m, "test")
+    assert c.level == level
+    if skipped:
+        assert f"1 of {n + 1} test file was skipped" in c.sentence
+        assert f"the metrics count the {n} images read" in c.sentence
+
+
+# --- preprocessing -------------------------------------------------------------------------------
+
+
+GOOD = hand([("cat", 1.0, 0.95, 10)], accuracy=0.95)
+CHANCE = hand([("cat", 1.0, 0.95, 10)], accuracy=0.60)
+
+
+@pytest.mark.parametrize(
+    ("source", "m", "level", "words"),
+    [
+        (None, GOOD, "attention", "was not recorded"),
+        ("read", GOOD, "pass", "Preprocessing read from the checkpoint."),
+        ({"image_size": "probed", "mean": "read"}, GOOD, "pass", "Image size measured by"),
+        ({"image_size": "default", "mean": "read"}, GOOD, "attention",
+         "Image size is the documented default"),
+        ({"image_size": "default", "mean": "default"}, CHANCE, "fail", "at or below 60%"),
+        ("default", GOOD, "attention", "a guess"),
+        ("guessed", GOOD, "attention", "unknown preprocessing source (guessed)"),
+    ],
+    ids=["missing", "read", "probed", "default", "default-near-chance", "default-one", "unknown"],
+)  # fmt: skip
+def test_preprocessing_levels(source, m: dict, level: str, words: str) -> None:  # noqa: ANN001
+    meta = {} if source is None else {"preprocessing_source": source}
+    c = health.check_preprocessing(meta, m, T)
+    assert c.level == level
+    assert words in c.sentence, c.sentence
+
+
+def test_probed_names_the_split_probed() -> None:
+    meta = {"preprocessing_source": {"image_size": "probed"}, "probe": {"split": "train"}}
+    assert "(probed on the train split)" in health.check_preprocessing(meta, GOOD, T).sentence
+
+
+# --- the summary ---------------------------------------------------------------------------------
+
+
+def check(key: str, level: str, reason: str = "") -> health.Check:
+    return health.Check(
+        key, key.capitalize(), level, f"{key} sentence.", "pages/overview.py", reason
+    )
+
+
+def test_headline_is_the_worst_check_and_names_its_reason() -> None:
+    s = health.summarize(
+        [check("a", "attention", "a is amber"), check("b", "fail", "b is red"),
+         check("c", "fail", "c is red too"), check("d", health.NOT_COMPUTED)]
+    )  # fmt: skip
+    assert s.level == "fail" and s.worst.key == "b"
+    assert s.headline == (
+        "Not production-ready: b is red. Also c fails; a needs attention. 1 check not computed yet."
+    )
+
+
+def test_all_passing_is_good() -> None:
+    s = health.summarize([check("a", "pass", "a is fine"), check("b", "pass"), check("c", "pass")])
+    assert (s.level, s.headline) == ("pass", "Good: a is fine; the 2 other checks pass.")
+
+
+def test_not_computed_and_unavailable_checks_do_not_set_the_level() -> None:
+    s = health.summarize(
+        [
+            check("a", "pass", "a ok"),
+            check("b", health.NOT_AVAILABLE),
+            check("c", health.NOT_COMPUTED),
+        ]
+    )
+    assert s.level == "pass"
+    with pytest.raises(ValueError, match="no check was computed"):
+        health.summarize([check("b", health.NOT_AVAILABLE)])
+
+
+def test_summary_orders_every_check_and_links_each_to_a_page() -> None:
+    metrics = gap_metrics(0.875, 0.8125)
+    s = health.summary(metrics, {}, "test", T16, suspicious=0)
+    assert [c.key for c in s.checks] == [
+        "classes", "gap", "leakage", "embedding_leakage", "calibration", "suspicious",
+        "imbalance", "skipped", "preprocessing",
+    ]  # fmt: skip
+    assert all(c.page in health.PAGES for c in s.checks)
+    assert s.level == "attention"  # accuracy 81.25%, not above 90%; no preprocessing record
+    assert s.worst.key == "classes"
