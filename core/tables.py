@@ -216,10 +216,54 @@ def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
-def run_facts(meta: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+def image_counts(meta: dict[str, Any], metrics: dict[str, Any]) -> pd.DataFrame:
+    """Return per split, test first: found (image files the scan kept, the dataset card's
+    count), evaluated (metrics.json's n, the headline count), unreadable (found but not
+    evaluated: failed to decode) and set_aside (other skipped files: not images, hidden, ...)."""
+    found = meta.get("dataset", {}).get("splits", {})
+    rows = []
+    for split in ordered_splits(metrics.get("splits", {})):
+        m = metrics["splits"][split]
+        n_found = int(found.get(split, m["n"]))
+        unreadable = n_found - int(m["n"])
+        rows.append(
+            {"split": split, "found": n_found, "evaluated": int(m["n"]),
+             "unreadable": unreadable, "set_aside": len(m.get("skipped", [])) - unreadable}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=["split", "found", "evaluated", "unreadable", "set_aside"])
+
+
+def count_note(meta: dict[str, Any], metrics: dict[str, Any], split: str) -> str:
+    """Return why ``split``'s headline image count is what it is when files were skipped:
+    evaluated of found, and the files set aside by the scan ("" when nothing was skipped)."""
+    counts = image_counts(meta, metrics).set_index("split")
+    if split not in counts.index:
+        return ""
+    c = counts.loc[split]
+    parts = []
+    if c.unreadable:
+        noun = "file" if c.unreadable == 1 else "files"
+        parts.append(
+            f"{c.evaluated:,} of the {c.found:,} {split} images found were evaluated: "
+            f"{c.unreadable:,} {noun} could not be read"
+        )
+    if c.set_aside > 0:
+        noun = "file was" if c.set_aside == 1 else "files were"
+        parts.append(
+            f"{c.set_aside:,} other {noun} not counted as images (not an image, hidden or "
+            "outside a class folder)"
+        )
+    return "; ".join(parts) + ". Every one is listed under Skipped files." if parts else ""
+
+
+def run_facts(
+    meta: dict[str, Any], metrics: dict[str, Any] | None = None
+) -> dict[str, list[tuple[str, str]]]:
     """Return the run's facts as {section: [(label, text), ...]} from meta.json, formatted.
 
-    Sections: Checkpoint, Model, Dataset, Evaluation. Missing fields read "–".
+    Sections: Checkpoint, Model, Dataset, Evaluation. Missing fields read "–". With
+    ``metrics`` a split whose evaluated count differs from the files found reads
+    "599 evaluated of 600 found", as the headline shows the evaluated count.
     """
     ck = meta.get("checkpoint", {})
     prep = meta.get("preprocessing", {})
@@ -230,6 +274,16 @@ def run_facts(meta: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
 
     def nums(v: Any) -> str:
         return ", ".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else "–"
+
+    evaluated = {s: m["n"] for s, m in (metrics or {}).get("splits", {}).items()}
+
+    def _found(split: str) -> str:
+        n = evaluated.get(split, counts[split])
+        return (
+            f"{counts[split]:,}"
+            if n == counts[split]
+            else f"{n:,} evaluated of {counts[split]:,} found"
+        )
 
     return {
         "Checkpoint": [
@@ -250,7 +304,7 @@ def run_facts(meta: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
         ],
         "Dataset": [
             ("root", ds.get("root", "–")),
-            *((f"{s} images", f"{counts[s]:,}") for s in ordered_splits(counts)),
+            *((f"{s} images", _found(s)) for s in ordered_splits(counts)),
             ("skipped files", str(len(meta.get("skipped", [])))),
         ],
         "Evaluation": [

@@ -120,6 +120,9 @@ for row in tables.headline_table(m_all).itertuples():
         help="Images evaluated in this split (skipped files not counted).",
         border=True,
     )
+    note = tables.count_note(run.meta, m_all, row.split)
+    if note:
+        st.caption(note)
 
 st.subheader(f"Classes on the {split} split")
 table = tables.per_class_table(m, t)
@@ -148,7 +151,7 @@ with list_col:
         )
 
 st.subheader("Run")
-facts = tables.run_facts(run.meta)
+facts = tables.run_facts(run.meta, m_all)
 for col, (section, items) in zip(st.columns(len(facts)), facts.items(), strict=True):
     with col.container(border=True):
         st.markdown(f"**{section}**")

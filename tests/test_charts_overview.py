@@ -338,3 +338,37 @@ def test_count_delta() -> None:
     assert tables.count_delta(555, 544) == "-11"
     assert tables.count_delta(10, 10) is None
     assert tables.count_delta(999, 1_200) == "+201"
+
+
+def _skipped_run() -> tuple[dict, dict]:
+    """A test split of 13 files found (one a truncated PNG: evaluated 12) and 2 files the scan
+    set aside (a text file, a hidden file); a train split with nothing skipped."""
+    meta = {**META, "dataset": {"root": "/d", "splits": {"train": 9, "test": 13}}}
+    metrics = {
+        "splits": {
+            "train": {"n": 9, "skipped": []},
+            "test": {"n": 12, "skipped": ["cat/broken.png", "dog/notes.txt", "dog/.x.png"]},
+        }
+    }
+    return meta, metrics
+
+
+def test_image_counts_tell_found_from_evaluated() -> None:
+    meta, metrics = _skipped_run()
+    counts = tables.image_counts(meta, metrics).set_index("split")
+    assert counts.loc["test"].tolist() == [13, 12, 1, 2]
+    assert counts.loc["train"].tolist() == [9, 9, 0, 0]
+    assert (counts["found"] - counts["unreadable"] == counts["evaluated"]).all()
+
+
+def test_count_note_explains_the_headline_count() -> None:
+    meta, metrics = _skipped_run()
+    note = tables.count_note(meta, metrics, "test")
+    # the headline shows metrics' n (12), the dataset card the files found (13)
+    assert note.startswith("12 of the 13 test images found were evaluated: 1 file could not")
+    assert "2 other files were not counted as images" in note
+    assert tables.count_note(meta, metrics, "train") == ""
+    facts = {section: dict(items) for section, items in tables.run_facts(meta, metrics).items()}
+    assert facts["Dataset"]["test images"] == "12 evaluated of 13 found"
+    assert facts["Dataset"]["train images"] == "9"
+    assert dict(tables.run_facts(meta)["Dataset"])["test images"] == "13"  # no metrics: as before

@@ -147,3 +147,34 @@ def test_run_facts_and_skipped_files(sample_runs: dict[str, Run]) -> None:
         assert f"{split} images: `{n:,}`" in text
     assert "images/s" in text
     assert f"Skipped files ({len(meta['skipped'])})" in [e.label for e in at.expander]
+
+
+def test_headline_count_explained_when_a_file_is_skipped(
+    sample_runs: dict[str, Run], tmp_path
+) -> None:
+    """A truncated PNG is found by the scan (the dataset card's count) but not evaluated (the
+    headline's): the page says so, with both numbers, where both appear."""
+    import os
+
+    from core.evaluate import evaluate
+    from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
+    from ui.state import list_runs
+
+    root = write_dataset(tmp_path / "data")
+    png = (root / "test" / "cat" / "000.png").read_bytes()
+    (root / "test" / "cat" / "broken.png").write_bytes(png[: len(png) // 2])
+    (root / "test" / "dog" / "notes.txt").write_text("not an image")
+    ckpt = save_safetensors(make_model(), tmp_path / "m.safetensors", classlens_meta())
+    run = evaluate(ckpt, root, runs_dir=os.environ["CLASSLENS_RUNS_DIR"], device="cpu")
+    list_runs.clear()
+    found = run.meta["dataset"]["splits"]["test"]
+    evaluated = run.metrics["splits"]["test"]["n"]
+    files = sum(1 for p in (root / "test").rglob("*.png"))  # counted on disk, by hand
+    assert (found, evaluated) == (files, files - 1)
+    at = open_page("overview", run)
+    images = next(m for m in at.metric if m.label == "Images (test)")
+    assert images.value == f"{evaluated:,}"
+    text = "\n".join(e.value for e in at.caption) + "\n".join(e.value for e in at.markdown)
+    assert f"{evaluated} of the {found} test images found were evaluated: 1 file could" in text
+    assert "1 other file was not counted as images" in text
+    assert f"test images: `{evaluated} evaluated of {found} found`" in text
