@@ -1,18 +1,47 @@
 """The data behind a view as a plain table, for its CSV/JSON download (ui.downloads.offer).
 
 Only reshaping of numbers core already computed: class indices become class names, arrays
-become columns. No streamlit, no I/O.
+become columns. No streamlit, no I/O. :func:`csv_bytes` is the one CSV writer every download
+uses: class names, file paths and checkpoint names come from users, and a spreadsheet runs a
+cell that starts like a formula.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.calibration import Reliability
 from core.thresholds import ClassCurves
+
+# OWASP CSV injection: a cell starting with one of these is a formula to Excel, LibreOffice
+# and Google Sheets (tab and CR too, which some strip before parsing).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """Return ``value`` with a leading ``'`` when it is text that starts like a formula (the
+    OWASP rule: the spreadsheet then shows the text as typed); anything else unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_bytes(table: pd.DataFrame, *, index: bool = False) -> bytes:
+    """Return ``table`` as UTF-8 CSV with every text cell and header neutralised and quoted
+    (numbers, negative ones included, stay bare numbers); ``index`` writes the index first."""
+    out = table.reset_index() if index else table.copy()
+    out.columns = [neutralise(str(c)) for c in out.columns]
+    for i in range(out.shape[1]):
+        col = out.iloc[:, i]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            out.isetitem(i, col.astype(object).map(neutralise))
+    # Text always quoted (OWASP), so a CR or separator inside a name cannot start a new cell.
+    return out.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC).encode()
 
 
 def images_table(rows: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:

@@ -151,8 +151,11 @@ def suspicious_labels(
 
 
 def to_csv(table: pd.DataFrame) -> bytes:
-    """Return a suspicious_labels table as UTF-8 CSV bytes (no index; probabilities as is)."""
-    return table.to_csv(index=False).encode()
+    """Return a suspicious_labels table as UTF-8 CSV bytes (no index; probabilities as is;
+    text cells that start like a formula neutralised, as in every download)."""
+    from core.exports import csv_bytes
+
+    return csv_bytes(table)
 
 
 def dispute_sentence(table: pd.DataFrame) -> str:

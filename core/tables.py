@@ -140,8 +140,10 @@ def failing_classes(m: SplitMetrics, t: Thresholds = Thresholds()) -> pd.DataFra
 
 def per_class_csv(m: SplitMetrics, t: Thresholds = Thresholds()) -> bytes:
     """Return the per-class table as UTF-8 CSV (full precision), averages rows appended."""
+    from core.exports import csv_bytes  # the one CSV writer (formula cells neutralised)
+
     table = pd.concat([per_class_table(m, t), averages_table(m)], ignore_index=True)
-    return table.to_csv(index=False).encode()
+    return csv_bytes(table)
 
 
 def split_comparison(metrics: dict[str, Any], ov: Overfitting) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """Downloads of what a view shows: its table as CSV and JSON, metrics.json, the HTML report.
 
-Pages call :func:`offer` with the DataFrame behind a table or chart. The files are built only
-when the user clicks (deferred ``data`` callables), so a large table or the report costs
-nothing on reruns, and a click does not rerun the page.
+Pages call :func:`offer` with the DataFrame behind a table or chart. Every CSV goes through
+``core.exports.csv_bytes`` (cells that start like a spreadsheet formula are neutralised). The
+files are built only when the user clicks (deferred ``data`` callables), so a large table or
+the report costs nothing on reruns, and a click does not rerun the page.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from core.diagnostics import Thresholds
+from core.exports import csv_bytes
 from core.runs import Run
 
 ICON = ":material/download:"
@@ -45,7 +47,7 @@ def offer(
     with st.container(horizontal=True, key=f"dl_{key}"):
         st.download_button(
             f"{what} (CSV)",
-            lambda: get().to_csv(index=False).encode(),
+            lambda: csv_bytes(get()),
             file_name=f"{stem}.csv",
             mime="text/csv",
             icon=ICON,
