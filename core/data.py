@@ -25,7 +25,8 @@ from core.preprocessing import Preprocessing
 from core.settings import current
 
 IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+    {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".webp", ".avif", ".tif", ".tiff"}
+    | {".ppm", ".pgm"}
 )
 # Folder names accepted for each split; the key is the name used everywhere else.
 SPLIT_ALIASES = {
@@ -217,19 +218,52 @@ def decode(path: Path, prep: Preprocessing) -> np.ndarray:
         if img.width * img.height > limit:
             raise ValueError(f"image too large ({img.width}x{img.height}); not decoded")
         img.load()  # forces a full decode: truncated files fail here, not later
-        img = img.convert("L" if prep.channels == 1 else "RGB")
+        img = to_mode(img, prep.channels)
     size = prep.image_size
     if prep.resize == "center_crop":
-        short = round(size / 0.875)
-        w, h = img.size
-        scale = short / min(w, h)
-        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
-        left, top = (img.width - size) // 2, (img.height - size) // 2
-        img = img.crop((left, top, left + size, top + size))
+        img = _center_crop(img, size)
     elif img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)
     arr = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def to_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Return ``img`` as 8-bit "L" (channels 1) or "RGB" (channels 3), scaling high bit depths.
+
+    PIL's own ``convert`` clips 16-bit and 32-bit pixels to 0..255 (a 16-bit PNG turns white);
+    here they are scaled as torchvision's ``to_dtype(..., scale=True)`` does (16-bit: the high
+    byte). "I" images (no declared depth) above 255 are read as 16-bit; float "F" images in
+    [0, 1] are scaled by 255, others clipped. 8-bit modes convert as torchvision's loader does.
+    """
+    target = "L" if channels == 1 else "RGB"
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            arr = np.clip(arr, 0, 65535) >> 8
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+            arr = arr * 255.0
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    return img if img.mode == target else img.convert(target)
+
+
+def _center_crop(img: Image.Image, size: int) -> Image.Image:
+    """Return torchvision's ``Resize(round(size / 0.875))`` then ``CenterCrop(size)`` of ``img``.
+
+    Exactly its arithmetic: the shorter side becomes ``short``, the longer one is truncated
+    (``int``), the crop offsets are ``int(round(...))``; PIL's bilinear resize antialiases.
+    """
+    short = round(size / 0.875)  # >= size: the crop never needs torchvision's padding
+    w, h = img.size
+    img = img.resize(
+        (short, int(short * h / w)) if w <= h else (int(short * w / h), short), Image.BILINEAR
+    )  # PIL returns a copy when the size is already right, as torchvision's Resize does
+    left = int(round((img.width - size) / 2.0))
+    top = int(round((img.height - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -241,9 +275,23 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str, str]:
+        """Return (uint8 pixels, i, why it could not be decoded or "", a warning or "")."""
         try:
-            return torch.from_numpy(decode(self.paths[i], self.prep)), i, ""
+            arr = decode(self.paths[i], self.prep)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             blank = torch.zeros((self.prep.channels, self.prep.image_size, self.prep.image_size))
-            return blank.to(torch.uint8), i, f"unreadable image ({exc.__class__.__name__}: {exc})"
+            why = f"unreadable image ({exc.__class__.__name__}: {exc})"
+            return blank.to(torch.uint8), i, why, ""
+        return torch.from_numpy(arr), i, "", blank_warning(arr)
+
+
+def blank_warning(arr: np.ndarray) -> str:
+    """Return a warning when decoded pixels are all one value (else ""): a blank image, or one
+    whose mode or bit depth did not convert as its author meant."""
+    if arr.size and arr.min() == arr.max():
+        return (
+            f"blank after conversion (every pixel is {int(arr.flat[0])}): check the image's "
+            "mode and bit depth"
+        )
+    return ""

@@ -71,6 +71,8 @@ def save_shard(folder: Path, rank: int, world_size: int, pred: inference.Predict
             probs=pred.probs,
             failed_index=np.array([i for i, _ in failed], dtype=np.int64),
             failed_reason=np.array([why for _, why in failed], dtype=str),
+            notes_index=np.array(sorted(pred.notes), dtype=np.int64),
+            notes_reason=np.array([pred.notes[i] for i in sorted(pred.notes)], dtype=str),
             batch_size=np.array(pred.batch_size),
         )
         f.flush()
@@ -121,6 +123,11 @@ def merge_shards(folder: Path, world_size: int, n_items: int) -> inference.Predi
         probs=np.concatenate(probs).astype(np.float32) if probs else np.zeros((0, width)),
         failed=failed,
         batch_size=int(parts[0]["batch_size"]),
+        notes={  # shards written before notes existed have none
+            int(i): str(why)
+            for p in parts
+            for i, why in zip(p.get("notes_index", ()), p.get("notes_reason", ()), strict=True)
+        },
     )
 
 
@@ -269,7 +276,8 @@ def _compute_and_merge(
     )
 
     def work() -> float:
-        evaluate.check_model(job, batch_size)
+        nonlocal job  # check_model decides settings (outputs, transform_input) into the job
+        job = evaluate.check_model(job, batch_size)
         t0 = time.perf_counter()
         pred = evaluate.run_inference(
             job, mine, batch_size=batch_size, num_workers=num_workers, compile=compile,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core import data, inference, metrics, models, preprocessing, runs
+from core import data, evidence, inference, metrics, models, preprocessing, probe, provenance, runs
 from core.errors import ClassLensError
 
 Log = Callable[[str], None]
@@ -62,6 +62,13 @@ class Job:
     precision: str  # fp32 | bf16 | fp16 (not fp32: a different run id, see run_id_for)
     trust_checkpoint: bool
     seconds: dict[str, float]  # load_s, scan_s
+    outputs: str = "logits"  # what the model returns (inference.OUTPUT_KINDS), by check_model
+    # Decisions beyond the weights and their evidence (outputs, transform_input): meta "facts".
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Where each preprocessing setting came from, and the probe that measured some (core.probe)
+    prep_sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    probe: dict[str, Any] | None = None
+    prep_note: str = ""  # why an unknown setting was not probed ("" otherwise)
 
 
 def run_id_for(base: str, precision: str) -> str:
@@ -86,9 +93,12 @@ def plan(
     runs_dir: str | Path | None = None,
     trust_checkpoint: bool = False,
     precision: str = "fp32",
+    probe_preprocessing: bool = True,
+    log: Log | None = None,
 ) -> Job:
     """Return the planned evaluation: checkpoint loaded, dataset scanned (or the given scan),
-    preprocessing resolved and run id computed; raise ClassLensError on bad input."""
+    preprocessing resolved (what is still unknown probed, see core.probe, unless
+    ``probe_preprocessing`` is False) and run id computed; raise ClassLensError on bad input."""
     t0 = time.perf_counter()
     inference.check_precision(precision)
     dev = inference.resolve_device(device)
@@ -97,31 +107,49 @@ def plan(
     ds = dataset if isinstance(dataset, data.Dataset) else data.scan(dataset)
     t_scan = time.perf_counter()
     class_names = _class_mapping(ckpt.class_names, ds.class_names)
-    prep = preprocessing.resolve(
-        preprocessing_overrides, ckpt.preprocessing, channels=ckpt.in_channels
-    )
+    to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
+    labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
+    store = runs.RunStore(runs_dir)
+    resolved = probe.resolve(
+        ckpt.module, ckpt.in_channels, ckpt.preprocessing, preprocessing_overrides,
+        ds=ds, labels=labels, n_classes=len(class_names), checkpoint_sha256=ckpt.sha256,
+        device=dev, cache_dir=store.root / ".probes", enabled=probe_preprocessing, log=log,
+    )  # fmt: skip
+    prep = resolved.prep
     base = runs.run_id(
         checkpoint_sha256=ckpt.sha256,
         dataset_fingerprint=ds.fingerprint,
         preprocessing=prep.to_dict(),
         class_names=class_names,
     )
-    to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
-    labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
     seconds = {"load_s": t_load - t0, "scan_s": t_scan - t_load}
     return Job(
         ckpt, ds, prep, class_names, labels, run_id_for(base, precision),
-        runs.RunStore(runs_dir), dev, precision, trust_checkpoint, seconds,
+        store, dev, precision, trust_checkpoint, seconds,
+        prep_sources=resolved.sources, probe=resolved.probe, prep_note=resolved.note,
     )  # fmt: skip
 
 
-def check_model(job: Job, batch_size: int | None) -> None:
-    """Raise ClassLensError unless the model runs on this preprocessing with one output per
-    class (and on batches, when ``batch_size`` is not 1)."""
-    width = inference.output_width(
-        job.ckpt.module, job.prep, job.device, batch_size=batch_size or 2
+def check_model(job: Job, batch_size: int | None) -> Job:
+    """Return ``job`` ready for inference: settings the weights do not hold decided from
+    evidence (transform_input, whether outputs are probabilities already) and recorded in its
+    facts. Raise ClassLensError unless the model runs on this preprocessing with one output
+    per class (and on batches, when ``batch_size`` is not 1)."""
+    ckpt, facts = job.ckpt, dict(job.facts)
+    decided = evidence.decide_transform_input(
+        ckpt.module,
+        job.prep,
+        [job.ds.abspath(it) for it in job.ds.items],
+        declared=ckpt.facts.get("transform_input"),
     )
+    if decided is not None:
+        ckpt = dataclasses.replace(ckpt, module=decided[0])
+        facts["transform_input"] = decided[1]
+    width = inference.output_width(ckpt.module, job.prep, job.device, batch_size=batch_size or 2)
     _check_width(width, job.class_names, job.ds)
+    kind, why = inference.output_kind(ckpt.module, job.prep, job.device)
+    facts["outputs"] = {"kind": kind, "applied": inference.OUTPUT_KINDS[kind], "evidence": why}
+    return dataclasses.replace(job, ckpt=ckpt, outputs=kind, facts=facts)
 
 
 def run_inference(
@@ -147,11 +175,13 @@ def run_inference(
         progress=progress,
         precision=job.precision,
         compile=compile,
+        outputs=job.outputs,
     )
     if positions.start == 0:
         return pred
     failed = {i + positions.start: why for i, why in pred.failed.items()}
-    return dataclasses.replace(pred, index=pred.index + positions.start, failed=failed)
+    notes = {i + positions.start: why for i, why in pred.notes.items()}
+    return dataclasses.replace(pred, index=pred.index + positions.start, failed=failed, notes=notes)
 
 
 def evaluate(
@@ -169,6 +199,7 @@ def evaluate(
     compile: bool = False,
     progress: inference.Progress | None = None,
     log: Log | None = None,
+    probe_preprocessing: bool = True,
 ) -> runs.Run:
     """Return the run for ``checkpoint`` on ``dataset``: from the store when it exists,
     else by running inference once and writing it atomically.
@@ -189,7 +220,10 @@ def evaluate(
         runs_dir=runs_dir,
         trust_checkpoint=trust_checkpoint,
         precision=precision,
+        probe_preprocessing=probe_preprocessing,
+        log=say,
     )
+    say_preprocessing(job, say)
     store, rid = job.store, job.rid
     cached = store.get(rid)
     if cached is not None:
@@ -203,7 +237,7 @@ def evaluate(
             say(f"cached run {rid}: no inference needed")
             return cached
 
-        check_model(job, batch_size)
+        job = check_model(job, batch_size)
         what = f"{job.ckpt.architecture}, {job.prep.image_size}px, {precision}"
         say(f"evaluating {len(job.ds.items)} images ({what}) on {job.device}")
         t_inf = time.perf_counter()
@@ -218,8 +252,29 @@ def evaluate(
         inference_s = time.perf_counter() - t_inf
         run = write_run(job, pred, inference_s=inference_s, extra={"compile": compile})
         n, skipped = run.meta["n_predictions"], len(run.meta["skipped"])
+        for fact, value in run.meta["facts"].items():
+            say(f"{fact}: {value}")
+        if pred.notes:
+            first = job.ds.items[min(pred.notes)]
+            say(
+                f"warning: {len(pred.notes)} image(s) {pred.notes[min(pred.notes)]} (first: "
+                f"{first.split}/{first.path}); listed in the run's warnings"
+            )
         say(f"wrote run {rid} ({n} predictions, {skipped} skipped)")
         return run
+
+
+def say_preprocessing(job: Job, say: Log) -> None:
+    """Log the preprocessing with each setting's source, and what the probe chose (or why
+    nothing was probed)."""
+    meta = {"preprocessing": job.prep.to_dict(), "preprocessing_source": job.prep_sources,
+            "probe": job.probe}  # fmt: skip
+    say(f"preprocessing: {provenance.input_text(meta)}; mean / std "
+        f"{provenance.normalisation_text(meta)}")  # fmt: skip
+    if job.probe is not None:
+        say(probe.summary(probe.Resolved(job.prep, job.prep_sources, job.probe, job.prep_note)))
+    elif job.prep_note:
+        say(f"warning: {job.prep_note}")
 
 
 def write_run(
@@ -260,6 +315,10 @@ def write_run(
         "architecture": ckpt.architecture,
         "class_names": job.class_names,
         "preprocessing": job.prep.to_dict(),
+        # field -> declared | read | probed | typed | default (core.preprocessing.SOURCES)
+        "preprocessing_source": job.prep_sources,
+        **({"probe": job.probe} if job.probe is not None else {}),
+        **({"preprocessing_note": job.prep_note} if job.prep_note else {}),
         "dataset": {
             "root": str(ds.root.resolve()),
             "fingerprint": ds.fingerprint,
@@ -268,6 +327,13 @@ def write_run(
             "split_dirs": {s: str(d.resolve()) for s, d in ds.split_dirs.items()},
         },
         "skipped": [{"split": s.split, "path": s.path, "reason": s.reason} for s in skipped],
+        # decoded but suspicious images (e.g. blank after conversion): evaluated, and listed
+        "warnings": [
+            {"split": ds.items[i].split, "path": ds.items[i].path, "reason": why}
+            for i, why in sorted(pred.notes.items())
+        ],
+        # settings decided beyond the weights, each with its evidence (see check_model)
+        "facts": job.facts,
         "device": device or str(job.device),
         "batch_size": pred.batch_size,
         # fp32 | bf16 | fp16: the forward pass's autocast dtype (probabilities are float32)

@@ -9,6 +9,8 @@ code-bearing formats and convolution-free models are refused with a ClassLensErr
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,11 @@ def load_for_run(meta: dict[str, Any], *, require_conv: bool = True) -> models.C
             f"{Path(info['path']).name} changed since this run was evaluated (sha256 "
             f"{ckpt.sha256[:12]} vs {info['sha256'][:12]}). Evaluate the checkpoint again."
         )
+    decided = meta.get("facts", {}).get("transform_input")
+    if decided is not None:  # as evaluated (core.evidence); the cached module stays as it is
+        module = copy.copy(ckpt.module)
+        module.transform_input = bool(decided["value"])
+        ckpt = dataclasses.replace(ckpt, module=module)
     if require_conv:
         check_supported(ckpt)
     return ckpt

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,8 @@ class Predictions:
     probs: np.ndarray  # (n, n_classes) float32 softmax
     failed: dict[int, str]  # input position -> why the image could not be decoded
     batch_size: int = 0  # images per forward pass in the end (an automatic size may shrink)
+    # input position -> a warning about an image that was decoded (e.g. blank after conversion)
+    notes: dict[int, str] = field(default_factory=dict)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -135,6 +137,86 @@ def output_width(
     return int(out.shape[1])
 
 
+# What a model's outputs are, and how each becomes log-probabilities (see ``output_kind``).
+OUTPUT_KINDS = {
+    "logits": "softmax",
+    "log_probabilities": "none (the outputs are log-probabilities already)",
+    "probabilities": "none (the outputs are probabilities already)",
+}
+_ROW_TOLERANCE = 1e-3  # |row sum - 1| for probabilities (fp16 exports round at ~1e-3)
+
+
+def _final_activation(module: nn.Module) -> str | None:
+    """Return "probabilities"/"log_probabilities" when the module says its last step is a
+    Softmax/LogSoftmax (an ONNX graph's output node, or the last layer), else None."""
+    declared = getattr(module, "final_activation", None)  # OnnxModule reads it from its graph
+    if declared:
+        return str(declared)
+    if isinstance(module, torch.jit.ScriptModule):
+        return None
+    last = None
+    for last in module.modules():  # noqa: B007 (the last one is wanted)
+        pass
+    if isinstance(last, nn.Softmax):
+        return "probabilities"
+    if isinstance(last, nn.LogSoftmax):
+        return "log_probabilities"
+    return None
+
+
+def _rows_kind(out: torch.Tensor) -> str:
+    """Return the kind of one batch of outputs (B, C) judged by its rows alone."""
+    out = out.float()
+    if out.shape[1] < 2 or not torch.isfinite(out).all():
+        return "logits"
+    if (out >= 0).all() and ((out.sum(1) - 1).abs() <= _ROW_TOLERANCE).all():
+        return "probabilities"
+    if (out <= 0).all() and (torch.logsumexp(out, 1).abs() <= _ROW_TOLERANCE).all():
+        return "log_probabilities"
+    return "logits"
+
+
+def output_kind(module: nn.Module, prep: Preprocessing, device: torch.device) -> tuple[str, str]:
+    """Return (kind, evidence): whether the model gives logits, probabilities or
+    log-probabilities (an OUTPUT_KINDS key), so that softmax is never applied twice.
+
+    From the model's last layer or ONNX output node when it has one, else from its outputs on
+    three probe images (blank and two noise images, one at a time: static batches work).
+    """
+    static = _final_activation(module)
+    if static:
+        return static, "the model's last operation is a " + (
+            "Softmax" if static == "probabilities" else "LogSoftmax"
+        )
+    shape = (1, prep.channels, prep.image_size, prep.image_size)
+    gen = torch.Generator().manual_seed(0)
+    mean, std = _mean_std(prep, torch.device("cpu"))
+    noise = [(torch.rand(shape, generator=gen) - mean) / std for _ in range(2)]  # pixel noise
+    kinds = set()
+    with torch.inference_mode():
+        for x in [torch.zeros(shape), *noise]:
+            try:
+                out = module(x.to(device))
+            except Exception:  # a model may refuse odd input: judge by the probes it takes
+                continue
+            kinds.add(_rows_kind(out[0] if isinstance(out, (tuple, list)) else out))
+    if len(kinds) == 1 and kinds != {"logits"}:
+        (kind,) = kinds
+        what = "non-negative and sum to 1" if kind == "probabilities" else "exp-sum to 1"
+        return kind, f"its outputs on probe images are rows that {what}"
+    return "logits", "its outputs on probe images are not probabilities"
+
+
+def to_log_probs(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """Return float32 log-probabilities (B, C) from model outputs of ``kind``."""
+    out = out.float()
+    if kind == "probabilities":
+        p = out.clamp_min(0)
+        return torch.log((p / p.sum(1, keepdim=True).clamp_min(1e-30)).clamp_min(1e-38))
+    # logits, or log-probabilities: log_softmax leaves those unchanged (up to rounding)
+    return torch.log_softmax(out, dim=1)
+
+
 def default_workers(n_images: int, batch_size: int, device: torch.device | None = None) -> int:
     """Return DataLoader workers: none for small jobs (start-up dominates), else up to 4 on
     CPU (the forward pass needs the cores too) and up to 16 on CUDA, shared among the ranks
@@ -197,8 +279,11 @@ class _Forward:
     """Runs the model on a batch in chunks; with ``shrink`` a CUDA out-of-memory error halves
     the chunk and retries (the automatic batch size), else it is reported with the fix."""
 
-    def __init__(self, runner: _Runner, device: torch.device, *, shrink: bool) -> None:
+    def __init__(
+        self, runner: _Runner, device: torch.device, *, shrink: bool, outputs: str = "logits"
+    ) -> None:
         self.runner, self.device, self.shrink = runner, device, shrink
+        self.outputs = outputs  # an OUTPUT_KINDS key
         self.chunk: int | None = None  # set after the first OOM: the size that fits
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,7 +315,7 @@ class _Forward:
             logits = r.module(x)
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
-        return torch.log_softmax(logits.float(), dim=1)  # float32 whatever the autocast dtype
+        return to_log_probs(logits, self.outputs)  # float32 whatever the autocast dtype
 
 
 @contextlib.contextmanager
@@ -259,16 +344,18 @@ def predict(
     precision: str = "fp32",
     compile: bool = False,
     channels_last: bool | None = None,
+    outputs: str = "logits",
 ) -> Predictions:
     """Return the model's predictions for ``paths`` (true ``labels``, shape (n,), for the loss).
 
     ``batch_size=None`` picks one: 64 on CPU; on CUDA 512, halved whenever it runs out of
-    memory. See ``prepare`` for ``precision``, ``compile`` and ``channels_last``.
+    memory. See ``prepare`` for ``precision``, ``compile`` and ``channels_last``; ``outputs``
+    is what the model returns (``output_kind``): softmax is applied to logits only.
     """
     runner = prepare(
         module, device, precision=precision, compile=compile, channels_last=channels_last
     )
-    forward = _Forward(runner, device, shrink=batch_size is None)
+    forward = _Forward(runner, device, shrink=batch_size is None, outputs=outputs)
     batch_size = batch_size or default_batch_size(device)
     workers = (
         default_workers(len(paths), batch_size, device) if num_workers is None else num_workers
@@ -287,9 +374,11 @@ def predict(
     pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (index on host, logp on device)
     outs: list[tuple[torch.Tensor, torch.Tensor]] = []  # the same, on the host
     failed: dict[int, str] = {}
+    notes: dict[int, str] = {}
     done = 0
     with torch.inference_mode(), _threads_beside_workers(device, workers):
-        for images, idx, errors in loader:
+        for images, idx, errors, warns in loader:
+            notes.update({int(idx[i]): w for i, w in enumerate(warns) if w})
             if any(errors):
                 bad = [i for i, e in enumerate(errors) if e]
                 failed.update({int(idx[i]): errors[i] for i in bad})
@@ -317,4 +406,6 @@ def predict(
     y_pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
     confidence = probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
     used = forward.chunk or batch_size
-    return Predictions(index, y_pred.astype(np.int64), confidence, loss_np, probs, failed, used)
+    return Predictions(
+        index, y_pred.astype(np.int64), confidence, loss_np, probs, failed, used, notes
+    )

@@ -52,6 +52,8 @@ class Checkpoint:
     in_channels: int | None = None  # from the first convolution, when visible
     # True when built from a state_dict: the module's layers are ours to hook (Grad-CAM).
     native: bool = True
+    # What loading decided or read beyond the weights (e.g. transform_input), for the run.
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def _normalise_meta(raw: dict[str, Any]) -> dict[str, Any]:
         meta["preprocessing"] = prep
     if "class_names" in meta:
         meta["class_names"] = tuple(str(c) for c in meta["class_names"])
+    if isinstance(raw.get("transform_input"), bool):  # torchvision inception/googlenet
+        meta["transform_input"] = raw["transform_input"]
     return meta
 
 
@@ -162,6 +166,7 @@ def _from_state_dict(
         class_names=meta.get("class_names"),
         preprocessing=dict(meta.get("preprocessing") or {}),
         in_channels=archs.in_channels_of(module) or _mlp_channels(module),
+        facts={k: meta[k] for k in ("transform_input",) if k in meta},
     )
 
 

@@ -53,6 +53,10 @@ class OnnxModule(nn.Module):
         # One session is shared by every dashboard session through st.cache_resource.
         self._lock = threading.Lock()
         self.num_classes: int | None = None
+        # the side of a fixed square input in the graph (None: dynamic), read by core.probe
+        self.fixed_image_size: int | None = None
+        # "probabilities"/"log_probabilities" when the graph ends in Softmax/LogSoftmax
+        self.final_activation: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
@@ -145,6 +149,24 @@ def _dims(value_info: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
 
 
+# Operators that pass values through unchanged (a Softmax before them is still the last step).
+_PASS_THROUGH = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast"})
+_FINAL = {"Softmax": "probabilities", "LogSoftmax": "log_probabilities"}
+
+
+def final_activation(graph: Any) -> str | None:
+    """Return "probabilities"/"log_probabilities" when the graph's first output comes from a
+    Softmax/LogSoftmax node (through shape-only operators), else None."""
+    producer = {out: node for node in graph.node for out in node.output}
+    name = graph.output[0].name
+    for _ in range(16):
+        node = producer.get(name)
+        if node is None or node.op_type not in _PASS_THROUGH or not node.input:
+            break
+        name = node.input[0]
+    return _FINAL.get(node.op_type) if node is not None else None
+
+
 def _providers() -> list[str]:
     import onnxruntime as ort
 
@@ -198,10 +220,12 @@ def load(path: Path, raw_meta_out: dict[str, Any]) -> tuple[OnnxModule, dict[str
     _, channels, height, width = dims
     out_dims = _dims(model.graph.output[0])
     module.num_classes = out_dims[-1] if len(out_dims) == 2 and out_dims[-1] else None
+    module.final_activation = final_activation(model.graph)
     facts = {
         "in_channels": channels,
         "image_size": height if height and height == width else None,
     }
+    module.fixed_image_size = facts["image_size"]
     return module, facts
 
 

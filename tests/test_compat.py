@@ -1,0 +1,366 @@
+"""Checkpoints as analysts have them: each case is evaluated by the CLI and compared, image by
+image, with the model's own predictions computed independently (PIL + torchvision transforms
++ plain PyTorch or onnxruntime). Max |delta p| <= 1e-3, or a refusal with one ``error:`` line.
+
+The CLI runs in this process (``cli_inprocess``) except where the process itself matters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_cli_run, cli_inprocess, draw, write_dataset
+from PIL import Image
+from torch import nn
+from torchvision import transforms as T
+
+from core import data, evidence, inference, runs
+from core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+TOLERANCE = 1e-3
+RGB_SIZE = 64
+
+
+# --- the independent reference ------------------------------------------------------------------
+
+
+def reference_transform(
+    size: int,
+    *,
+    channels: int = 3,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    resize: str = "stretch",
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Return the torchvision transform an analyst would write for this preprocessing."""
+    steps: list = [T.Grayscale(1) if channels == 1 else T.Lambda(lambda im: im.convert("RGB"))]
+    if resize == "center_crop":
+        steps += [T.Resize(round(size / 0.875)), T.CenterCrop(size)]
+    else:
+        steps += [T.Resize((size, size))]
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+def reference_probs(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    paths: list[Path],
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    outputs: str = "logits",
+) -> np.ndarray:
+    """Return (n, C) probabilities of ``forward`` on ``paths``, one image at a time."""
+    rows = []
+    with torch.inference_mode():
+        for path in paths:
+            with Image.open(path) as im:
+                out = forward(transform(im)[None]).float()
+            if outputs == "logits":
+                out = torch.softmax(out, 1)
+            elif outputs == "log_probabilities":
+                out = out.exp()
+            rows.append(out[0].numpy())
+    return np.stack(rows)
+
+
+def run_probs(run_path: Path, root: Path) -> tuple[list[Path], np.ndarray, dict]:
+    """Return (image paths, probabilities, meta) of a stored run, in its row order."""
+    run = runs.RunStore(run_path.parent).get(run_path.name)
+    assert run is not None
+    table, meta = run.predictions(), run.meta
+    dirs = {s: Path(d) for s, d in meta["dataset"]["split_dirs"].items()}
+    paths = [dirs[s] / p for s, p in zip(table["split"], table["path"], strict=True)]
+    return paths, run.probs().astype(np.float64), meta  # stored float16: +-2.5e-4
+
+
+def evaluate_cli(capsys, runs_dir: Path, checkpoint: Path, root: Path, *extra: object) -> Path:
+    proc = cli_inprocess(
+        capsys, "evaluate", "--checkpoint", checkpoint, "--data", root, "--device", "cpu", *extra
+    )
+    return assert_cli_run(proc, runs_dir)
+
+
+def assert_same_predictions(
+    run_path: Path,
+    root: Path,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    outputs: str = "logits",
+) -> dict:
+    """Assert the run's per-image probabilities equal the reference's; return the run's meta."""
+    paths, probs, meta = run_probs(run_path, root)
+    ref = reference_probs(forward, paths, transform, outputs=outputs)
+    assert probs.shape == ref.shape
+    assert np.abs(probs - ref).max() <= TOLERANCE, np.abs(probs - ref).max()
+    assert (probs.argmax(1) == ref.argmax(1)).all()
+    return meta
+
+
+def rgb_dataset(root: Path, *, per_class: int = 2, size: int = RGB_SIZE) -> Path:
+    return write_dataset(root, splits=None, per_class=per_class, size=size, mode="RGB")
+
+
+def calibrate_bn(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Set every batch-norm's running statistics to those of ``x`` passing through the model
+    (as training leaves them), so that eval-mode outputs depend on the input."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: exactly the batch statistics
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+def _images(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.png"))
+
+
+# --- 1. resize = center_crop equals torchvision's Resize + CenterCrop ---------------------------
+
+
+@pytest.mark.parametrize("wh", [(300, 200), (201, 333), (257, 400), (640, 479), (224, 224)])
+def test_center_crop_pixels_equal_torchvisions_resize_and_center_crop(
+    tmp_path: Path, wh: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(sum(wh))
+    path = tmp_path / "im.png"
+    Image.fromarray(rng.integers(0, 256, (wh[1], wh[0], 3), dtype=np.uint8)).save(path)
+    prep = Preprocessing(image_size=224, resize="center_crop")
+
+    ours = data.decode(path, prep)
+    with Image.open(path) as im:
+        ref = np.asarray(T.CenterCrop(224)(T.Resize(256)(im.convert("RGB"))))
+
+    np.testing.assert_array_equal(ours, ref.transpose(2, 0, 1))
+
+
+def test_center_crop_predictions_equal_the_reference_on_non_square_images(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = tmp_path / "data"
+    for label, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        for i, (w, h) in enumerate([(45, 30), (31, 50), (57, 36), (33, 33)]):
+            draw(label, i, size=64, mode="RGB").resize((w, h)).save(root / name / f"{i}.png")
+    model = _convnet(2)
+    ckpt = tmp_path / "m.pt"
+    prep = {"image_size": 28, "channels": 3, "resize": "center_crop"}
+    torch.save(
+        {"state_dict": model.state_dict(), "arch": "digits_cnn", "preprocessing": prep}, ckpt
+    )
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root)
+
+    assert_same_predictions(run, root, model, reference_transform(28, resize="center_crop"))
+
+
+def _convnet(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from conftest import make_model
+
+    return make_model(num_classes=num_classes, in_channels=in_channels, seed=num_classes)
+
+
+# --- 1. 16-bit and other modes are converted faithfully; blank images are warned about ----------
+
+
+def _png16(path: Path, arr: np.ndarray) -> Path:
+    Image.fromarray(arr.astype(np.uint16)).save(path)
+    return path
+
+
+def test_a_16_bit_png_decodes_like_torchvisions_scaled_read(tmp_path: Path) -> None:
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import to_dtype
+
+    rng = np.random.default_rng(0)
+    path = _png16(tmp_path / "g16.png", rng.integers(0, 65536, (20, 20)))
+    assert Image.open(path).mode == "I;16"
+
+    ours = data.decode(path, Preprocessing(image_size=20, channels=1, mean=(0.5,), std=(0.5,)))
+    ref = to_dtype(decode_image(str(path), mode=ImageReadMode.UNCHANGED), torch.uint8, scale=True)
+
+    np.testing.assert_array_equal(ours, ref.numpy())
+    assert len(np.unique(ours)) > 100  # not clipped to white
+    rgb = data.decode(path, Preprocessing(image_size=20))  # gray replicated into RGB
+    np.testing.assert_array_equal(rgb, np.repeat(ref.numpy(), 3, axis=0))
+
+
+def test_32_bit_int_and_float_images_are_scaled_not_clipped() -> None:
+    ramp = np.linspace(0, 1, 64).reshape(8, 8)
+    as_float = data.to_mode(Image.fromarray(ramp.astype(np.float32), mode="F"), 1)
+    np.testing.assert_array_equal(np.asarray(as_float), np.rint(ramp * 255).astype(np.uint8))
+    wide = (ramp * 65535).astype(np.int32)
+    as_int = data.to_mode(Image.fromarray(wide, mode="I"), 3)
+    np.testing.assert_array_equal(np.asarray(as_int)[..., 1], (wide >> 8).astype(np.uint8))
+
+
+def test_a_blank_image_after_conversion_is_evaluated_and_warned(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = write_dataset(tmp_path / "data", splits=None, per_class=2)
+    _png16(root / "cat" / "flat16.png", np.full((16, 16), 40000))
+    model = _convnet(3, in_channels=1)
+    ckpt = tmp_path / "m.pt"
+    prep = {"image_size": 16, "channels": 1, "mean": [0.5], "std": [0.5]}
+    torch.save({"state_dict": model.state_dict(), "preprocessing": prep}, ckpt)
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", ckpt, "--data", root)
+    run = assert_cli_run(proc, runs_dir)
+
+    meta = json.loads((run / "meta.json").read_text())
+    assert [w["path"] for w in meta["warnings"]] == ["cat/flat16.png"]
+    assert "every pixel is 156" in meta["warnings"][0]["reason"]  # 40000 >> 8 == 156
+    assert "warning: 1 image(s) blank after conversion" in proc.stderr
+    paths, _, _ = run_probs(run, root)
+    assert root / "cat" / "flat16.png" in paths  # evaluated, not skipped
+
+
+# --- 1. outputs that are probabilities already are not softmaxed again --------------------------
+
+
+class _WithSoftmax(nn.Module):
+    """A classifier whose forward ends in F.softmax (invisible to a layer scan)."""
+
+    def __init__(self, net: nn.Module, log: bool = False) -> None:
+        super().__init__()
+        self.net, self.log = net, log
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x) * 20.0
+        return torch.log_softmax(z, 1) if self.log else torch.softmax(z, 1)
+
+
+def _onnx(model: nn.Module, path: Path, channels: int = 3) -> Path:
+    x = torch.zeros((2, channels, RGB_SIZE, RGB_SIZE))
+    torch.onnx.export(
+        model, (x,), str(path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind,log,layer",
+    [
+        ("onnx_softmax", False, False),
+        ("onnx_log_softmax", True, False),
+        ("torchscript_softmax", False, False),
+        ("pickled_sequential_softmax", False, True),
+    ],
+)
+def test_outputs_that_are_probabilities_are_not_softmaxed_twice(
+    kind: str, log: bool, layer: bool, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    net = _convnet(3)
+    with torch.no_grad():  # confident outputs: a second softmax would flatten them
+        [m for m in net.modules() if isinstance(m, nn.Linear)][-1].weight.mul_(20)
+    model = (nn.Sequential(net, nn.Softmax(dim=1)) if layer else _WithSoftmax(net, log=log)).eval()
+    trust: tuple[str, ...] = ()
+    if kind.startswith("onnx"):
+        ckpt = _onnx(model, tmp_path / "m.onnx")
+    elif kind.startswith("torchscript"):
+        ckpt = tmp_path / "m.torchscript.pt"
+        torch.jit.script(model).save(str(ckpt))
+        trust = ("--trust-checkpoint",)
+    else:
+        ckpt = tmp_path / "whole.pt"
+        torch.save(model, ckpt)
+        trust = ("--trust-checkpoint",)
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE, *trust)
+
+    outputs = "log_probabilities" if log else "probabilities"
+    meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE), outputs=outputs)
+    assert meta["facts"]["outputs"]["kind"] == outputs
+    assert meta["facts"]["outputs"]["applied"].startswith("none")
+    _, probs, _ = run_probs(run, root)
+    twice = torch.softmax(torch.from_numpy(probs), 1).numpy()
+    assert np.abs(twice - probs).max() > 0.1  # the test can tell one softmax from two
+
+
+def test_logits_are_softmaxed_once_and_the_fact_says_so(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    model = _convnet(3)
+    ckpt = _onnx(model, tmp_path / "m.onnx")
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE)
+
+    meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE))
+    assert meta["facts"]["outputs"] == {
+        "kind": "logits",
+        "applied": "softmax",
+        "evidence": "its outputs on probe images are not probabilities",
+    }
+
+
+def test_row_kinds_are_judged_from_the_rows() -> None:
+    z = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]])
+    assert inference._rows_kind(z) == "logits"
+    assert inference._rows_kind(torch.softmax(z, 1)) == "probabilities"
+    assert inference._rows_kind(torch.log_softmax(z, 1)) == "log_probabilities"
+    assert inference._rows_kind(torch.tensor([[0.5, 0.5, 0.1]])) == "logits"  # sums to 1.1
+    p = torch.softmax(z, 1)
+    np.testing.assert_allclose(inference.to_log_probs(p, "probabilities").exp(), p, atol=1e-6)
+
+
+# --- 1. inception_v3 / googlenet: transform_input decided from the first batch-norm -------------
+
+
+def _tv_model(name: str, transform_input: bool, images: list[Path]) -> nn.Module:
+    """Return a random torchvision ``name`` whose batch-norm statistics were 'trained' on
+    ``images`` with ``transform_input`` (as a fine-tune of the pretrained weights leaves them)."""
+    import torchvision
+
+    torch.manual_seed(3)
+    model = torchvision.models.get_model(
+        name, weights=None, num_classes=3, aux_logits=False, init_weights=False,
+        transform_input=transform_input,
+    )  # fmt: skip
+    transform = reference_transform(RGB_SIZE if name == "googlenet" else 80)
+    x = torch.stack([transform(Image.open(p)) for p in images])
+    return calibrate_bn(model, x)
+
+
+@pytest.mark.parametrize(
+    "name,flag", [("googlenet", True), ("googlenet", False), ("inception_v3", True)]
+)
+def test_transform_input_is_decided_from_evidence_and_recorded(
+    name: str, flag: bool, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    size = RGB_SIZE if name == "googlenet" else 80
+    data_dir = write_dataset(tmp_path / "data", per_class=3, size=size, mode="RGB")
+    root = data_dir / "test"  # evaluated on other images than the statistics came from
+    model = _tv_model(name, flag, _images(data_dir / "train"))
+    ckpt = tmp_path / "finetuned.pt"
+    torch.save(model.state_dict(), ckpt)  # what a fine-tune saves: no transform_input in it
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", size)
+
+    meta = assert_same_predictions(run, root, model, reference_transform(size))
+    assert meta["architecture"] == name
+    fact = meta["facts"]["transform_input"]
+    assert fact["value"] is flag
+    assert "first batch-norm" in fact["evidence"]
+
+
+def test_transform_input_declared_in_the_checkpoint_wins(tmp_path: Path) -> None:
+    root = rgb_dataset(tmp_path / "data", per_class=2)
+    model = _tv_model("googlenet", False, _images(root))
+    prep = Preprocessing(image_size=RGB_SIZE)
+
+    decided = evidence.decide_transform_input(model, prep, _images(root), declared=True)
+
+    assert decided is not None
+    module, fact = decided
+    assert (module.transform_input, model.transform_input) == (True, False)  # a copy
+    assert fact == {"value": True, "evidence": "from the checkpoint's metadata"}
+    assert evidence.decide_transform_input(_convnet(3), prep, _images(root)) is None
