@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import settings as core_settings
+from core.attempts import AttemptLimiter
 from core.errors import ClassLensError
 from core.settings import Settings
 
@@ -250,15 +253,57 @@ def _password_gate(settings: Settings) -> Role:
             password = st.text_input("Password", type="password")
             submitted = st.form_submit_button("Sign in", type="primary")
         if submitted:
-            found = check_password(password, settings)
-            if found is None:
-                st.error("Wrong password. Check it with whoever gave you access and try again.")
-            else:
+            found = _limited_check(password, settings)
+            if found is not None:
                 st.session_state[ROLE_KEY] = found.value
                 st.rerun()
 
     _only(screen)
     raise AssertionError("unreachable")
+
+
+# Wrong guesses of this server process, shared by every session (plain module state, like
+# ui.jobs: a visitor must not be able to reset it by clearing Streamlit's caches).
+_LIMITER = AttemptLimiter(5, 50)
+
+
+def _limiter(settings: Settings) -> AttemptLimiter:
+    """Return the server's limiter, with the limits the settings give now."""
+    _LIMITER.per_session = settings.login_attempts_per_session
+    _LIMITER.per_server = settings.login_attempts_per_server
+    return _LIMITER
+
+
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no-session"
+
+
+def _limited_check(password: str, settings: Settings) -> Role | None:
+    """Return the role ``password`` opens, unless this session or the server has guessed
+    wrong too often lately (then say how long to wait, compare nothing); log wrong guesses."""
+    limiter, session = _limiter(settings), _session_id()
+    wait = limiter.wait_s(session)
+    if wait > 0:
+        st.error(
+            f"Too many wrong passwords. Try again in {math.ceil(wait)} s; the wait doubles "
+            "with each further wrong password."
+        )
+        return None
+    found = check_password(password, settings)
+    if found is None:
+        mine, server = limiter.failed(session)
+        ip = getattr(st.context, "ip_address", None) or "unknown address"
+        print(
+            f"classlens: wrong password from {ip} (session {session[:8]}): {mine} in this "
+            f"session, {server} on this server in {limiter.window_s / 60:.0f} min",
+            file=sys.stderr,
+            flush=True,
+        )
+        st.error("Wrong password. Check it with whoever gave you access and try again.")
+    else:
+        limiter.succeeded(session)
+    return found
 
 
 def _sign_out() -> None:

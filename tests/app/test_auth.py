@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.attempts import AttemptLimiter
 from core.runs import Run
 from core.settings import Settings, current
 from tests.app.conftest import ROOT
@@ -228,3 +229,69 @@ def test_oidc_accepting_providers_without_the_claim_is_explicit(
     at.run()
     assert not at.exception, at.exception
     assert any("someone@example.org" in c.value and "viewer" in c.value for c in at.sidebar.caption)
+
+
+class _Clock:
+    now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_password_gate_limits_wrong_guesses_and_logs_them(
+    sample_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    """Issue 13: the right password still worked after 150 wrong ones."""
+    import ui.auth
+
+    clock = _Clock()
+    monkeypatch.setattr(ui.auth, "_LIMITER", AttemptLimiter(5, 50, base_delay_s=2, clock=clock))
+    conf = {"editor_password": EDITOR_PW, "login_attempts_per_session": 2}
+    at = _app(sample_runs["good"], conf)
+
+    def guess(pw: str) -> None:
+        at.text_input[0].input(pw)
+        at.button[0].click()
+        at.run()
+
+    for _ in range(2):
+        guess("wrong-wrong-wrong")
+        assert any("Wrong password" in e.value for e in at.error)
+    guess(EDITOR_PW)  # the right password, but this session must wait first
+    _only_login(at)
+    assert any("Try again in 2 s" in e.value for e in at.error)
+    clock.now += 2
+    guess("wrong-wrong-wrong")  # compared again after the wait, and wrong: the wait doubles
+    guess(EDITOR_PW)
+    _only_login(at)
+    assert any("Try again in 4 s" in e.value for e in at.error)
+    clock.now += 4
+    guess(EDITOR_PW)
+    assert not at.exception, at.exception
+    assert any("editor" in c.value for c in at.sidebar.caption)
+    err = capfd.readouterr().err
+    logged = [ln for ln in err.splitlines() if "classlens: wrong password from" in ln]
+    assert len(logged) == 3 and "3 in this session, 3 on this server" in logged[-1]
+    assert EDITOR_PW not in err and "wrong-wrong-wrong" not in err
+
+
+def test_password_gate_server_limit_holds_across_sessions(
+    sample_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ui.auth
+
+    clock = _Clock()
+    monkeypatch.setattr(ui.auth, "_LIMITER", AttemptLimiter(5, 50, base_delay_s=2, clock=clock))
+    conf = {"editor_password": EDITOR_PW, "login_attempts_per_server": 3}
+    for _ in range(3):  # three visitors, one wrong guess each: no session limit is reached
+        at = _app(sample_runs["good"], conf)
+        at.text_input[0].input("wrong-wrong-wrong")
+        at.button[0].click()
+        at.run()
+        assert any("Wrong password" in e.value for e in at.error)
+    fresh = _app(sample_runs["good"], conf)  # a new session: the server limit still holds
+    fresh.text_input[0].input(EDITOR_PW)
+    fresh.button[0].click()
+    fresh.run()
+    _only_login(fresh)
+    assert any("Try again in 2 s" in e.value for e in fresh.error)
