@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,23 +56,53 @@ def check_supported(ckpt: models.Checkpoint) -> nn.Conv2d:
     return last_conv(ckpt.module)
 
 
+def verified_copy(path: Path, sha256: str, into: Path) -> Path:
+    """Return a copy of ``path`` (and its JSON metadata sidecars) in the folder ``into``,
+    hashed as it is copied; raise ClassLensError, keeping no copy, unless its sha256 is
+    ``sha256``. Nothing is parsed or loaded here."""
+    if not path.is_file():
+        raise ClassLensError(
+            f"checkpoint not found: {path}. It was moved or deleted since this run was "
+            "evaluated; put it back or evaluate it again."
+        )
+    out = into / path.name
+    h = hashlib.sha256()
+    with open(path, "rb") as src, open(out, "wb") as dst:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            h.update(chunk)
+            dst.write(chunk)
+    if h.hexdigest() != sha256:
+        out.unlink()
+        raise ClassLensError(
+            f"{path.name} changed since this run was evaluated (sha256 {h.hexdigest()[:12]} "
+            f"vs {sha256[:12]}); it was not loaded. Evaluate the checkpoint again."
+        )
+    for side in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
+        if side != path and side.is_file():
+            shutil.copyfile(side, into / side.name)
+    return out
+
+
 def load_for_run(meta: dict[str, Any], *, require_conv: bool = True) -> models.Checkpoint:
     """Return the run's checkpoint (from ``run.meta``) ready for Grad-CAM, or raise why not.
 
-    Code-bearing formats are refused before loading; the file must still match the run's sha256.
+    Code-bearing formats are refused before loading; the file must still match the run's
+    sha256, checked before anything is loaded (see verified_copy).
     require_conv=False skips the check for a convolution (for uses other than Grad-CAM).
     """
     info = meta["checkpoint"]
     if info["format"] not in NATIVE_FORMATS:
         raise _refusal(f"a {info['format']} checkpoint hides its layers")
-    ckpt = models.load_checkpoint(
-        info["path"], arch=meta.get("architecture"), trusted=bool(info.get("trusted"))
-    )
-    if ckpt.sha256 != info["sha256"]:
-        raise ClassLensError(
-            f"{Path(info['path']).name} changed since this run was evaluated (sha256 "
-            f"{ckpt.sha256[:12]} vs {info['sha256'][:12]}). Evaluate the checkpoint again."
+    src = Path(info["path"])
+    # Verify, then load the very bytes verified: a private copy hashed while copied. Loading
+    # first would run a replaced file's code (a trusted run loads pickles in full) before any
+    # check, and hashing the path then loading it would leave a window to swap the file.
+    with tempfile.TemporaryDirectory(prefix="classlens-verified-") as tmp:
+        verified = verified_copy(src, info["sha256"], Path(tmp))
+        ckpt = models.load_checkpoint(
+            verified, arch=meta.get("architecture"), trusted=bool(info.get("trusted"))
         )
+    ckpt = dataclasses.replace(ckpt, path=src)
     decided = meta.get("facts", {}).get("transform_input")
     if decided is not None:  # as evaluated (core.evidence); the cached module stays as it is
         module = copy.copy(ckpt.module)

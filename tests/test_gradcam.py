@@ -151,3 +151,61 @@ def test_jet_and_overlay() -> None:
     assert (hot == [128, 0, 0]).all()
     with pytest.raises(ValueError, match="image must be"):
         gradcam.overlay(np.zeros((4, 6, 2), np.uint8), np.zeros((4, 6)))
+
+
+# --- issue 13, item 7: verify the checkpoint's sha256 before loading it -------------------------
+
+
+class _Pwn:
+    """Unpickling this touches ``marker``: proof that code from the file ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def _trusted_state_dict_meta(path: Path) -> dict:
+    """The meta of a local run evaluated with trust on a state_dict (loaded by full pickle)."""
+    return {
+        "checkpoint": {
+            "path": str(path),
+            "format": "state_dict",
+            "sha256": models.sha256_file(path),
+            "trusted": True,
+        },
+        "architecture": "digits_cnn",
+    }
+
+
+def test_a_replaced_trusted_checkpoint_is_refused_before_it_is_loaded(tmp_path: Path) -> None:
+    from core.nets import DigitsCNN
+
+    path = tmp_path / "model.pt"
+    torch.save(DigitsCNN(num_classes=10, in_channels=1).state_dict(), path)
+    meta = _trusted_state_dict_meta(path)
+    assert gradcam.load_for_run(meta).path == path  # as evaluated: loads, reports its own path
+
+    marker = tmp_path / "pwned"
+    torch.save({"weights": _Pwn(marker)}, path)  # the same path, now a malicious pickle
+    with pytest.raises(ClassLensError, match="changed since this run was evaluated.*not loaded"):
+        gradcam.load_for_run(meta)
+    assert not marker.exists(), "the replaced file's code ran before its sha256 was checked"
+
+
+def test_verified_copy_keeps_nothing_when_the_bytes_differ(tmp_path: Path) -> None:
+    src = tmp_path / "m.safetensors"
+    src.write_bytes(b"abc")
+    (tmp_path / "m.json").write_text("{}")
+    into = tmp_path / "into"
+    into.mkdir()
+    good = gradcam.verified_copy(src, models.sha256_file(src), into)
+    assert good.read_bytes() == b"abc" and (into / "m.json").read_text() == "{}"
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(ClassLensError, match="changed since"):
+        gradcam.verified_copy(src, "0" * 64, other)
+    assert list(other.iterdir()) == []
+    with pytest.raises(ClassLensError, match="checkpoint not found.*moved or deleted"):
+        gradcam.verified_copy(tmp_path / "gone.pt", "0" * 64, other)
