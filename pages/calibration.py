@@ -16,6 +16,7 @@ from core.thresholds import split_rows
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
+from ui.page_state import keep, put
 from ui.state import current_run, split_picker
 
 ensure_app()
@@ -92,9 +93,10 @@ clicked = [p["point_index"] for p in event.selection.points if p.get("curve_numb
 if clicked and st.session_state.get("cal_clicked") != clicked[0]:
     st.session_state["cal_clicked"] = clicked[0]
     if clicked[0] in options:
-        st.session_state[BIN_KEY] = clicked[0]
-if st.session_state.get(BIN_KEY) not in options:
-    st.session_state[BIN_KEY] = cal.worst_bin(rel)
+        put(BIN_KEY, clicked[0])
+elif not clicked:  # no bar selected (a new visit draws the chart unselected): re-arm clicks
+    st.session_state.pop("cal_clicked", None)
+keep(BIN_KEY, lambda: cal.worst_bin(rel), options=options)
 chosen = st.selectbox(
     "Confidence bin",
     options,

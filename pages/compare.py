@@ -12,6 +12,7 @@ from ui import downloads
 from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
+from ui.page_state import keep
 from ui.state import (
     current_run,
     list_runs,
@@ -57,17 +58,21 @@ st.caption(
 
 runs = {r.run_id: r for r in list_runs()}
 seed_from_link("cmp_runs", "with", list(runs), many=True)  # ?with=<id>&with=<id>&baseline=<id>
-if "cmp_runs" not in st.session_state:
+
+
+def _default_runs() -> list[str]:
+    """The chosen run and the oldest other run of its dataset (for the sample: good, overfit)."""
     fingerprint = run.meta["dataset"]["fingerprint"]
     same = [
         r
         for r in runs.values()
         if r.run_id != run.run_id and r.meta["dataset"]["fingerprint"] == fingerprint
     ]
-    # The oldest other run first: for the bundled sample, good is paired with overfit.
     same.sort(key=lambda r: r.meta.get("created", ""))
-    st.session_state["cmp_runs"] = [run.run_id, *[r.run_id for r in same[:1]]]
-st.session_state["cmp_runs"] = [rid for rid in st.session_state["cmp_runs"] if rid in runs]
+    return [run.run_id, *[r.run_id for r in same[:1]]]
+
+
+keep("cmp_runs", _default_runs, options=runs, many=True)
 ids = st.multiselect(
     "Runs to compare",
     list(runs),
@@ -90,8 +95,7 @@ label = dict(zip(ids, names, strict=True))
 
 c_base, c_split = st.columns([2, 3], vertical_alignment="bottom")
 seed_from_link("cmp_baseline", "baseline", ids)
-if st.session_state.get("cmp_baseline") not in ids:
-    st.session_state["cmp_baseline"] = ids[0]
+keep("cmp_baseline", ids[0], options=ids)
 base_id = c_base.selectbox(
     "Baseline (A)",
     ids,
@@ -163,11 +167,11 @@ st.caption(
 )
 
 st.subheader("Per class")
+keep("cmp_metric", "recall", options=list(compare.PER_CLASS))
 metric = st.segmented_control(
     "Metric",
     list(compare.PER_CLASS),
     format_func={"recall": "Recall", "precision": "Precision", "f1": "F1"}.get,
-    default="recall",
     key="cmp_metric",
     required=True,
 )
@@ -213,13 +217,13 @@ st.caption(
 
 st.subheader("Where they disagree")
 others = [rid for rid in ids if rid != base_id]
-if st.session_state.get("cmp_flip_b") not in others:
-    st.session_state["cmp_flip_b"] = others[0]
+keep("cmp_flip_b", others[0], options=others)
 if len(others) > 1:
     st.selectbox("Compare the baseline with", others, key="cmp_flip_b", format_func=label.get)
 other = ids.index(st.session_state["cmp_flip_b"])
 a_name, b_name = names[baseline], names[other]
 right_a, right_b = compare.flips(aligned.y_true, aligned.y_pred[baseline], aligned.y_pred[other])
+keep("cmp_flip_dir", "a", options=["a", "b"])
 direction = st.segmented_control(
     "Images",
     ["a", "b"],
@@ -227,7 +231,6 @@ direction = st.segmented_control(
         "a": f"Right in {a_name}, wrong in {b_name} ({len(right_a):,})",
         "b": f"Wrong in {a_name}, right in {b_name} ({len(right_b):,})",
     }.get,
-    default="a",
     key="cmp_flip_dir",
     required=True,
 )

@@ -17,6 +17,7 @@ from core import confusion, confusion_image, gallery
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import class_filter, md_escape, pager, thumbnail_grid
+from ui.page_state import keep, put
 from ui.state import current_run, split_picker
 
 ensure_app()
@@ -34,12 +35,12 @@ names = run.class_names
 c_view, c_split = st.columns([2, 1])
 with c_split:
     split = split_picker(run)
+keep("cm_view", "count", options=list(confusion.VIEWS))
 view = c_view.segmented_control(
     "Show",
     list(confusion.VIEWS),
     format_func=lambda v: confusion.VIEWS[v][0],
     key="cm_view",
-    default="count",
     required=True,
     help="Recall view: each row sums to 100% (of all true 'a', how many were predicted 'b'). "
     "Precision view: each column sums to 100% (when the model says 'b', what was it really).",
@@ -51,11 +52,14 @@ if results.cm.sum() == 0:
 pairs = confusion.most_confused_pairs(results.cm, names)
 
 # One selected cell, shared by the heatmap, the pairs table and the selectboxes; a new run
-# or split opens on its most confused pair.
+# or split opens on its most confused pair. Kept across pages (ui.page_state).
 if st.session_state.get("cm_opened") != (run.run_id, split):
     st.session_state["cm_opened"] = (run.run_id, split)
     first = (pairs["true_idx"].iloc[0], pairs["pred_idx"].iloc[0]) if len(pairs) else (0, 0)
-    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = int(first[0]), int(first[1])
+    put(TRUE_KEY, int(first[0]))
+    put(PRED_KEY, int(first[1]))
+for cell_key in (TRUE_KEY, PRED_KEY):
+    keep(cell_key, 0, options=range(len(names)))
 
 many = len(names) >= confusion.PAIRS_FROM
 if many:
@@ -158,6 +162,7 @@ with side_col:
     st.subheader("Most confused pairs")
     found = None
     if many:
+        keep(f"cm_find-{run.run_id}", None, options=[None, *range(len(names))])
         found = st.selectbox(
             "Find a class",
             range(len(names)),

@@ -17,6 +17,7 @@ from core.runs import Run
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import md_escape, pager
+from ui.page_state import keep
 from ui.state import current_run, load_run
 
 ensure_app()
@@ -119,21 +120,21 @@ if "train" not in run.splits or not held_out:
     st.stop()
 
 c_method, c_dist, c_split = st.columns([1.4, 2, 1], vertical_alignment="bottom")
+keep("lk_method", PHASH, options=[PHASH, EMBEDDINGS])
 method = c_method.segmented_control(
     "Method",
     [PHASH, EMBEDDINGS],
-    default=PHASH,
     key="lk_method",
     required=True,
     help="Perceptual hash: pixels alike. Model embeddings: alike to the model (the input of "
     "its last linear layer); needs a checkpoint saved as a state_dict or .safetensors file.",
 )
 if method == EMBEDDINGS:
+    keep("lk_similarity", DEFAULT_SIMILARITY)
     min_similarity = c_dist.slider(
         "Min cosine similarity",
         MIN_SIMILARITY,
         1.0,
-        DEFAULT_SIMILARITY,
         step=0.001,
         format="%.3f",
         key="lk_similarity",
@@ -142,20 +143,19 @@ if method == EMBEDDINGS:
     )
     within = f"at cosine similarity ≥ {min_similarity:.3f}"
 else:
+    keep("lk_distance", DEFAULT_DISTANCE)
     max_distance = c_dist.slider(
         "Max Hamming distance",
         0,
         MAX_DISTANCE,
-        DEFAULT_DISTANCE,
         key="lk_distance",
         help="Pairs whose hashes differ in at most this many of 64 bits. Lower is stricter: "
         "0 finds exact copies only; small images (digits) start to look alike above about 4.",
     )
     within = f"within {max_distance} bits"
+keep("lk_split", held_out[0], options=held_out)
 split = (
-    c_split.segmented_control(
-        "Held-out split", held_out, default=held_out[0], key="lk_split", required=True
-    )
+    c_split.segmented_control("Held-out split", held_out, key="lk_split", required=True)
     if len(held_out) > 1
     else held_out[0]
 )

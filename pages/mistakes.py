@@ -8,6 +8,7 @@ from core import exports, gallery
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import class_filter, gradcam_overlays, pager, thumbnail_grid
+from ui.page_state import keep
 from ui.state import current_run, seed_from_link, write_link
 
 ensure_app()
@@ -26,9 +27,7 @@ c_split, c_true, c_pred, c_sort = st.columns([1.2, 2, 2, 1.6])
 classes = range(len(names))
 seed_from_link("mk_splits", "split", splits, many=True)  # ?split=test&class=cat
 seed_from_link("mk_true", "class", classes, names, many=True)
-if "mk_splits" not in st.session_state:
-    st.session_state["mk_splits"] = splits[:1]
-st.session_state["mk_splits"] = [s for s in st.session_state["mk_splits"] if s in splits]
+keep("mk_splits", splits[:1], options=splits, many=True)
 chosen_splits = c_split.multiselect("Split", splits, key="mk_splits", placeholder="All splits")
 with c_true:
     true_classes = class_filter("True class", names, key="mk_true")
@@ -36,6 +35,7 @@ with c_pred:
     pred_classes = class_filter("Predicted class", names, key="mk_pred")
 write_link("split", chosen_splits, splits, many=True)
 write_link("class", true_classes, classes, names, many=True)
+keep("mk_sort", next(iter(gallery.SORT_LABELS)), options=gallery.SORT_LABELS)
 sort_by = c_sort.selectbox(
     "Sort", list(gallery.SORT_LABELS), format_func=gallery.SORT_LABELS.get, key="mk_sort"
 )
@@ -56,6 +56,7 @@ downloads.offer(
 filters = (run.run_id, tuple(chosen_splits), tuple(true_classes), tuple(pred_classes), sort_by)
 page, size = pager(len(rows), key="mk_gallery", reset_on=filters)
 visible = gallery.paginate(gallery.sort_rows(rows, sort_by), page=page, page_size=size)
+keep("mk_gradcam", False)
 show_cam = st.toggle(
     "Show Grad-CAM",
     key="mk_gradcam",

@@ -10,6 +10,7 @@ from core.diagnostics import pct_brief
 from ui import downloads
 from ui.alerts import verdict_box
 from ui.boot import ensure_app
+from ui.page_state import keep
 from ui.state import current_run, thresholds
 
 ensure_app()
@@ -25,9 +26,8 @@ t = thresholds()
 held_out = [s for s in ("test", "val") if s in run.splits]
 other = None
 if "train" in run.splits and len(held_out) > 1:
-    other = st.segmented_control(
-        "Compare train with", held_out, default=held_out[0], key="overfit_other", required=True
-    )
+    keep("overfit_other", held_out[0], options=held_out)
+    other = st.segmented_control("Compare train with", held_out, key="overfit_other", required=True)
 ov = diagnostics.overfitting(run.metrics, t, other=other)
 if not ov.available:
     st.info(ov.message, icon=":material/info:")

@@ -13,6 +13,7 @@ from ui import downloads
 from ui.alerts import all_classes_pass, verdict_box
 from ui.boot import ensure_app
 from ui.gallery import md_names
+from ui.page_state import forget, keep
 from ui.state import current_run, split_picker, thresholds
 
 ensure_app()
@@ -58,8 +59,7 @@ METRIC_HELP = {
 
 def _reset_thresholds() -> None:
     st.session_state["thresholds"] = {}
-    for name in THRESHOLD_INPUTS:
-        st.session_state.pop(f"thr_{name}", None)
+    forget(*(f"thr_{name}" for name in THRESHOLD_INPUTS))
 
 
 run = current_run()
@@ -75,12 +75,10 @@ with left:
     split = split_picker(run)
 with right, st.expander("Verdict thresholds", icon=":material/tune:"):
     current = thresholds()
-    values = {
-        name: st.number_input(
-            label, value=float(getattr(current, name)), help=help_text, key=f"thr_{name}", **opts
-        )
-        for name, (label, help_text, opts) in THRESHOLD_INPUTS.items()
-    }
+    values = {}
+    for name, (label, help_text, opts) in THRESHOLD_INPUTS.items():
+        keep(f"thr_{name}", float(getattr(current, name)))
+        values[name] = st.number_input(label, help=help_text, key=f"thr_{name}", **opts)
     st.caption("Fractions: 0.90 means 90%. These also color the Per-class metrics page.")
     st.button("Reset to the article's defaults", on_click=_reset_thresholds)
 try:

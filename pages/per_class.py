@@ -13,6 +13,7 @@ from core.diagnostics import pct, pct_brief
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
 from ui.gallery import md_escape
+from ui.page_state import keep, put
 from ui.state import current_run, split_picker, thresholds
 
 ensure_app()
@@ -62,18 +63,22 @@ else:
 rows = table
 if len(table) >= PAGE_FROM:
     c_find, c_sort, c_size, c_page = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
+    keep("pc_find", "")
+    keep("pc_sort", next(iter(tables.CLASS_SORTS)), options=tables.CLASS_SORTS)
+    keep("pc_size", PAGE_SIZES[1], options=PAGE_SIZES)
     query = c_find.text_input("Find classes", key="pc_find", placeholder="Part of a class name")
     sort = c_sort.selectbox(
         "Sort by", list(tables.CLASS_SORTS), key="pc_sort",
         format_func=lambda k: tables.CLASS_SORTS[k][0],
     )  # fmt: skip
-    size = c_size.selectbox("Rows per page", PAGE_SIZES, index=1, key="pc_size")
+    size = c_size.selectbox("Rows per page", PAGE_SIZES, key="pc_size")
     view = tables.class_view(table, query=query, sort=sort)
     n_pages = gallery.page_count(len(view), size)
     signature = (run.run_id, split, query, sort, size)
     if st.session_state.get("pc_signature") != signature:  # new filter: back to page 1
-        st.session_state["pc_signature"], st.session_state["pc_page"] = signature, 1
-    st.session_state["pc_page"] = min(max(1, st.session_state.get("pc_page", 1)), n_pages)
+        st.session_state["pc_signature"] = signature
+        put("pc_page", 1)
+    put("pc_page", min(max(1, keep("pc_page", 1)), n_pages))
     page = c_page.number_input("Page", min_value=1, max_value=n_pages, step=1, key="pc_page")
     rows = gallery.paginate(view, page=int(page), page_size=size)
     st.caption(

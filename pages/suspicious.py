@@ -9,6 +9,7 @@ import streamlit as st
 from core import gallery, suspicious
 from ui.boot import ensure_app
 from ui.gallery import pager, relabel_headline, thumbnail_grid
+from ui.page_state import keep
 from ui.state import current_run, split_picker
 
 ensure_app()
@@ -27,6 +28,7 @@ run = current_run()
 c_split, c_order = st.columns([2, 2], vertical_alignment="bottom")
 with c_split:
     split = split_picker(run, key="sl_split")
+keep("sl_order", next(iter(suspicious.ORDER_LABELS)), options=suspicious.ORDER_LABELS)
 order = c_order.selectbox(
     "Sort",
     list(suspicious.ORDER_LABELS),

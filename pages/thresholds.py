@@ -16,6 +16,7 @@ from core import thresholds as th
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import md_escape, md_names
+from ui.page_state import keep
 from ui.state import current_run, seed_from_link, split_picker, write_link
 
 ensure_app()
@@ -39,16 +40,15 @@ c_class, c_mode, c_split = st.columns([2, 2, 1.4])
 with c_split:
     split = split_picker(run)
 seed_from_link("th_class", "class", range(len(names)), names)  # ?class=<name>
-if st.session_state.get("th_class") not in range(len(names)):
-    st.session_state["th_class"] = 0
+keep("th_class", 0, options=range(len(names)))
 cls = c_class.selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="th_class")
 write_link("class", cls, range(len(names)), names)
+keep("th_mode", "threshold", options=MODES)
 mode = c_mode.segmented_control(
     "Mode",
     list(MODES),
     format_func=MODES.get,
     key="th_mode",
-    default="threshold",
     required=True,
 )
 
@@ -61,21 +61,21 @@ name = names[cls]
 curves = th.class_curves(y_true, probs, cls)
 
 if mode == "threshold":
+    keep("th_threshold", 0.5)
     threshold = st.slider(
         "Threshold: flag the class when its probability is at least",
         min_value=0.0,
         max_value=1.0,
-        value=0.5,
         step=0.01,
         key="th_threshold",
     )
     point = th.at_threshold(y_true, probs, cls, threshold)
 else:
+    keep("th_target", 0.95)
     target = st.slider(
         "Target recall: the share of the class's images to find",
         min_value=0.5,
         max_value=1.0,
-        value=0.95,
         step=0.01,
         format="percent",
         key="th_target",

@@ -22,6 +22,7 @@ from core import gallery
 from core.errors import ClassLensError
 from core.runs import Run
 from ui import jobs
+from ui.page_state import keep, put
 
 if TYPE_CHECKING:
     from core.models import Checkpoint
@@ -77,12 +78,11 @@ def class_filter(
 ) -> list[int]:
     """Render a class multiselect over class indices (empty = all) and return the chosen ones.
 
-    The stored choice is kept to valid indices, so switching to a run with fewer classes
-    never breaks the widget; ``default`` applies the first time only.
+    The choice is kept across pages (ui.page_state) and to valid indices, so switching to a
+    run with fewer classes never breaks the widget; ``default`` applies the first time only.
     """
     options = list(range(len(class_names)))
-    chosen = st.session_state.get(key, list(default))
-    st.session_state[key] = [c for c in chosen if c in options]
+    keep(key, list(default), options=options, many=True)
     return st.multiselect(
         label,
         options,
@@ -96,15 +96,17 @@ def pager(n_rows: int, *, key: str, reset_on: Hashable = None) -> tuple[int, int
     """Render page-size and page-number controls and return (page, page_size), page 1-based.
 
     ``reset_on``: a value describing the current filters; when it changes, go back to page 1.
+    Page and size are kept across pages (ui.page_state).
     """
     size_key, page_key, sig_key = f"{key}-size", f"{key}-page", f"{key}-filters"
     if st.session_state.get(sig_key) != reset_on:
         st.session_state[sig_key] = reset_on
-        st.session_state[page_key] = 1
+        put(page_key, 1)
     c1, c2, c3 = st.columns([1, 1, 4], vertical_alignment="bottom")
+    keep(size_key, gallery.PAGE_SIZES[0], options=gallery.PAGE_SIZES)
     size = c1.selectbox("Images per page", gallery.PAGE_SIZES, key=size_key)
     n_pages = gallery.page_count(n_rows, size)
-    st.session_state[page_key] = min(max(1, st.session_state.get(page_key, 1)), n_pages)
+    put(page_key, min(max(1, keep(page_key, 1)), n_pages))
     page = c2.number_input("Page", min_value=1, max_value=n_pages, step=1, key=page_key)
     c3.caption(f"Page {page} of {n_pages}")
     return int(page), int(size)

@@ -3,7 +3,8 @@
 The chosen run lives in ``st.session_state`` and in the URL (``?run=<id>``) so a copied link
 opens the same view; pages call :func:`current_run` and never read the store themselves. The
 state that matters on a page (the split, its main selection) is mirrored into the URL the
-same way with :func:`seed_from_link` (before the widget) and :func:`write_link` (after it).
+same way with :func:`seed_from_link` (before the widget, then ``ui.page_state.keep``) and
+:func:`write_link` (after it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import streamlit as st
 
 from core.diagnostics import Thresholds
 from core.runs import Run, RunStore
+from ui.page_state import keep
 
 RUN_KEY = "run_id"
 _LINKS_SEEN = "_links_seen"  # URL params already applied in this session (first view only)
@@ -46,11 +48,9 @@ def current_run() -> Run:
 def split_picker(run: Run, *, key: str = "split", label: str = "Split") -> str:
     """Render a split selector (test first) and return the chosen split."""
     order = sorted(run.splits, key=lambda s: {"test": 0, "val": 1, "train": 2}.get(s, 3))
-    # Re-assign every run: a widget key left by another page is otherwise dropped (the widget
-    # there has another id) and the control here would come up empty, returning None.
+    # Kept across pages (ui.page_state): Streamlit drops the widget key of a page not shown.
     seed_from_link(key, "split", order)
-    chosen = st.session_state.get(key)
-    st.session_state[key] = chosen if chosen in order else order[0]
+    keep(key, order[0], options=order)
     split = (
         st.segmented_control(label, order, key=key, required=True) if len(order) > 1 else order[0]
     )
