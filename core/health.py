@@ -31,12 +31,12 @@ PAGES = {  # the page behind each check -> its title in the navigation
     "pages/suspicious.py": "Suspicious labels",
     "pages/overview.py": "Overview",
 }
-SOURCES = {  # meta["preprocessing_source"] values -> how the setting was obtained
-    "declared": "declared by the user",
-    "read": "read from the checkpoint",
+SOURCES = {  # meta["preprocessing_source"] values (core.preprocessing.SOURCES) -> in words
+    "declared": "declared in the checkpoint",
+    "read": "read from the model file",
     "probed": "measured by the preprocessing probe",
-    "typed": "typed in the form",
-    "default": "the documented defaults, a guess",
+    "typed": "typed by the user",
+    "default": "default",
 }
 
 
@@ -89,13 +89,21 @@ class LeakFinding:
     n: int  # held-out images in all
     accuracy: float  # held-out accuracy with every image
     accuracy_without: float  # without the leaked images; NaN when every image leaked
+    unread: int = 0  # held-out images whose file could not be read, never paired
 
 
 def leak_finding(
-    pairs: pd.DataFrame, before: SplitMetrics, after: SplitMetrics, *, split: str, method: str
+    pairs: pd.DataFrame,
+    before: SplitMetrics,
+    after: SplitMetrics,
+    *,
+    split: str,
+    method: str,
+    unread: int = 0,
 ) -> LeakFinding:
     """Return the finding of core.leakage.leak_pairs / embedding_pairs ``pairs`` on ``split``,
-    with its metrics ``before`` and ``after`` core.leakage.metrics_without."""
+    with its metrics ``before`` and ``after`` core.leakage.metrics_without; ``unread``: the
+    split's images that could not be hashed or embedded."""
     return LeakFinding(
         method=method,
         split=split,
@@ -104,6 +112,7 @@ def leak_finding(
         n=int(before["n"]),
         accuracy=float(before["accuracy"]),
         accuracy_without=float(after["accuracy"]) if after["n"] else math.nan,
+        unread=unread,
     )
 
 
@@ -197,18 +206,28 @@ def check_leakage(
     if finding is None:
         return Check(key, title, NOT_COMPUTED, f"Not computed yet: {cost}.", page)
     f = finding
+    if f.n and f.unread >= f.n:
+        return Check(
+            key,
+            title,
+            NOT_AVAILABLE,
+            f"None of the {f.n:,} {f.split} image files could be read (moved or deleted?), so "
+            "near-copies cannot be looked for.",
+            page,
+        )
+    unread = f" ({f.unread:,} could not be read)" if f.unread else ""
     if f.pairs == 0:
         return Check(
             key,
             title,
             "pass",
             f"No {f.split} image nearly copies a training image ({f.method}; "
-            f"{f.n:,} {f.split} images checked).",
+            f"{f.n - f.unread:,} of {f.n:,} {f.split} images checked{unread}).",
             page,
         )
     share = f.leaked / f.n if f.n else 0.0
     images = f"{f.leaked:,} of {f.n:,} {f.split} images ({pct_brief(share)})"
-    what = f"{images} nearly copy a training image ({f.pairs:,} pairs, {f.method})"
+    what = f"{images} nearly copy a training image ({f.pairs:,} pairs, {f.method}){unread}"
     if math.isnan(f.accuracy_without):
         effect = f"every {f.split} image is a near-copy, so there is no accuracy without them"
         drop = 0.0
@@ -388,15 +407,21 @@ def check_skipped(m: SplitMetrics, split: str, limits: Limits = Limits()) -> Che
     )
 
 
-def check_preprocessing(
-    meta: Mapping[str, Any], m: SplitMetrics, t: Thresholds = Thresholds()
-) -> Check:
-    """Return the preprocessing check from ``meta["preprocessing_source"]`` (one source, or
-    {setting: source}): a missing record or a default setting needs attention; a default
-    setting fails when the split's accuracy is at or below ``t.bad_accuracy``."""
+GUESS_FIELDS = ("image_size", "mean", "std")  # a default here is a guess that moves accuracy
+
+
+def check_preprocessing(meta: Mapping[str, Any], warning: str | None = None) -> Check:
+    """Return the preprocessing check from ``meta["preprocessing_source"]`` ({setting:
+    source}, SOURCES keys). A missing record, an unknown source or a default image size, mean
+    or std needs attention; ``warning`` (core.provenance.preprocessing_warning: accuracy near
+    chance while the preprocessing is in doubt) fails, in its own words."""
     title, page = "Preprocessing", "pages/overview.py"
     raw = meta.get("preprocessing_source")
-    if not raw:
+    if warning:
+        return Check(
+            "preprocessing", title, "fail", _first_upper(warning), page, reason=warning.rstrip(".")
+        )
+    if not raw or not isinstance(raw, Mapping):
         return Check(
             "preprocessing",
             title,
@@ -406,32 +431,8 @@ def check_preprocessing(
             page,
             reason="preprocessing was not recorded",
         )
-    sources = (
-        {"preprocessing": raw} if isinstance(raw, str) else {str(k): v for k, v in raw.items()}
-    )
-    unknown = sorted({str(v) for v in sources.values()} - set(SOURCES))
-    defaults = [k.replace("_", " ") for k, v in sources.items() if v == "default"]
-    if defaults:
-        acc = m["accuracy"]
-        near_chance = m["n"] > 0 and acc <= t.bad_accuracy
-        what = (
-            f"{', '.join(defaults)} {'is' if len(defaults) == 1 else 'are'} the documented "
-            "default, a guess"
-        )
-        tail = (
-            f"; accuracy is {pct_brief(acc)}, at or below {pct_brief(t.bad_accuracy)}, which a "
-            "wrong image size or normalisation can cause"
-            if near_chance
-            else ": declare them or let the preprocessing probe measure them"
-        )
-        return Check(
-            "preprocessing",
-            title,
-            "fail" if near_chance else "attention",
-            _first_upper(f"{what}{tail}."),
-            page,
-            reason=what,
-        )
+    sources = {str(k): str(v) for k, v in raw.items()}
+    unknown = sorted(set(sources.values()) - set(SOURCES))
     if unknown:
         return Check(
             "preprocessing",
@@ -441,23 +442,31 @@ def check_preprocessing(
             page,
             reason="the preprocessing source is unknown",
         )
-    by_source: dict[str, list[str]] = {}
-    for k, v in sources.items():
-        by_source.setdefault(str(v), []).append(k.replace("_", " "))
-    parts = [
-        f"{SOURCES[s]}" if list(sources) == ["preprocessing"] else f"{', '.join(ks)} {SOURCES[s]}"
-        for s, ks in by_source.items()
-    ]
     probe = meta.get("probe")
-    probed = (
-        f" (probed on the {probe['split']} split)"
-        if isinstance(probe, Mapping) and probe.get("split") and "probed" in by_source
-        else ""
+    on = f" on {probe['split']}" if isinstance(probe, Mapping) and probe.get("split") else ""
+    by_source: dict[str, list[str]] = {}
+    for field, source in sources.items():
+        by_source.setdefault(source, []).append(field.replace("_", " "))
+    said = "; ".join(
+        f"{' and '.join(fields)} {SOURCES[source]}{on if source == 'probed' else ''}"
+        for source, fields in by_source.items()
     )
-    lead = "Preprocessing " if list(sources) == ["preprocessing"] else ""
-    return Check(
-        "preprocessing", title, "pass", _first_upper(f"{lead}{'; '.join(parts)}{probed}."), page
-    )
+    guessed = [f.replace("_", " ") for f in GUESS_FIELDS if sources.get(f) == "default"]
+    if guessed:
+        what = f"{' and '.join(guessed)} {'is a' if len(guessed) == 1 else 'are'} default"
+        what += "" if len(guessed) == 1 else "s"
+        return Check(
+            "preprocessing",
+            title,
+            "attention",
+            _first_upper(
+                f"{what}, not known from the checkpoint nor measured ({said}): set them as the "
+                "model was trained, or let the preprocessing probe measure them."
+            ),
+            page,
+            reason=f"preprocessing guessed: {what}",
+        )
+    return Check("preprocessing", title, "pass", _first_upper(f"{said}."), page)
 
 
 # --- the summary --------------------------------------------------------------------------------
@@ -507,13 +516,15 @@ def summary(
     leak_unavailable: str | None = None,
     embedding_leak: LeakFinding | None = None,
     embedding_unavailable: str | None = None,
+    preprocessing_warning: str | None = None,
 ) -> Summary:
     """Return the health summary of ``split`` of a run (metrics.json, meta.json).
 
     reliability: core.calibration.top_label of the split; suspicious: the count of
     core.suspicious.suspicious_labels on the split; leak / embedding_leak: the findings by pHash
     and by model embeddings on the held-out split (None: not computed yet; the *_unavailable
-    message when the run cannot have them).
+    message when the run cannot have them); preprocessing_warning: core.provenance's warning
+    that the run's accuracy is near chance while its preprocessing is in doubt.
     """
     m = metrics["splits"][split]
     return summarize(
@@ -534,6 +545,6 @@ def summary(
             check_suspicious(suspicious, int(m["n"]), split, limits),
             check_imbalance(m, t),
             check_skipped(m, split, limits),
-            check_preprocessing(meta, m, t),
+            check_preprocessing(meta, preprocessing_warning),
         ]
     )

@@ -1,10 +1,11 @@
 """The shareable report: ONE self-contained HTML file for a run and a split.
 
-It holds the verdict, the headline metrics, the per-class table, the interactive confusion
-matrix and recall chart (plotly.js inlined once, no CDN), the overfitting comparison when the
-run has a train split, and the most confidently wrong images as embedded PNG thumbnails. It
-opens offline: nothing is fetched, every image is a ``data:`` URI. Every class name, file
-name and message is HTML-escaped (plotly escapes ``<``/``/`` in its JSON itself).
+It holds the verdict and the health checklist (core.health, as on the Overview), the headline
+metrics, the per-class table, the interactive confusion matrix and recall chart (plotly.js
+inlined once, no CDN), the overfitting comparison when the run has a train split, and the
+most confidently wrong images as embedded PNG thumbnails. It opens offline: nothing is
+fetched, every image is a ``data:`` URI. Every class name, file name and message is
+HTML-escaped (plotly escapes ``<``/``/`` in its JSON itself).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import plotly.io as pio
 import plotly.offline
 from PIL import Image
 
-from core import charts, confusion, diagnostics, gallery, tables
+from core import charts, checkup, confusion, diagnostics, gallery, health, tables
 from core.diagnostics import Thresholds, pct
 from core.runs import Run
 
 TOP_MISTAKES = 24  # thumbnails embedded: enough to see a pattern, small enough to mail
 THUMB_PX = 96
 LEVEL_COLORS = {"good": "#e8f5e9", "needs attention": "#fff4e0", "bad": "#fdecea"}
+CHECK_CSS = {"pass": "good", "attention": "attn", "fail": "bad"}  # health levels -> td colors
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
 max-width:1200px;padding:0 1rem;color:#1f2933}
@@ -35,6 +37,7 @@ h1{margin-bottom:.2rem} .muted{color:#667085;font-size:.9rem}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem} th,td{padding:.3rem .7rem;
 border-bottom:1px solid #eaecf0;text-align:right} th:first-child,td:first-child{text-align:left}
 td.bad{background:#fdecea} td.attn{background:#fff4e0} td.good{background:#e8f5e9}
+#health td{text-align:left;vertical-align:top} #health td.sentence{max-width:640px}
 .grid{display:flex;flex-wrap:wrap;gap:.8rem} figure{margin:0;width:150px;font-size:.8rem}
 figure img{width:100%;image-rendering:pixelated;border:1px solid #d0d5dd}
 """
@@ -58,7 +61,7 @@ def build_report(
     parts = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="muted">{escape(_facts(run, split))} · exported {when}</p>',
-        _verdict(m, t),
+        _verdict(checkup.run_summary(run, split, t)),
         "<h2>Headline metrics</h2>",
         _headline(run),
         f"<h2>Classes on the {escape(split)} split</h2>",
@@ -88,15 +91,25 @@ def _facts(run: Run, split: str) -> str:
     )
 
 
-def _verdict(m: dict[str, Any], t: Thresholds) -> str:
-    v = diagnostics.health(m, t)
-    reasons = "".join(f"<li>{escape(r)}</li>" for r in v.reasons)
-    warning = diagnostics.imbalance_warning(m, t)
-    extra = f"<p><b>Accuracy paradox risk.</b> {escape(warning)}</p>" if warning else ""
+def _verdict(summary: health.Summary) -> str:
+    """Return the verdict box and the health checklist (core.health), as on the Overview."""
+    level = health.VERDICT_LEVEL[summary.level]
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in summary.worst.details)
+    rows = "".join(
+        f"<tr data-check='{escape(c.key)}' data-level='{escape(c.level)}'>"
+        f"<td class='{CHECK_CSS.get(c.level, '')}'>{escape(c.level)}</td>"
+        f"<td>{escape(c.title)}</td><td class='sentence'>{escape(c.sentence)}</td>"
+        f"<td class='muted'>{escape(health.PAGES[c.page])}</td></tr>"
+        for c in summary.checks
+    )
     return (
-        f'<div class="verdict" id="verdict" data-level="{escape(v.level)}" '
-        f'style="background:{LEVEL_COLORS[v.level]}"><b>{escape(v.headline)}</b>'
-        f"<ul>{reasons}</ul>{extra}</div>"
+        f'<div class="verdict" id="verdict" data-level="{escape(level)}" '
+        f'style="background:{LEVEL_COLORS[level]}"><b>{escape(summary.headline)}</b>'
+        f"<ul>{reasons}</ul></div>"
+        '<h2>Health checklist</h2><p class="muted">Every finding of ClassLens on this run: '
+        "its level, what the numbers say, and the dashboard page that shows them.</p>"
+        f'<table id="health"><tr><th>level</th><th>check</th><th>finding</th><th>page</th></tr>'
+        f"{rows}</table>"
     )
 
 

@@ -1,5 +1,6 @@
-"""Overview: is this model good enough? The verdict with its reasons, headline metrics per
-split, the classes that fail, recall per class, and the facts of the run."""
+"""Overview: is this model good enough? The verdict and its health checklist (every finding,
+each linked to its page), headline metrics per split, the classes that fail, recall per
+class, and the facts of the run."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import streamlit as st
 
 from core import charts, diagnostics, tables
 from core.diagnostics import pct
-from ui import downloads
-from ui.alerts import all_classes_pass, verdict_box
+from ui import downloads, health
+from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
-from ui.gallery import md_names
 from ui.page_state import forget, keep
 from ui.state import current_run, split_picker, thresholds
 
@@ -92,15 +92,10 @@ with st.container(horizontal=True, key="share_row"):
     downloads.metrics_json(run)
 
 m = m_all["splits"][split]
-verdict = diagnostics.health(m, t)
-reasons = "\n".join(f"- {r}" for r in verdict.reasons)
-verdict_box(verdict.level, md_names(f"**{verdict.headline}**\n\n{reasons}", run.class_names))
-warning = diagnostics.imbalance_warning(m, t)
-if warning:
-    st.warning(
-        f"**Accuracy paradox risk.** {md_names(warning, run.class_names)}",
-        icon=":material/balance:",
-    )
+summary = health.summary(run, split, t)
+health.verdict(summary, run.class_names)
+with st.container(border=True, key="health_checklist"):
+    health.checklist(summary, run)
 
 st.subheader("Headline metrics")
 for row in tables.headline_table(m_all).itertuples():

@@ -288,34 +288,38 @@ def test_skipped_files_share(n: int, skipped: int, level: str) -> None:
 # --- preprocessing -------------------------------------------------------------------------------
 
 
-GOOD = hand([("cat", 1.0, 0.95, 10)], accuracy=0.95)
-CHANCE = hand([("cat", 1.0, 0.95, 10)], accuracy=0.60)
-
-
 @pytest.mark.parametrize(
-    ("source", "m", "level", "words"),
+    ("source", "level", "words"),
     [
-        (None, GOOD, "attention", "was not recorded"),
-        ("read", GOOD, "pass", "Preprocessing read from the checkpoint."),
-        ({"image_size": "probed", "mean": "read"}, GOOD, "pass", "Image size measured by"),
-        ({"image_size": "default", "mean": "read"}, GOOD, "attention",
-         "Image size is the documented default"),
-        ({"image_size": "default", "mean": "default"}, CHANCE, "fail", "at or below 60%"),
-        ("default", GOOD, "attention", "a guess"),
-        ("guessed", GOOD, "attention", "unknown preprocessing source (guessed)"),
+        (None, "attention", "was not recorded"),
+        ({"image_size": "read", "mean": "declared", "std": "declared", "resize": "default"},
+         "pass", "Image size read from the model file; mean and std declared in the checkpoint; "
+         "resize default."),
+        ({"image_size": "probed", "mean": "typed"}, "pass", "Image size measured by the "
+         "preprocessing probe on train; mean typed by the user."),
+        ({"image_size": "default", "mean": "read"}, "attention", "Image size is a default, not "
+         "known"),
+        ({"image_size": "default", "mean": "default", "std": "read"}, "attention",
+         "Image size and mean are defaults"),
+        ({"image_size": "guessed"}, "attention", "unknown preprocessing source (guessed)"),
     ],
-    ids=["missing", "read", "probed", "default", "default-near-chance", "default-one", "unknown"],
+    ids=["missing", "read", "probed", "default", "defaults", "unknown"],
 )  # fmt: skip
-def test_preprocessing_levels(source, m: dict, level: str, words: str) -> None:  # noqa: ANN001
-    meta = {} if source is None else {"preprocessing_source": source}
-    c = health.check_preprocessing(meta, m, T)
+def test_preprocessing_levels(source, level: str, words: str) -> None:  # noqa: ANN001
+    meta = {"probe": {"split": "train"}} if source is None else {
+        "preprocessing_source": source, "probe": {"split": "train"}
+    }  # fmt: skip
+    c = health.check_preprocessing(meta)
     assert c.level == level
     assert words in c.sentence, c.sentence
 
 
-def test_probed_names_the_split_probed() -> None:
-    meta = {"preprocessing_source": {"image_size": "probed"}, "probe": {"split": "train"}}
-    assert "(probed on the train split)" in health.check_preprocessing(meta, GOOD, T).sentence
+def test_preprocessing_warning_fails_in_its_own_words() -> None:
+    warning = "test accuracy 11.0% is near chance (10%), but the probe scored 70.6% with 64 px."
+    meta = {"preprocessing_source": {"image_size": "default"}}
+    c = health.check_preprocessing(meta, warning)
+    assert (c.level, c.sentence) == ("fail", "Test accuracy 11.0% is near chance (10%), but the "
+                                     "probe scored 70.6% with 64 px.")  # fmt: skip
 
 
 # --- the summary ---------------------------------------------------------------------------------
@@ -366,3 +370,13 @@ def test_summary_orders_every_check_and_links_each_to_a_page() -> None:
     assert all(c.page in health.PAGES for c in s.checks)
     assert s.level == "attention"  # accuracy 81.25%, not above 90%; no preprocessing record
     assert s.worst.key == "classes"
+
+
+def test_unreadable_images_are_said_and_never_pass_silently() -> None:
+    some = health.LeakFinding("m", "test", 0, 0, 100, 0.9, 0.9, unread=40)
+    c = health.check_leakage(some, T)
+    assert c.level == "pass" and "60 of 100 test images checked (40 could not be read)" in (
+        c.sentence
+    )
+    none = health.LeakFinding("m", "test", 0, 0, 100, 0.9, 0.9, unread=100)
+    assert health.check_leakage(none, T).level == health.NOT_AVAILABLE

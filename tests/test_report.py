@@ -140,3 +140,46 @@ def test_export_tables_equal_sklearn_and_hand_counts() -> None:
         ["cat", "<script>"],
         ["<script>", "dog"],
     ]
+
+
+def test_report_carries_the_overviews_health_summary(report: str, evil_run: Run) -> None:
+    """The same checklist as the Overview (core.checkup.run_summary), escaped, one row each."""
+    from core import calibration, leakage, suspicious
+    from core import health as health_checks
+
+    df = evil_run.predictions()
+    test = df[df["split"] == "test"]
+    hashes = leakage.run_hashes(evil_run)
+    pairs = leakage.leak_pairs(evil_run, hashes, "test", max_distance=leakage.DEFAULT_DISTANCE)
+    leak = health_checks.leak_finding(
+        pairs,
+        evil_run.metrics["splits"]["test"],
+        leakage.metrics_without(evil_run, "test", pairs["path"]),
+        split="test",
+        method="pHash within 4 bits",
+    )
+    expected = health_checks.summary(
+        evil_run.metrics,
+        evil_run.meta,
+        "test",
+        reliability=calibration.top_label(test["y_true"], test["y_pred"], test["confidence"]),
+        suspicious=len(
+            suspicious.suspicious_labels(
+                df, evil_run.probs(), class_names=evil_run.class_names, splits=["test"]
+            )
+        ),
+        leak=leak,
+    )
+    rows = re.findall(
+        r"<tr data-check='(\w+)' data-level='([\w ]+)'><td[^>]*>[^<]*</td><td>([^<]*)</td>"
+        r"<td class='sentence'>([^<]*)</td>",
+        report,
+    )
+    assert [(k, lvl, html.unescape(s)) for k, lvl, _, s in rows] == [
+        (c.key, c.level, c.sentence) for c in expected.checks
+    ]
+    assert html.escape(expected.headline) in report
+    assert len(rows) == len(expected.checks)
+    # the worst check's reasons name the '<script>' class: escaped like everywhere else
+    details = [d for d in expected.worst.details if "'<script>'" in d]
+    assert details and all(f"<li>{html.escape(d)}</li>" in report for d in details)

@@ -1,0 +1,143 @@
+"""Overview's health checklist: core.health's summary, its inputs (core.checkup) cached here.
+
+Cheap checks run on open, cached per run and split: calibration bins, suspicious labels and,
+when the run's pHash cache exists or the run is small, pixel leakage. Costly ones (pHash of a
+large run, model embeddings) show "not computed yet" with a button and never block the page.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import calibration, checkup, health, leakage
+from core.diagnostics import Thresholds
+from core.errors import ClassLensError
+from core.runs import Run
+from ui.alerts import verdict_box
+from ui.gallery import md_names
+from ui.state import load_run
+
+REQUESTS = "hl_requests"  # {(kind, run_id)}: costly checks the user asked for
+ERRORS = "hl_errors"  # {(kind, run_id): message}: checks this run cannot have
+ICONS = {
+    "pass": ":green[:material/check_circle:]",
+    "attention": ":orange[:material/warning:]",
+    "fail": ":red[:material/dangerous:]",
+    health.NOT_COMPUTED: ":gray[:material/hourglass_empty:]",
+    health.NOT_AVAILABLE: ":gray[:material/block:]",
+}
+
+
+def _run(run_id: str) -> Run:
+    run = load_run(run_id)
+    assert run is not None, f"run {run_id} disappeared"
+    return run
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _reliability(run_id: str, split: str) -> calibration.Reliability:
+    return checkup.reliability(_run(run_id), split)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _suspicious(run_id: str, split: str) -> int:
+    return checkup.suspicious_count(_run(run_id), split)
+
+
+@st.cache_data(max_entries=32, show_spinner="Looking for test images that copy training images…")
+def _pixel_leak(run_id: str, split: str) -> health.LeakFinding:
+    return checkup.pixel_leak(_run(run_id), split)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _embedding_leak(run_id: str, split: str) -> health.LeakFinding | None:
+    return checkup.embedding_leak(_run(run_id), split)
+
+
+def _compute(run: Run, kind: str) -> None:
+    """Compute the costly cache ``kind`` ("pixels" or "embeddings") with a progress bar."""
+    verb = "Hashing" if kind == "pixels" else "Embedding"
+    bar = st.progress(0.0, text=f"{verb} the images…")
+
+    def progress(n: int, total: int) -> None:
+        bar.progress(n / max(total, 1), text=f"{verb} the images: {n:,} of {total:,}…")
+
+    try:
+        if kind == "pixels":
+            leakage.run_hashes(run, progress=progress)
+        else:
+            from core import embeddings
+
+            embeddings.run_embeddings(run, progress=progress)
+            _embedding_leak.clear()
+    except ClassLensError as exc:
+        st.session_state.setdefault(ERRORS, {})[(kind, run.run_id)] = str(exc)
+    finally:
+        bar.empty()
+
+
+def _ask(kind: str, run_id: str) -> None:
+    st.session_state.setdefault(REQUESTS, set()).add((kind, run_id))
+
+
+def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
+    """Return the health summary of ``split``, computing what is cheap or was asked for."""
+    from core import embeddings
+
+    rid = run.run_id
+    asked = st.session_state.get(REQUESTS, set())
+    held = health.held_out_split(run.splits, split)
+    unavailable = checkup.no_leakage(run, split)
+    leak = emb = None
+    emb_unavailable = unavailable or checkup.no_embeddings(run)
+    if held is not None:
+        if ("pixels", rid) in asked and not leakage.cache_path(run).exists():
+            _compute(run, "pixels")
+        if checkup.hashes_ready(run):
+            leak = _pixel_leak(rid, held)
+        if emb_unavailable is None and ("embeddings", rid) in asked:
+            if not embeddings.cache_path(run).exists():
+                _compute(run, "embeddings")
+            emb_unavailable = st.session_state.get(ERRORS, {}).get(("embeddings", rid))
+        if emb_unavailable is None and embeddings.cache_path(run).exists():
+            emb = _embedding_leak(rid, held)
+    n = run.metrics["splits"][split]["n"]
+    return health.summary(
+        run.metrics,
+        run.meta,
+        split,
+        t,
+        reliability=_reliability(rid, split) if n else None,
+        suspicious=_suspicious(rid, split),
+        leak=leak,
+        leak_unavailable=unavailable,
+        embedding_leak=emb,
+        embedding_unavailable=emb_unavailable,
+    )
+
+
+def verdict(s: health.Summary, class_names: list[str]) -> None:
+    """Render the headline verdict box, with the reasons behind its worst check."""
+    details = "\n".join(f"- {d}" for d in s.worst.details)
+    body = f"**{s.headline}**" + (f"\n\n{details}" if details else "")
+    verdict_box(health.VERDICT_LEVEL[s.level], md_names(body, class_names))
+
+
+def checklist(s: health.Summary, run: Run) -> None:
+    """Render one line per check: its level, its sentence and a link to its page."""
+    for c in s.checks:
+        with st.container(key=f"health_{c.key}"):
+            text, link = st.columns([5, 1.3], vertical_alignment="center")
+            text.markdown(
+                f"{ICONS[c.level]} **{c.title}** · {c.level}  \n"
+                f"{md_names(c.sentence, run.class_names)}"
+            )
+            if c.level == health.NOT_COMPUTED:
+                text.button(
+                    "Compute now",
+                    key=f"hl_compute_{c.key}",
+                    icon=":material/play_arrow:",
+                    on_click=_ask,
+                    args=("pixels" if c.key == "leakage" else "embeddings", run.run_id),
+                )
+            link.page_link(c.page, label=health.PAGES[c.page], icon=":material/arrow_forward:")
