@@ -314,7 +314,7 @@ def conclude(
                 who, (lo, hi) = (name, (lo, hi)) if v > 0 else (base, (-hi, -lo))
                 lines.append(
                     f"{who}'s {metric} on '{class_names[c]}' is higher by "
-                    f"{abs(v):.2f} [{lo:.2f}, {hi:.2f}]"
+                    f"{100 * abs(v):.1f} points [{100 * lo:.1f}, {100 * hi:.1f}]"
                 )
         findings.append(
             Finding(
@@ -327,9 +327,15 @@ def conclude(
     return findings
 
 
+def _signed(x: float, digits: int) -> str:
+    """Return ``x`` with its sign, "+9.6" / "-2.0", and a bare "0.0" where it rounds to 0."""
+    text = f"{x:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def ci_text(low: float, high: float, *, scale: float = 1.0, digits: int = 1) -> str:
     """Return an interval for tables, signed: "[+9.6, +14.4]" (values times ``scale``)."""
-    return f"[{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+    return f"[{_signed(scale * low, digits)}, {_signed(scale * high, digits)}]"
 
 
 def overall_table(boot: Bootstrap, *, names: Sequence[str], baseline: int = 0) -> pd.DataFrame:
@@ -358,7 +364,8 @@ def class_table(
     metric: str = "recall",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (table, significant): per class, ``metric`` of each model then, per other
-    model, its delta vs the baseline and the delta's 95% interval; ``significant`` is an int
+    model, its delta vs the baseline (a share) and the delta's 95% interval in points, as
+    :func:`overall_table`; ``significant`` is an int
     frame of the same shape: +1 / -1 on the deltas whose interval lies above / below 0."""
     est = estimate(boot, metric, baseline=baseline)
     table = pd.DataFrame({"class": list(class_names)})
@@ -371,12 +378,48 @@ def class_table(
         col = f"Δ {name}"
         table[col] = est.value[i]
         table[f"{col} 95% CI"] = [
-            ci_text(lo, hi, digits=2) for lo, hi in zip(est.low[i], est.high[i], strict=True)
+            ci_text(lo, hi, scale=100) for lo, hi in zip(est.low[i], est.high[i], strict=True)
         ]
         flags[col] = flags[f"{col} 95% CI"] = (np.sign(est.value[i]) * est.excludes_zero[i]).astype(
             int
         )
     return table, flags
+
+
+def points(delta: float) -> str:
+    """Return a difference of two shares in points for tables: "+12.5 pts", "0.0 pts" when it
+    rounds to nothing, "–" when NaN."""
+    return "–" if math.isnan(delta) else f"{_signed(100 * delta, 1)} pts"
+
+
+def flip_labels(
+    aligned: Aligned,
+    positions: Any,
+    *,
+    confidence: Sequence[Any],
+    names: Sequence[str],
+    models: Sequence[int],
+    sep: str = " · ",
+) -> list[str]:
+    """Return per aligned position: the true class and each of ``models``' prediction with
+    its confidence and whether it is right, "true '3' · good '3' 98% ✓ · overfit '8' 41% ✗"
+    (class names quoted for md_names).
+
+    confidence: per compared run, its predictions()["confidence"] (indexed by aligned.rows).
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    cls = aligned.class_names
+    out = []
+    for p in positions:
+        truth = int(aligned.y_true[p])
+        parts = [f"true '{cls[truth]}'"]
+        for m in models:
+            pred = int(aligned.y_pred[m, p])
+            conf = float(np.asarray(confidence[m])[aligned.rows[m, p]])
+            mark = "✓" if pred == truth else "✗"
+            parts.append(f"{names[m]} '{cls[pred]}' {conf:.0%} {mark}")
+        out.append(sep.join(parts))
+    return out
 
 
 def mcnemar_table(tests: Sequence[McNemar], *, names: Sequence[str]) -> pd.DataFrame:

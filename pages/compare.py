@@ -11,7 +11,7 @@ from core.tables import CELL_COLORS
 from ui import downloads
 from ui.alerts import verdict_box
 from ui.boot import ensure_app
-from ui.gallery import pager, thumbnail_grid
+from ui.gallery import md_names, pager, thumbnail_grid
 from ui.page_state import keep
 from ui.state import (
     current_run,
@@ -150,12 +150,11 @@ overall = compare.overall_table(boot, names=names, baseline=baseline)
 levels = [compare.LABELS[m] for m in compare.OVERALL]
 deltas = [f"Δ {c}" for c in levels]
 st.dataframe(
-    overall.style.format("{:.1%}", subset=levels).format(
-        lambda v: f"{100 * v:+.1f} pts", subset=deltas, na_rep="–"
-    ),
+    overall.style.format("{:.1%}", subset=levels).format(compare.points, subset=deltas),
     hide_index=True,
     key="cmp_overall",
     placeholder="–",  # the baseline's own delta
+    column_config={f"{d} 95% CI": "95% CI" for d in deltas},  # narrow: fits at 1440 px
 )
 downloads.offer(
     overall, what="Overall", stem=downloads.file_stem(run, split, "compare"), key="cmp_o"
@@ -182,17 +181,18 @@ colors = {1: CELL_COLORS["good"], -1: CELL_COLORS["bad"], 0: ""}
 st.dataframe(
     table.style.apply(lambda _: significant.map(colors.get), axis=None)
     .format("{:.1%}", subset=[f"{metric} {name}" for name in names])
-    .format("{:+.2f}", subset=[f"Δ {name}" for i, name in enumerate(names) if i != baseline]),
+    .format(compare.points, subset=[f"Δ {name}" for i, name in enumerate(names) if i != baseline]),
     hide_index=True,
     height="content" if len(table) <= 30 else 600,
     key="cmp_class_table",
+    column_config={f"Δ {name} 95% CI": "95% CI" for name in names},
 )
 downloads.offer(
     table, what="Per class", stem=downloads.file_stem(run, split, f"compare-{metric}"), key="cmp_c"
 )
 st.caption(
-    f"Δ: {metric} minus the baseline's. Green: higher than the baseline, red: lower, where "
-    "the 95% interval of the difference excludes 0."
+    f"Δ: {metric} minus the baseline's in percentage points, with its 95% interval. Green: "
+    "higher than the baseline, red: lower, where the interval excludes 0."
 )
 
 st.subheader("Is the difference more than chance?")
@@ -240,8 +240,23 @@ st.markdown(f"**{len(positions):,}** images right in {right_name}, wrong in {wro
 if not len(positions):
     st.success(f"{wrong_name} gets every image right that {right_name} does.")
     st.stop()
-st.caption(f"Each thumbnail shows {wrong_name}'s prediction, most confidently wrong first.")
+st.caption(
+    f"Each card: the true class, then {a_name}'s and {b_name}'s predictions with their "
+    f"confidence (✓ right, ✗ wrong); most confident {wrong_name} mistakes first. Top 3: "
+    f"{wrong_name}'s most likely classes."
+)
 wrong_run = chosen[wrong]
 rows = gallery.sort_rows(wrong_run.predictions().loc[aligned.rows[wrong][positions]])
 page, size = pager(len(rows), key="cmp_gallery", reset_on=(tuple(ids), split, other, direction))
-thumbnail_grid(gallery.paginate(rows, page=page, page_size=size), wrong_run, key="cmp_gallery")
+shown = gallery.paginate(rows, page=page, page_size=size)
+pos_of = {int(r): i for i, r in enumerate(aligned.rows[wrong])}  # its row -> aligned position
+cards = compare.flip_labels(
+    aligned,
+    [pos_of[int(r)] for r in shown.index],
+    confidence=[r.predictions()["confidence"].to_numpy() for r in chosen],
+    names=names,
+    models=[baseline, other],
+    sep="  \n",  # one line each: true class, then each model
+)
+heads = {int(r): md_names(c, aligned.class_names) for r, c in zip(shown.index, cards, strict=True)}
+thumbnail_grid(shown, wrong_run, key="cmp_gallery", headline=heads.__getitem__)

@@ -276,8 +276,9 @@ def test_conclusion_names_the_worse_model_the_interval_and_significance() -> Non
         "the difference is significant."
     )
     r = compare.estimate(boot, "recall", baseline=0)
-    assert finding.class_lines[0] == (
-        f"good's recall on '2' is higher by 0.50 [{-r.high[1, 2]:.2f}, {-r.low[1, 2]:.2f}]"
+    assert finding.class_lines[0] == (  # in points, as the accuracy line and every table
+        f"good's recall on '2' is higher by 50.0 points "
+        f"[{-100 * r.high[1, 2]:.1f}, {-100 * r.low[1, 2]:.1f}]"
     )
     assert any(line.startswith("good's precision on '3'") for line in finding.class_lines)
     # the other way round: B as baseline, A is better
@@ -323,3 +324,42 @@ def test_tables_carry_the_point_values_and_flag_significant_deltas() -> None:
     assert flags["recall good"].tolist() == [0, 0, 0, 0]
     pairs = compare.mcnemar_table(compare.mcnemar(y, preds), names=["good", "overfit"])
     assert pairs.iloc[0].tolist()[:4] == ["good", "overfit", 50, 0]
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [(-0.125, "-12.5 pts"), (0.0004, "0.0 pts"), (-0.0004, "0.0 pts"), (0.1, "+10.0 pts")],
+)
+def test_points_is_the_one_unit_of_differences(delta: float, text: str) -> None:
+    assert compare.points(delta) == text
+    assert compare.points(float("nan")) == "–"
+
+
+def test_class_table_interval_is_in_points_like_the_overall_one() -> None:
+    y, preds = _clear_case()
+    boot = compare.bootstrap(y, preds, n_classes=4, n_resamples=300)
+    table, _ = compare.class_table(boot, names=["good", "overfit"], class_names=list("0123"))
+    r = compare.estimate(boot, "recall", baseline=0)
+    assert table["Δ overfit 95% CI"][2] == f"[{100 * r.low[1, 2]:+.1f}, {100 * r.high[1, 2]:+.1f}]"
+    assert table["Δ overfit 95% CI"][0] == "[0.0, 0.0]"  # no "+0.0" for no change
+    overall = compare.overall_table(boot, names=["good", "overfit"])
+    d = compare.estimate(boot, "accuracy", baseline=0)
+    assert overall["Δ accuracy 95% CI"][1] == f"[{100 * d.low[1]:+.1f}, {100 * d.high[1]:+.1f}]"
+
+
+def test_flip_labels_show_both_models_predictions() -> None:
+    # 3 images: A right on 0 and 2, B right on 1; confidences per run, in its row order
+    y, a, b = np.array([0, 1, 2]), np.array([0, 0, 2]), np.array([1, 1, 0])
+    aligned = compare.Aligned(
+        run_ids=("a", "b"), class_names=("x", "y", "z"), split="test", y_true=y,
+        y_pred=np.stack([a, b]), rows=np.array([[0, 1, 2], [2, 0, 1]]), dropped=(0, 0),
+    )  # fmt: skip
+    conf = [np.array([0.9, 0.6, 0.8]), np.array([0.55, 0.7, 0.45])]
+    labels = compare.flip_labels(aligned, [0, 2], confidence=conf, names=["A", "B"], models=[0, 1])
+    # image 0: B's row is 2 (conf 0.45); image 2: B's row is 1 (conf 0.7)
+    assert labels == [
+        "true 'x' · A 'x' 90% ✓ · B 'y' 45% ✗",
+        "true 'z' · A 'z' 80% ✓ · B 'x' 70% ✗",
+    ]
+    right_a, _ = compare.flips(y, a, b)
+    assert right_a.tolist() == [0, 2]

@@ -173,3 +173,25 @@ def test_runs_of_different_datasets_are_refused(
     )
     assert "compare runs of the same dataset" in at.error[0].value
     assert not at.dataframe
+
+
+def test_disagreement_cards_show_both_models_predictions(sample_runs: dict[str, Run]) -> None:
+    """Each card names the true class and both models' predictions with their confidence,
+    read back by path from each run's own predictions()."""
+    good, overfit = sample_runs["good"], sample_runs["overfit"]
+    at = _compare(open_page("compare", good), good, overfit)
+    shown = [int(k.removeprefix(ZOOM)) for bt in at.button if (k := bt.key or "").startswith(ZOOM)]
+    assert shown
+    g = good.predictions().set_index(["split", "path"])
+    names = good.class_names
+    cards = {e.value for e in at.markdown}
+    for row in overfit.predictions().loc[shown].itertuples():
+        mine = g.loc[(row.split, row.path)]
+        pred, conf = int(mine["y_pred"]), float(mine["confidence"])
+        head = (
+            f"true '{names[row.y_true]}'  \n"
+            f"good '{names[pred]}' {conf:.0%} {'✓' if pred == row.y_true else '✗'}  \n"
+            f"overfit '{names[row.y_pred]}' {row.confidence:.0%} ✗"
+        )
+        assert head in cards, head
+        assert pred == row.y_true  # right in good, wrong in overfit
