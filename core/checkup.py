@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core import calibration, health, leakage, suspicious
+from core import calibration, health, leakage, provenance, suspicious
 from core.diagnostics import Thresholds
 from core.runs import Run
 
@@ -118,4 +118,5 @@ def run_summary(run: Run, split: str, t: Thresholds = Thresholds()) -> health.Su
         leak_unavailable=unavailable,
         embedding_leak=emb,
         embedding_unavailable=emb_unavailable,
+        preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
     )

@@ -380,3 +380,55 @@ def test_unreadable_images_are_said_and_never_pass_silently() -> None:
     )
     none = health.LeakFinding("m", "test", 0, 0, 100, 0.9, 0.9, unread=100)
     assert health.check_leakage(none, T).level == health.NOT_AVAILABLE
+
+
+# --- the inputs read from a stored run (core.checkup) --------------------------------------------
+
+
+def test_run_summary_fails_preprocessing_when_provenance_warns(tmp_path, runs_dir) -> None:  # noqa: ANN001
+    """A near-chance run whose image size is a default: core.provenance's warning is the
+    preprocessing line, and it fails; without the default the same run does not warn."""
+    import dataclasses
+
+    from core import checkup, provenance
+    from core.evaluate import evaluate
+    from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
+
+    data = write_dataset(tmp_path / "d", classes=("a", "b", "c"), per_class=5)
+    ckpt = save_safetensors(
+        make_model(seed=3), tmp_path / "m.safetensors", classlens_meta(class_names=None)
+    )
+    run = evaluate(ckpt, data, runs_dir=runs_dir, num_workers=0)
+    assert provenance.preprocessing_warning(run.meta, run.metrics) is None
+    sources = {**run.meta.get("preprocessing_source", {}), "image_size": "default"}
+    guessed = dataclasses.replace(run, meta={**run.meta, "preprocessing_source": sources})
+    warning = provenance.preprocessing_warning(guessed.meta, guessed.metrics)
+    assert warning, "the tiny random model should score near chance"
+    line = next(c for c in checkup.run_summary(guessed, "test").checks if c.key == "preprocessing")
+    assert line.level == "fail"
+    assert line.sentence == warning[0].upper() + warning[1:]
+
+
+def test_run_with_only_a_test_split_has_no_gap_or_leakage_to_judge(tmp_path, runs_dir) -> None:  # noqa: ANN001
+    from core import checkup
+    from core.evaluate import evaluate
+    from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
+
+    data = write_dataset(tmp_path / "flat", splits=None, per_class=3)
+    ckpt = save_safetensors(make_model(seed=1), tmp_path / "m.safetensors", classlens_meta())
+    run = evaluate(ckpt, data, runs_dir=runs_dir, num_workers=0)
+    s = checkup.run_summary(run, "test")
+    levels = {c.key: c.level for c in s.checks}
+    assert levels["gap"] == levels["leakage"] == levels["embedding_leakage"] == "not available"
+    leak = next(c for c in s.checks if c.key == "leakage")
+    assert (
+        leak.sentence == "Leakage needs a train split and a test or val split; this run has test."
+    )
+    assert s.level in health.LEVELS and "not computed" not in s.headline
+    assert not leakage_cache_written(run)
+
+
+def leakage_cache_written(run) -> bool:  # noqa: ANN001
+    from core import leakage
+
+    return leakage.cache_path(run).exists()

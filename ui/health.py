@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import calibration, checkup, health, leakage
+from core import calibration, checkup, health, leakage, provenance
 from core.diagnostics import Thresholds
 from core.errors import ClassLensError
 from core.runs import Run
@@ -113,6 +113,7 @@ def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
         leak_unavailable=unavailable,
         embedding_leak=emb,
         embedding_unavailable=emb_unavailable,
+        preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
     )
 
 
