@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import provenance
 from core.diagnostics import Overfitting, SplitMetrics, Thresholds, class_levels, level_of
 from core.runs import Run
 
@@ -21,6 +22,9 @@ HEADLINE = {  # metrics.json key path -> label shown in the UI
 }
 
 
+VERDICT_MARK = {"pass": "🟢", "attention": "🟠", "fail": "🔴"}  # core.health levels
+
+
 def ordered_splits(splits: Iterable[str]) -> list[str]:
     """Return ``splits`` test first, then val, then train, then any other in given order."""
     splits = list(splits)
@@ -28,13 +32,28 @@ def ordered_splits(splits: Iterable[str]) -> list[str]:
     return sorted(splits, key=lambda s: (rank.get(s, len(rank)), splits.index(s)))
 
 
-def runs_table(runs: Iterable[Run]) -> pd.DataFrame:
-    """Return one row per (run, split) with the headline metrics."""
+def headline_metric(metrics: dict[str, Any]) -> str:
+    """Return a run's headline number for pickers: the first split's accuracy in test, val,
+    train order, "test acc 98.7%" ("no images" when no split has any)."""
+    splits = metrics.get("splits", {})
+    for split in ordered_splits(splits):
+        if splits[split].get("n"):
+            return f"{split} acc {splits[split]['accuracy']:.1%}"
+    return "no images"
+
+
+def runs_table(
+    runs: Iterable[Run], verdicts: dict[tuple[str, str], tuple[str, str]] | None = None
+) -> pd.DataFrame:
+    """Return one row per (run, split) with the headline metrics; with ``verdicts``
+    {(run_id, split): (level, headline)} (core.health's), a "verdict" column leads."""
     rows: list[dict[str, Any]] = []
     for run in runs:
         for split, m in run.metrics["splits"].items():
+            verdict = (verdicts or {}).get((run.run_id, split))
             rows.append(
                 {
+                    **({"verdict": f"{VERDICT_MARK[verdict[0]]} {verdict[1]}"} if verdict else {}),
                     "run": run.run_id,
                     "checkpoint": run.meta["checkpoint"]["name"],
                     "architecture": run.meta["architecture"],
@@ -268,14 +287,10 @@ def run_facts(
     "599 evaluated of 600 found", as the headline shows the evaluated count.
     """
     ck = meta.get("checkpoint", {})
-    prep = meta.get("preprocessing", {})
     ds = meta.get("dataset", {})
     tm = meta.get("timings", {})
     counts = ds.get("splits", {})
     seconds = sum(tm.get(k, 0.0) for k in ("load_s", "scan_s", "inference_s"))
-
-    def nums(v: Any) -> str:
-        return ", ".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else "–"
 
     evaluated = {s: m["n"] for s, m in (metrics or {}).get("splits", {}).items()}
 
@@ -297,12 +312,9 @@ def run_facts(
         "Model": [
             ("architecture", meta.get("architecture", "–")),
             ("classes", str(len(meta.get("class_names", [])))),
-            (
-                "input",
-                f"{prep.get('image_size', '?')}px, {prep.get('channels', '?')} channel(s), "
-                f"resize {prep.get('resize', '?')}",
-            ),
-            ("mean / std", f"{nums(prep.get('mean'))} / {nums(prep.get('std'))}"),
+            # each setting with where it came from: "64px (probed on train)", "(declared)"
+            ("input", provenance.input_text(meta)),
+            ("mean / std", provenance.normalisation_text(meta)),
         ],
         "Dataset": [
             ("root", ds.get("root", "–")),

@@ -372,3 +372,11 @@ def test_count_note_explains_the_headline_count() -> None:
     assert facts["Dataset"]["test images"] == "12 evaluated of 13 found"
     assert facts["Dataset"]["train images"] == "9"
     assert dict(tables.run_facts(meta)["Dataset"])["test images"] == "13"  # no metrics: as before
+
+
+def test_headline_metric_is_the_held_out_accuracy() -> None:
+    m = {"splits": {"train": {"n": 10, "accuracy": 1.0}, "test": {"n": 4, "accuracy": 0.75}}}
+    assert tables.headline_metric(m) == "test acc 75.0%"  # 3 of 4, test before train
+    m["splits"]["test"] = {"n": 0, "accuracy": 0.0}
+    assert tables.headline_metric(m) == "train acc 100.0%"  # an empty split has no headline
+    assert tables.headline_metric({"splits": {}}) == "no images"

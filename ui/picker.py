@@ -328,3 +328,10 @@ def _job_status(keys: tuple[str, ...]) -> None:
         st.rerun(scope="app")
     names = ", ".join(j.run.run_id[:6] for j in done)
     st.success(f"Done: run {names} {'is' if len(done) == 1 else 'are'} stored; the last is open.")
+
+
+def open_run(run_id: str) -> None:
+    """Open ``run_id`` on Overview: the sidebar's picker takes it before drawing its widget."""
+    st.session_state[PENDING_KEY] = run_id
+    st.query_params["run"] = run_id
+    st.switch_page("pages/overview.py")

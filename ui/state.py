@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.diagnostics import Thresholds
 from core.runs import Run, RunStore
+from core.tables import headline_metric
 from ui.page_state import keep
 
 RUN_KEY = "run_id"
@@ -109,6 +110,7 @@ def thresholds() -> Thresholds:
 
 
 def run_label(run: Run) -> str:
-    """Return a short human label for a run: checkpoint · dataset · id."""
+    """Return a short human label for a run: checkpoint · headline metric · dataset · id."""
     data = run.meta["dataset"]["root"].rstrip("/").split("/")[-1]
-    return f"{run.meta['checkpoint']['name']} · {data} · {run.run_id[:6]}"
+    name, metric = run.meta["checkpoint"]["name"], headline_metric(run.metrics)
+    return f"{name} · {metric} · {data} · {run.run_id[:6]}"
