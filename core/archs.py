@@ -22,6 +22,7 @@ from torch import nn
 
 from core import nets, paths
 from core.errors import ClassLensError
+from core.model_budget import check_build_size
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -142,7 +143,9 @@ def build(name: str, state_dict: StateDict) -> nn.Module:
     arch = get(name)
     try:
         kwargs = arch.kwargs_from(state_dict)
+        check_build_size(arch, kwargs, state_dict)  # before allocating what shapes declare
         model = arch.build(**kwargs)
+        fit_first_conv(model, state_dict)
         model.load_state_dict(state_dict, strict=True)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ClassLensError):
@@ -153,6 +156,26 @@ def build(name: str, state_dict: StateDict) -> nn.Module:
             "Pass the right --arch, or leave it out to detect it from the weights."
         ) from None
     return model.eval()
+
+
+def fit_first_conv(model: nn.Module, state_dict: StateDict) -> None:
+    """Replace the model's first convolution when the weights take 1 input channel where the
+    architecture takes 3 (a grayscale edit of a torchvision net); else leave it."""
+    for name, layer in model.named_modules():
+        if isinstance(layer, nn.Conv2d):
+            weight = state_dict.get(f"{name}.weight")
+            if weight is None or weight.ndim != 4 or layer.groups != 1:
+                return
+            if int(weight.shape[1]) == 1 and layer.in_channels == 3:
+                parent, _, child = name.rpartition(".")
+                conv = nn.Conv2d(
+                    1, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                    layer.dilation, 1, layer.bias is not None, layer.padding_mode,
+                )  # fmt: skip
+                setattr(model.get_submodule(parent) if parent else model, child, conv)
+                if hasattr(model, "transform_input"):  # inception's re-normalisation is RGB
+                    model.transform_input = False
+            return
 
 
 def _signature(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -171,27 +194,34 @@ def _keys_hash(keys: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=1)
-def _key_index() -> dict[str, str]:
-    """Return {architecture: hash of its state_dict key names}, cached on disk per version.
+# num_classes used for cached signatures: no layer of any registered net has this width, so
+# the head's tensors are the ones whose first dimension equals it.
+SIGNATURE_CLASSES = 1009
 
-    Building every torchvision model (even on the meta device) takes seconds, so the
-    key names -- which do not depend on num_classes -- are computed once per version.
+
+@lru_cache(maxsize=1)
+def signatures() -> dict[str, dict[str, tuple[int, ...]]]:
+    """Return {architecture: {state_dict key: shape}} of every registered torchvision model
+    built with SIGNATURE_CLASSES outputs, cached on disk per torchvision version.
+
+    Building every torchvision model (even on the meta device) takes seconds to a minute, so
+    it is done once per version; the project's own nets are compared directly.
     """
     import torchvision
 
-    path = paths.cache_dir() / f"arch-keys-tv{torchvision.__version__}-v1.json"
+    path = paths.cache_dir() / f"arch-signatures-tv{torchvision.__version__}-v1.json"
     try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
+        raw = json.loads(path.read_text())
+        return {a: {k: tuple(v) for k, v in sig.items()} for a, sig in raw.items()}
+    except (OSError, ValueError, AttributeError):
         pass
     index = {}
     for arch in registry().values():
         if arch.source == "classlens":
-            continue  # cheap to build: always compared directly
-        sig = _meta_signature(arch, {"num_classes": 10})
+            continue
+        sig = _meta_signature(arch, {"num_classes": SIGNATURE_CLASSES})
         if sig is not None:
-            index[arch.name] = _keys_hash(sig)
+            index[arch.name] = sig
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -200,6 +230,13 @@ def _key_index() -> dict[str, str]:
     except OSError:
         pass  # a read-only cache only costs time
     return index
+
+
+@lru_cache(maxsize=1)
+def _key_index() -> dict[str, str]:
+    """Return {architecture: hash of its state_dict key names} (they do not depend on
+    num_classes) for the torchvision models."""
+    return {name: _keys_hash(sig) for name, sig in signatures().items()}
 
 
 def _candidates(keys_hash: str) -> Iterator[Architecture]:

@@ -135,7 +135,8 @@ def check_model(job: Job, batch_size: int | None) -> Job:
     evidence (transform_input, whether outputs are probabilities already) and recorded in its
     facts. Raise ClassLensError unless the model runs on this preprocessing with one output
     per class (and on batches, when ``batch_size`` is not 1)."""
-    ckpt, facts = job.ckpt, dict(job.facts)
+    ckpt = job.ckpt
+    facts = {**{k: v for k, v in ckpt.facts.items() if k != "transform_input"}, **job.facts}
     decided = evidence.decide_transform_input(
         ckpt.module,
         job.prep,

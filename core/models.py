@@ -141,9 +141,13 @@ def _split_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 
 def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    for prefix in PREFIXES:
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    """Strip DataParallel/torch.compile prefixes, nested in any order and depth."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in PREFIXES:
+            if sd and all(k.startswith(prefix) for k in sd):
+                sd, stripped = {k[len(prefix) :]: v for k, v in sd.items()}, True
     return sd
 
 
@@ -155,8 +159,10 @@ def _from_state_dict(
     arch: str | None,
 ) -> Checkpoint:
     sd = _strip_prefixes(sd)
-    name = arch or meta.get("architecture") or archs.detect(sd)
-    module = archs.build(name, sd)
+    name, module, adapted = _build(sd, arch or meta.get("architecture"))
+    facts: dict[str, Any] = {k: meta[k] for k in ("transform_input",) if k in meta}
+    if adapted is not None:
+        facts["weights"] = {"architecture": name, "adapted": adapted}
     return Checkpoint(
         path=path,
         sha256="",
@@ -166,8 +172,28 @@ def _from_state_dict(
         class_names=meta.get("class_names"),
         preprocessing=dict(meta.get("preprocessing") or {}),
         in_channels=archs.in_channels_of(module) or _mlp_channels(module),
-        facts={k: meta[k] for k in ("transform_input",) if k in meta},
+        facts=facts,
     )
+
+
+def _build(
+    sd: dict[str, torch.Tensor], name: str | None
+) -> tuple[str, nn.Module, list[str] | None]:
+    """Return (architecture, module, what was adapted or None) for a state_dict: an exact
+    match first, else through a wrapper's prefix or an edited head (core.adapt)."""
+    from core import adapt
+
+    try:
+        exact = name or archs.detect(sd)
+        return exact, archs.build(exact, sd), None
+    except ClassLensError as exc:
+        try:
+            found, mapped, notes = adapt.fit(sd, only=name)
+        except ClassLensError:
+            if name is not None:
+                raise exc from None  # the named architecture's own message
+            raise
+        return found, archs.build(found, mapped), notes
 
 
 def _merge(embedded: dict[str, Any], sidecar: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,14 @@ The CLI runs in this process (``cli_inprocess``) except where the process itself
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_cli_run, cli_inprocess, draw, write_dataset
+from conftest import assert_cli_error, assert_cli_run, cli_inprocess, draw, write_dataset
 from PIL import Image
 from torch import nn
 from torchvision import transforms as T
@@ -364,3 +365,160 @@ def test_transform_input_declared_in_the_checkpoint_wins(tmp_path: Path) -> None
     assert (module.transform_input, model.transform_input) == (True, False)  # a copy
     assert fact == {"value": True, "evidence": "from the checkpoint's metadata"}
     assert evidence.decide_transform_input(_convnet(3), prep, _images(root)) is None
+
+
+# --- 2. detection through wrappers and edits ---------------------------------------------------
+
+
+def _prefixed(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in sd.items()}
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["model.", "module._orig_mod.", "_orig_mod.module.", "net.module.", "module.module.model."],
+)
+def test_any_consistent_key_prefix_is_seen_through(
+    prefix: str, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    model = _convnet(3)
+    ckpt = tmp_path / "lightning.ckpt"
+    torch.save(
+        {
+            "state_dict": _prefixed(model.state_dict(), prefix),
+            "epoch": 3,
+            "global_step": 120,
+            "hyper_parameters": {"lr": 0.01, "num_classes": 3},
+            "pytorch-lightning_version": "2.4.0",
+        },
+        ckpt,
+    )
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE)
+
+    meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE))
+    assert meta["architecture"] == "digits_cnn"
+
+
+class _Lightning(nn.Module):
+    """A LightningModule's layout: a torchvision backbone without its head, and a head."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def _resnet18(num_classes: int = 3, images: list[Path] | None = None, channels: int = 3):
+    import torchvision
+
+    torch.manual_seed(5)
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    if channels == 1:
+        model.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    if images:
+        transform = reference_transform(RGB_SIZE, channels=channels, **_norm(channels))
+        model = calibrate_bn(model, torch.stack([transform(Image.open(p)) for p in images]))
+    return model.eval()
+
+
+def _norm(channels: int) -> dict:
+    return {} if channels == 3 else {"mean": (0.5,), "std": (0.5,)}
+
+
+def _edited_resnet(edit: str, images: list[Path]) -> tuple[nn.Module, dict]:
+    """Return (the user's model, the state_dict they saved) for one kind of edit."""
+    if edit == "backbone_head":
+        net = _resnet18(images=images)
+        head = net.fc
+        net.fc = nn.Identity()
+        model = _Lightning(net, head).eval()
+        return model, {"state_dict": _prefixed(model.state_dict(), "model.")}
+    if edit == "sequential_head":
+        net = _resnet18(images=images)
+        net.fc = nn.Sequential(nn.Dropout(0.3), net.fc)
+        return net.eval(), {"model_state_dict": net.state_dict(), "best_acc": 0.9}
+    if edit == "gray_conv1":
+        net = _resnet18(images=images, channels=1)
+        return net, net.state_dict()
+    if edit == "head_without_bias":
+        net = _resnet18(images=images)
+        linear = nn.Linear(512, 3, bias=False)
+        linear.weight.data.copy_(net.fc.weight.data)
+        net.fc = linear
+        return net.eval(), {f"module.{k}": v for k, v in net.state_dict().items()}
+    raise AssertionError(edit)
+
+
+@pytest.mark.parametrize(
+    "edit", ["backbone_head", "sequential_head", "gray_conv1", "head_without_bias"]
+)
+def test_edited_torchvision_backbones_are_rebuilt_and_predict_like_the_model(
+    edit: str, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    channels = 1 if edit == "gray_conv1" else 3
+    mode = "L" if channels == 1 else "RGB"
+    root = write_dataset(tmp_path / "data", splits=None, per_class=2, size=RGB_SIZE, mode=mode)
+    model, saved = _edited_resnet(edit, _images(root))
+    ckpt = tmp_path / "edited.pt"
+    torch.save(saved, ckpt)
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE)
+
+    transform = reference_transform(RGB_SIZE, channels=channels, **_norm(channels))
+    meta = assert_same_predictions(run, root, model, transform)
+    assert meta["architecture"] == "resnet18"
+    assert meta["facts"]["weights"]["architecture"] == "resnet18"
+    assert EDIT_NOTES[edit] in " / ".join(meta["facts"]["weights"]["adapted"])
+    assert meta["preprocessing"]["channels"] == channels
+
+
+EDIT_NOTES = {
+    "backbone_head": "key prefix 'model.backbone.' removed / head model.head used as fc",
+    "sequential_head": "head fc.1 used as fc",
+    "gray_conv1": "first convolution takes 1 channel",
+    "head_without_bias": "head fc (no bias: a zero bias is the same layer)",
+}
+
+
+def test_inception_with_its_aux_head_is_evaluated_without_it(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    import torchvision
+
+    root = rgb_dataset(tmp_path / "data", per_class=2, size=80)
+    torch.manual_seed(2)
+    model = torchvision.models.inception_v3(
+        weights=None, num_classes=3, aux_logits=True, init_weights=False
+    )  # what fine-tuning torchvision's pretrained inception keeps
+    aux, model.AuxLogits = model.AuxLogits, None  # at 80 px the aux head cannot run (299)
+    transform = reference_transform(80)
+    calibrate_bn(model, torch.stack([transform(Image.open(p)) for p in _images(root)]))
+    model.AuxLogits = aux
+    ckpt = tmp_path / "inception.pt"
+    torch.save(model.state_dict(), ckpt)
+    assert any(k.startswith("AuxLogits.") for k in model.state_dict())
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", 80)
+
+    meta = assert_same_predictions(run, root, model.eval(), transform)
+    assert "auxiliary head left out" in " ".join(meta["facts"]["weights"]["adapted"])
+
+
+def test_a_two_layer_head_is_refused_naming_the_closest_architectures_and_onnx(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    net = _resnet18()
+    net.fc = nn.Sequential(nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 3))
+    ckpt = tmp_path / "mlp_head.pt"
+    torch.save(net.state_dict(), ckpt)
+    root = rgb_dataset(tmp_path / "data")
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", ckpt, "--data", root)
+
+    line = assert_cli_error(proc, r"could not recognise the architecture")
+    assert re.search(r"Closest: resnet18 \(120 of 120 trunk tensors matched; the head spans", line)
+    assert "torch.onnx.export" in line and "--arch" in line
