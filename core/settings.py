@@ -23,6 +23,9 @@ from core.errors import ClassLensError
 
 ENV_PREFIX = "CLASSLENS_"
 AUTH_MODES = ("none", "oidc", "password")
+# Hosted default upload cap, megabytes: Streamlit holds an upload in server memory, and its
+# upload endpoint takes one from any session, the login screen's too (see README, Hosting).
+HOSTED_MAX_UPLOAD_MB = 100
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class Settings:
     # Server folders (checkpoints, datasets) only under these roots; empty: none when hosted,
     # anywhere when local.
     allowed_roots: tuple[Path, ...] = ()
-    # Upload and archive caps (hosted and local alike; local defaults are generous).
+    # Upload and archive caps (hosted and local alike; local defaults are generous). Hosted,
+    # an unset max_upload_mb is HOSTED_MAX_UPLOAD_MB, as deploy/streamlit-config.toml's cap.
     max_upload_mb: int = 200
     max_zip_total_mb: int = 2048
     max_zip_files: int = 100_000
@@ -137,6 +141,8 @@ def load(
             values[name] = _convert(name, raw)
     if "auth" not in values and (values.get("viewer_password") or values.get("editor_password")):
         values["auth"] = "password"
+    if values.get("hosted") and "max_upload_mb" not in values:
+        values["max_upload_mb"] = HOSTED_MAX_UPLOAD_MB
     settings = Settings(**values)
     _check_passwords(settings)
     return settings

@@ -45,10 +45,11 @@ def test_production_config_names_real_options_with_safe_values() -> None:
     }
     assert config["client"]["showErrorDetails"] == "none"
     assert config["client"]["toolbarMode"] in ("viewer", "minimal")
-    # The server cap matches ClassLens's own default per-upload cap.
-    from core.settings import Settings
+    # The server cap matches ClassLens's own hosted default per-upload cap, below the local one.
+    from core.settings import Settings, load
 
-    assert config["server"]["maxUploadSize"] == Settings().max_upload_mb
+    hosted_cap = load({"hosted": True}, env={}).max_upload_mb
+    assert config["server"]["maxUploadSize"] == hosted_cap <= Settings().max_upload_mb // 2
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +233,16 @@ def test_make_run_refuses_local_mode_on_a_network_address(tmp_path: Path) -> Non
     assert result.returncode != 0
     assert "error: local mode" in result.stderr and "0.0.0.0" in result.stderr
     assert "streamlit" not in result.stdout.lower()
+
+
+def test_readme_proxy_example_caps_uploads_at_the_servers_cap() -> None:
+    """The README's threat model names the reverse-proxy settings; its upload body limit is
+    the production config's maxUploadSize, and everything else gets a small body limit."""
+    readme = (ROOT / "README.md").read_text()
+    assert "### Threat model" in readme
+    nginx = readme.split("```nginx", 1)[1].split("```", 1)[0]
+    upload = nginx.split("location /_stcore/upload_file", 1)[1].split("}", 1)[0]
+    cap = _production()["server"]["maxUploadSize"]
+    assert f"client_max_body_size {cap}m;" in upload
+    assert "client_max_body_size 1m;" in nginx.split("location", 1)[0]
+    assert "limit_req" in upload and "Upgrade" in nginx

@@ -143,3 +143,11 @@ def test_local_mode_beyond_loopback_is_refused_unless_said(address):
         check_address(load({}, env={}), address, env={})
     check_address(load({}, env={}), address, env={"CLASSLENS_LOCAL_ON_NETWORK": "1"})
     check_address(load({"hosted": True}, env={}), address, env={})  # hosted: login in front
+
+
+def test_hosted_mode_lowers_the_default_upload_cap_only():
+    assert load({}, env={}).max_upload_mb == 200
+    assert load({"hosted": True}, env={}).max_upload_mb == 100
+    assert load({}, env={"CLASSLENS_HOSTED": "1"}).max_upload_mb == 100
+    assert load({"hosted": True, "max_upload_mb": 300}, env={}).max_upload_mb == 300
+    assert load({"hosted": True}, env={"CLASSLENS_MAX_UPLOAD_MB": "20"}).max_upload_mb == 20
