@@ -1,0 +1,39 @@
+"""Bound what a checkpoint can make the server allocate before its module is built.
+
+An architecture's constructor arguments come from declared shapes: a head of [1_000_000, 1]
+asks for a million classes, and building resnet18 for them allocates 2 GB before loading the
+weights fails. Strict loading needs one number in the file per number of the module, so the
+module is first counted on the meta device (no memory) and refused when it would hold more
+than the file's tensors. The slack admits the one legitimate difference, a 3-channel first
+convolution that loading narrows to the file's 1 channel (``archs.build``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from core.errors import ClassLensError
+
+SLACK = 1_000_000  # numbers; or a tenth of the file's, whichever is larger
+
+
+def check_build_size(arch: Any, kwargs: dict, state_dict: Mapping[str, object]) -> None:
+    """Raise ClassLensError when ``arch.build(**kwargs)`` (an ``archs.Architecture``) would hold
+    far more numbers than ``state_dict`` has; return quietly when it fits or cannot be counted
+    without building it (regnet's builder cannot run on the meta device)."""
+    have = sum(t.numel() for t in state_dict.values() if isinstance(t, torch.Tensor))
+    try:
+        with torch.device("meta"):
+            need = sum(t.numel() for t in arch.build(**kwargs).state_dict().values())
+    except Exception:
+        return
+    if need > have + max(have // 10, SLACK):
+        shown = ", ".join(f"{k}={v:,}" for k, v in kwargs.items())
+        raise ClassLensError(
+            f"the checkpoint's weights do not fit architecture {arch.name!r}: its shapes ask "
+            f"for a model of {need:,} numbers ({shown}) but the file holds {have:,}, so it "
+            "was not built. Check the file, or pass the right --arch."
+        )
