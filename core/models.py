@@ -17,6 +17,7 @@ import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -218,8 +219,39 @@ def _load_safetensors(path: Path, arch: str | None, sidecar: dict[str, Any]) -> 
     return _from_state_dict(path, "safetensors", sd, meta, arch)
 
 
+def safe_metadata_globals() -> list[Any]:
+    """Return the reviewed types allowed beside tensors in ``weights_only`` loading: numpy
+    scalars and dtypes (``best_acc = np.float64(...)``), ``argparse.Namespace`` (training
+    scripts' ``args``), frozenset. Each only stores values; none can call anything else, and
+    the unpickler still refuses every other global (tests/test_compat.py smuggles a call).
+    """
+    import argparse
+
+    import numpy as np
+
+    numeric = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+               np.uint32, np.uint64, np.float16, np.float32, np.float64]  # fmt: skip
+    scalar = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
+    return [
+        scalar.scalar,
+        (scalar.scalar, "numpy.core.multiarray.scalar"),  # as numpy 1.x pickles name it
+        np.dtype,
+        *{type(np.dtype(t)) for t in numeric},
+        argparse.Namespace,
+        frozenset,
+    ]
+
+
+@lru_cache(maxsize=1)
+def _allow_safe_metadata() -> None:
+    # Process-wide, once: the safe_globals context manager is not thread-safe (two dashboard
+    # sessions loading at once would see each other's list vanish).
+    torch.serialization.add_safe_globals(safe_metadata_globals())
+
+
 def _load_torch_state_dict(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
     try:
+        _allow_safe_metadata()
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError and friends: see _unsafe_pickle_error
         raise _unsafe_pickle_error(path, exc) from None

@@ -7,7 +7,9 @@ The CLI runs in this process (``cli_inprocess``) except where the process itself
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,8 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from core import data, evidence, inference, runs
+from core import data, evidence, inference, models, runs
+from core.errors import ClassLensError
 from core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 TOLERANCE = 1e-3
@@ -522,3 +525,72 @@ def test_a_two_layer_head_is_refused_naming_the_closest_architectures_and_onnx(
     line = assert_cli_error(proc, r"could not recognise the architecture")
     assert re.search(r"Closest: resnet18 \(120 of 120 trunk tensors matched; the head spans", line)
     assert "torch.onnx.export" in line and "--arch" in line
+
+
+# --- 3. harmless metadata in weights_only loading ------------------------------------------------
+
+
+def test_numpy_scalars_and_an_argparse_namespace_beside_the_weights_load_without_trust(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    model = _convnet(3)
+    ckpt = tmp_path / "checkpoint.pth"  # torchvision references / timm train.py layout
+    args = argparse.Namespace(model="digits_cnn", lr=0.1, epochs=90, sizes=(1, 2))
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+            "epoch": np.int64(89),
+            "best_acc": np.float64(0.93),
+            "dtype": np.dtype("float32"),
+            "args": args,
+            "seen": frozenset({"a", "b"}),
+        },
+        ckpt,
+    )
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE)
+
+    meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE))
+    assert meta["checkpoint"]["trusted"] is False
+
+
+class _Smuggle:
+    """Pickles as a newly allowed type whose arguments or state carry a call."""
+
+    def __init__(self, kind: str, marker: Path) -> None:
+        self.kind, self.marker = kind, marker
+
+    def __reduce__(self) -> tuple:
+        call = _Call(self.marker)
+        if self.kind == "namespace_state":
+            return (argparse.Namespace, (), {"x": call})
+        if self.kind == "dtype_argument":
+            return (np.dtype, (call,))
+        if self.kind == "frozenset_member":
+            return (frozenset, ([call],))
+        return (argparse.ArgumentParser, ())  # a type beside the allowed one: not allowed
+
+
+class _Call:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize(
+    "kind", ["namespace_state", "dtype_argument", "frozenset_member", "argument_parser"]
+)
+def test_pickles_that_use_the_allowed_types_to_smuggle_a_call_are_refused(
+    kind: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": _convnet(3).state_dict(), "args": _Smuggle(kind, marker)}, path)
+
+    with pytest.raises(ClassLensError, match=r"evil\.pt is not a safe checkpoint.*--trust"):
+        models.load_checkpoint(path)
+    assert not marker.exists()
