@@ -29,6 +29,7 @@ VIEWS: dict[str, tuple[str, Normalize]] = {
 PAIRS_FROM = 30  # from this many classes on, the heatmap opens on the most confused classes
 TEXT_MAX_CLASSES = 30  # above this, per-cell numbers are unreadable: hover only
 OVERLAY_TRACE = 1  # curve number of the transparent click targets in heatmap_figure
+TICK_CHARS = 18  # longer class names are cut on the axes ("…"); the cell hover shows them whole
 PAIR_COLUMNS = ["true", "predicted", "count", "share_of_true", "true_idx", "pred_idx"]
 
 
@@ -221,6 +222,12 @@ def _hover_data(cm: np.ndarray, class_names: Sequence[str], classes: list[int]) 
     ]
 
 
+def tick_text(name: object, *, max_chars: int = TICK_CHARS) -> str:
+    """Return a class name short enough for an axis tick: cut to ``max_chars`` with "…"."""
+    name = str(name)
+    return name if len(name) <= max_chars else name[: max_chars - 1] + "…"
+
+
 def heatmap_figure(
     cm: Any,
     class_names: Sequence[str],
@@ -299,11 +306,16 @@ def heatmap_figure(
         dragmode=False,
         shapes=_outlines(shown, highlight),
     )
+    # Full names stay the categories (hover, clicks); the ticks show them cut to TICK_CHARS.
+    # Few classes: plotly tilts the labels only when they would overlap; many: always.
+    ticks = {"tickvals": names, "ticktext": [plot_text(tick_text(class_names[c])) for c in shown]}
     fig.update_xaxes(
         title={"text": "Predicted class", "font": {"size": 14}},
         type="category",
         side="top",
-        tickangle=-45 if k > 12 else 0,
+        tickangle=-45 if k > 12 else None,  # None: plotly's auto
+        automargin=True,
+        **ticks,
         tickfont={"size": 12 if k <= 12 else 10 if k <= TEXT_MAX_CLASSES else 8},
         showticklabels=k <= 60,
         showgrid=False,
@@ -312,6 +324,8 @@ def heatmap_figure(
         title={"text": "True class", "font": {"size": 14}},
         type="category",
         autorange="reversed",
+        automargin=True,
+        **ticks,
         tickfont={"size": 12 if k <= 12 else 10 if k <= TEXT_MAX_CLASSES else 8},
         showticklabels=k <= 60,
         showgrid=False,

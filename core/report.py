@@ -40,6 +40,7 @@ td.bad{background:#fdecea} td.attn{background:#fff4e0} td.good{background:#e8f5e
 #health td{text-align:left;vertical-align:top} #health td.sentence{max-width:640px}
 .grid{display:flex;flex-wrap:wrap;gap:.8rem} figure{margin:0;width:150px;font-size:.8rem}
 figure img{width:100%;image-rendering:pixelated;border:1px solid #d0d5dd}
+figcaption{overflow-wrap:anywhere}
 """
 
 
@@ -209,8 +210,22 @@ def _png(pixels: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def report_layout(fig: go.Figure) -> go.Figure:
+    """Return ``fig`` with room for its axis labels whatever plotly template is active: the
+    dashboard's process makes Streamlit's template the default, which has no automargin, so
+    a report exported there had its tick labels clipped by the 10 px figure margins."""
+    fig.update_layout(template="plotly")
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
 def _figure(fig: go.Figure, div_id: str | None = None) -> str:
     """Return the figure as a div + script; plotly.js itself is in the page head."""
     return pio.to_html(
-        fig, full_html=False, include_plotlyjs=False, div_id=div_id, config={"responsive": True}
+        report_layout(fig),
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        config={"responsive": True},
     )

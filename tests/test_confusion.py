@@ -268,3 +268,30 @@ def test_heatmap_of_a_class_subset_and_many_classes_hides_cell_text() -> None:
     assert confusion.selected_cell(points, shown) == (30, 9)
     with pytest.raises(ValueError, match="classes is empty"):
         confusion.heatmap_figure(cm, names, classes=[])
+
+
+def test_word_class_names_stay_readable_on_the_axes() -> None:
+    names = ["airplane", "golden_retriever", "Staffordshire_bullterrier_mix", "cat"]
+    cm = np.array([[5, 1, 0, 0], [0, 4, 2, 0], [1, 0, 6, 0], [0, 0, 0, 3]])
+    fig = confusion.heatmap_figure(cm, names)
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.automargin is True  # labels push the margin instead of being clipped
+        assert list(axis.tickvals) == names  # the categories stay the full names...
+        shown = list(axis.ticktext)  # ...the ticks cut the long one, marked with "…"
+        assert shown[:2] == names[:2] and shown[3] == "cat"
+        assert shown[2] == names[2][: confusion.TICK_CHARS - 1] + "…"
+        assert all(len(t) <= confusion.TICK_CHARS for t in shown)
+    # few classes: plotly tilts the labels when they would overlap (no fixed 0° angle)
+    assert fig.layout.xaxis.tickangle is None
+    # the hover of a cell names both classes in full
+    overlay = fig.data[confusion.OVERLAY_TRACE]
+    p = confusion.overlay_cells(range(4)).index((2, 1))
+    assert list(overlay.customdata[p][:2]) == [names[2], names[1]]
+    many = confusion.heatmap_figure(np.eye(13, dtype=int), [f"class_{i}" for i in range(13)])
+    assert many.layout.xaxis.tickangle == -45
+
+
+def test_tick_text_cuts_only_long_names() -> None:
+    assert confusion.tick_text("cat") == "cat"
+    assert confusion.tick_text("x" * confusion.TICK_CHARS) == "x" * confusion.TICK_CHARS
+    assert confusion.tick_text("abcdefgh", max_chars=5) == "abcd…"

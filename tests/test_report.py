@@ -183,3 +183,38 @@ def test_report_carries_the_overviews_health_summary(report: str, evil_run: Run)
     # the worst check's reasons name the '<script>' class: escaped like everywhere else
     details = [d for d in expected.worst.details if "'<script>'" in d]
     assert details and all(f"<li>{html.escape(d)}</li>" in report for d in details)
+
+
+def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
+    evil_run: Run,
+) -> None:
+    """Inside the dashboard Streamlit makes its plotly template the default (no automargin),
+    which clipped the report's tick labels; the report's figures set their own."""
+    import json
+
+    import plotly.io as pio
+    from streamlit.elements.lib.streamlit_plotly_theme import configure_streamlit_plotly_theme
+
+    from core import confusion, report
+
+    before = pio.templates.default
+    try:
+        configure_streamlit_plotly_theme()
+        assert pio.templates.default == "streamlit"
+        assert pio.templates["streamlit"].layout.xaxis.automargin is None  # the cause
+        fig = report.report_layout(confusion.heatmap_figure(np.eye(3, dtype=int), list("abc")))
+        assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin
+        assert fig.layout.template.layout.xaxis.automargin is True
+        html_text = build_report(evil_run, "test")
+    finally:
+        pio.templates.default = before
+    layouts = [
+        json.loads(m)
+        for m in re.findall(
+            r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*\[.*?\],\s*(\{.*?\}),\s*\{\"respon", html_text, re.S
+        )
+    ]
+    assert layouts and len(layouts) == html_text.count("Plotly.newPlot(")
+    for layout in layouts:
+        axes = [v for k, v in layout.items() if k.startswith(("xaxis", "yaxis"))]
+        assert axes and all(a.get("automargin") is True for a in axes), layout.keys()
