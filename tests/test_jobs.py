@@ -129,3 +129,77 @@ def test_a_hosted_server_ignores_the_clear_cache_message(monkeypatch: pytest.Mon
     AppSession._handle_clear_cache_request(SimpleNamespace(_session_state={}))
     cached(1)
     assert calls == [1, 1]
+
+
+# --- issue 10, item 3: the phase of an evaluation, from the first second ----------------------
+
+PHASED = """
+import json, pathlib, sys, time
+base = pathlib.Path(sys.argv[1])
+def say(obj):
+    print(json.dumps(obj), flush=True)
+def hold(name):
+    deadline = time.monotonic() + 60
+    while not (base / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+hold("go-load")
+say({"phase": "loading the model"})
+hold("go-scan")
+say({"phase": "scanning the dataset"})
+say({"phase": "preparing", "total": 40})
+say({"log": "preprocessing: 32 px (declared)"})
+hold("go-eval")
+say({"log": "evaluating 40 images (digits_cnn, 32px, fp32) on cpu"})
+say({"progress": [10, 40]})
+hold("go-write")
+say({"progress": [40, 40]})
+hold("go-end")
+say({"error": "stopped by the test"})
+"""
+
+
+def test_a_job_reports_its_phase_from_the_first_second(tmp_path: Path, monkeypatch) -> None:
+    script = tmp_path / "phased.py"
+    script.write_text(PHASED)
+    monkeypatch.setattr(jobs, "WORKER", [sys.executable, str(script), str(tmp_path)])
+    job = jobs.start(f"k-phase-{time.time_ns()}", "m on d", {"checkpoint": "c"})
+
+    def step(release: str, phase: str) -> tuple[float | None, str]:
+        if release:
+            (tmp_path / release).touch()
+        _until(lambda: job.phase == phase)
+        return jobs.status(job)
+
+    frac, text = step("", jobs.STARTING)  # before the child has said anything
+    assert frac is None and text.startswith("m on d: starting the evaluation process…")
+    frac, text = step("go-load", "loading the model")
+    assert frac is None and "loading the model…" in text
+    frac, text = step("go-scan", "preparing")
+    _until(lambda: job.detail.startswith("preprocessing"))
+    assert frac is None and "preparing… · 40 images found" in text
+    assert job.rate == 0 and job.seconds_left != job.seconds_left  # no rate before inference
+    frac, text = step("go-eval", jobs.EVALUATING)
+    _until(lambda: job.done == 10)
+    frac, text = jobs.status(job)
+    assert frac == 0.25 and "evaluating 10/40 images ·" in text and " img/s · " in text
+    assert text.endswith(" left") and job.rate > 0
+    frac, text = step("go-write", jobs.WRITING)
+    assert frac == 1.0 and text == "m on d: writing the run (40 images evaluated)"
+    (tmp_path / "go-end").touch()
+    _until(lambda: job.finished)
+    assert job.error == "stopped by the test"
+
+
+@pytest.mark.parametrize(
+    ("line", "phase"),
+    [
+        ("cached run abc: no inference needed", "opening the stored run"),
+        ("waiting for another evaluation of run abc", "waiting for another evaluation of the "
+         "same inputs"),
+        ("probe: 64 px chosen", "preparing"),  # other lines are detail only
+    ],
+)  # fmt: skip
+def test_logged_lines_that_mark_a_phase(line: str, phase: str) -> None:
+    job = jobs.Job("k", "x", phase="preparing")
+    job.update({"log": line})
+    assert job.phase == phase and job.detail == line

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from core.runs import RunStore
+from core.worker import PHASES
 from ui import jobs
 
 pytestmark = pytest.mark.slow
@@ -49,3 +52,23 @@ def test_an_unexpected_failure_in_the_child_is_reported_not_hung() -> None:
     job = jobs.start("k-crash", "crash", {"checkpoint": "x", "dataset": "y", "nonsense": 1})
     _wait(job)
     assert job.run is None and "unexpected TypeError" in job.error
+
+
+def test_the_worker_reports_each_phase_in_order(checkpoint: Path, dataset: Path, runs_dir: Path):
+    """The real child process: loading, scanning, preparing (with the image count), then
+    progress, then the run (issue 10: progress where the analyst looks, from the first second)."""
+    kwargs = {"checkpoint": str(checkpoint), "dataset": str(dataset), "num_workers": 0}
+    out = subprocess.run(
+        [sys.executable, "-m", "core.worker", json.dumps(kwargs)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
+    ).stdout  # fmt: skip
+    msgs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    phases = [m["phase"] for m in msgs if "phase" in m]
+    assert phases == list(PHASES)
+    n = len(RunStore(runs_dir).get(msgs[-1]["run"]).predictions())
+    assert next(m for m in msgs if m.get("phase") == PHASES[-1])["total"] == n
+    kinds = [next(iter(m)) for m in msgs]
+    first_progress = kinds.index("progress")
+    assert kinds.index("phase") < first_progress and kinds[-1] == "run"
+    assert any(m.get("log", "").startswith("evaluating ") for m in msgs[:first_progress])
+    assert [m["progress"] for m in msgs if "progress" in m][-1] == [n, n]

@@ -24,6 +24,17 @@ from core.runs import Run, RunStore
 REPO = Path(__file__).resolve().parents[1]
 
 
+FOLLOW_KEY = "_followed_jobs"  # session_state: the job keys this session shows (ui.progress)
+STARTING = "starting the evaluation process"
+EVALUATING, WRITING = "evaluating", "writing the run"
+# What a line evaluate() logs says about the phase (the rest only become the job's detail).
+LOG_PHASES = (
+    ("cached run", "opening the stored run"),
+    ("waiting for another evaluation", "waiting for another evaluation of the same inputs"),
+    ("evaluating ", EVALUATING),
+)
+
+
 @dataclass
 class Job:
     """One evaluation's live state (mutated only by its own thread)."""
@@ -36,16 +47,60 @@ class Job:
     run: Run | None = None
     error: str | None = None
     finished: bool = False
+    # Where the evaluation is: STARTING, core.worker.PHASES, EVALUATING, WRITING, or LOG_PHASES.
+    phase: str = STARTING
+    detail: str = ""  # the last line evaluate() logged (the probe's choice, the device...)
+    evaluating_since: float | None = None  # when the first batch was reported
 
     @property
     def rate(self) -> float:
-        """Images per second so far."""
-        return self.done / max(time.time() - self.started, 1e-9)
+        """Images per second since inference started (0 before)."""
+        if self.evaluating_since is None:
+            return 0.0
+        return self.done / max(time.time() - self.evaluating_since, 1e-9)
 
     @property
     def seconds_left(self) -> float:
-        """Estimated seconds to finish, from the rate so far."""
+        """Estimated seconds to finish, from the rate so far (NaN before any image)."""
         return (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
+
+    def update(self, msg: dict[str, Any]) -> None:
+        """Apply one message of core.worker's protocol (phase, log or progress)."""
+        if "phase" in msg:
+            self.phase = str(msg["phase"])
+            self.total = int(msg.get("total", self.total))
+        elif "log" in msg:
+            self.detail = str(msg["log"])
+            for start, phase in LOG_PHASES:
+                if self.detail.startswith(start):
+                    self.phase = phase
+        elif "progress" in msg:
+            if self.evaluating_since is None:
+                self.evaluating_since = time.time()
+            self.done, self.total = msg["progress"]
+            self.phase = WRITING if self.total and self.done >= self.total else EVALUATING
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def status(job: Job) -> tuple[float | None, str]:
+    """Return (fraction done or None before inference, one line) for a running job."""
+    elapsed = _clock(time.time() - job.started)
+    if job.phase == EVALUATING:
+        left = job.seconds_left
+        eta = f"{_clock(left)} left" if left == left else "timing the first batch"
+        frac = job.done / job.total if job.total else 0.0
+        return frac, (
+            f"{job.label}: evaluating {job.done:,}/{job.total:,} images · "
+            f"{job.rate:,.0f} img/s · {eta}"
+        )
+    if job.phase == WRITING:
+        return 1.0, f"{job.label}: writing the run ({job.total:,} images evaluated)"
+    found = f" · {job.total:,} images found" if job.total else ""
+    return None, f"{job.label}: {job.phase}…{found} ({elapsed})"
 
 
 # Shared by every session of this server process. Plain module state, not st.cache_resource:
@@ -101,11 +156,13 @@ def _watch(job: Job, kwargs: str) -> None:
                 msg = json.loads(line)
             except ValueError:
                 continue  # a library printing to stdout
-            if "progress" in msg:
-                if not said:  # the first progress report: inference really runs
-                    said = True
-                    print(f"classlens: inference started: {job.label}", file=sys.stderr, flush=True)
-                job.done, job.total = msg["progress"]
+            if not isinstance(msg, dict):
+                continue
+            if "progress" in msg and not said:  # the first progress report: inference runs
+                said = True
+                print(f"classlens: inference started: {job.label}", file=sys.stderr, flush=True)
+            if {"phase", "log", "progress"} & msg.keys():
+                job.update(msg)
             else:
                 result = msg
         proc.wait()
