@@ -110,7 +110,8 @@ def _judged(m: SplitMetrics) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
 
     Recall needs true images of the class (support > 0); precision needs predictions of it.
     Predictions are counted from the confusion matrix when present; without it a class is
-    taken as predicted when it has support or a non-zero precision.
+    taken as predicted when it has support or a non-zero precision. A class marked
+    ``"absent"`` (not in the dataset at all) is not judged.
     """
     cm = m.get("confusion_matrix")
     col_sums = _column_sums(cm) if cm else None
@@ -118,7 +119,9 @@ def _judged(m: SplitMetrics) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
     for k, c in enumerate(m["per_class"]):
         predicted = col_sums[k] > 0 if col_sums else c["support"] > 0 or c["precision"] > 0
         metrics = (("recall",) if c["support"] > 0 else ()) + (("precision",) if predicted else ())
-        out.append((c, metrics))
+        # a class the dataset has no folder for: its predictions are already counted as
+        # misses of the true classes, so its own precision (0) would blame it twice
+        out.append((c, () if c.get("absent") else metrics))
     return out
 
 

@@ -26,8 +26,8 @@ def _class_mapping(ckpt_names: tuple[str, ...] | None, ds_names: tuple[str, ...]
     """Return the run's class names (checkpoint order when it names them)."""
     if ckpt_names is None:
         return list(ds_names)
-    if len(ckpt_names) == len(ds_names) and set(ckpt_names) == set(ds_names):
-        return list(ckpt_names)
+    if len(set(ckpt_names)) == len(ckpt_names) and set(ds_names) <= set(ckpt_names):
+        return list(ckpt_names)  # all of them, or a test set holding a subset (absent_classes)
     missing = sorted(set(ds_names) - set(ckpt_names))[:5]
     raise ClassLensError(
         f"the checkpoint names {len(ckpt_names)} classes but the dataset has {len(ds_names)} class "
@@ -35,6 +35,13 @@ def _class_mapping(ckpt_names: tuple[str, ...] | None, ds_names: tuple[str, ...]
         f"{', '.join(missing) or '-'}). Rename the folders to the checkpoint's class names or "
         "pick the matching dataset."
     )
+
+
+def absent_classes(class_names: list[str], ds_names: tuple[str, ...] | list[str]) -> list[str]:
+    """Return the run's classes with no folder in the dataset (in run order): the checkpoint
+    names them but the test set holds a subset, so they have no images to judge."""
+    present = set(ds_names)
+    return [name for name in class_names if name not in present]
 
 
 def _check_width(width: int, class_names: list[str], ds: data.Dataset) -> None:
@@ -255,6 +262,8 @@ def evaluate(
         n, skipped = run.meta["n_predictions"], len(run.meta["skipped"])
         for fact, value in run.meta["facts"].items():
             say(f"{fact}: {value}")
+        if run.meta["absent_classes"]:
+            say(absent_sentence(run.meta["absent_classes"], len(job.class_names)))
         if pred.notes:
             first = job.ds.items[min(pred.notes)]
             say(
@@ -263,6 +272,16 @@ def evaluate(
             )
         say(f"wrote run {rid} ({n} predictions, {skipped} skipped)")
         return run
+
+
+def absent_sentence(absent: list[str], n_classes: int) -> str:
+    """Return the one line that says which of the checkpoint's classes the dataset lacks."""
+    shown = ", ".join(absent[:8]) + (", ..." if len(absent) > 8 else "")
+    return (
+        f"note: {len(absent)} of the checkpoint's {n_classes} classes have no images in the "
+        f"dataset ({shown}); their recall is absent (support 0) and macro averages are over "
+        "the classes present"
+    )
 
 
 def say_preprocessing(job: Job, say: Log) -> None:
@@ -302,7 +321,8 @@ def write_run(
         loss=pred.loss,
         probs=pred.probs,
     )
-    report = _metrics_json(job.class_names, ds, kept, labels[pred.index], pred, skipped)
+    absent = absent_classes(job.class_names, ds.class_names)
+    report = _metrics_json(job.class_names, ds, kept, labels[pred.index], pred, skipped, absent)
     ckpt = job.ckpt
     meta = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -315,6 +335,8 @@ def write_run(
         },
         "architecture": ckpt.architecture,
         "class_names": job.class_names,
+        # the checkpoint's classes with no folder in the dataset: support 0, "absent" metrics
+        "absent_classes": absent,
         "preprocessing": job.prep.to_dict(),
         # field -> declared | read | probed | typed | default (core.preprocessing.SOURCES)
         "preprocessing_source": job.prep_sources,
@@ -358,8 +380,10 @@ def _metrics_json(
     y_true: np.ndarray,
     pred: inference.Predictions,
     skipped: list[data.Skipped],
+    absent: list[str],
 ) -> dict[str, Any]:
-    """Return metrics.json: the contract in DESIGN.md, one entry per split."""
+    """Return metrics.json: the contract in DESIGN.md, one entry per split; classes in
+    ``absent`` (no folder in the dataset) are marked so and left out of macro averages."""
     split_of = np.array([it.split for it in kept], dtype=object)
     splits: dict[str, Any] = {}
     for split in ds.split_dirs:
@@ -370,6 +394,7 @@ def _metrics_json(
             class_names=class_names,
             probs=pred.probs[mask] if len(pred.probs) else None,
             skipped=[s.path for s in skipped if s.split == split],
+            absent=[class_names.index(name) for name in absent],
         )
     return {"classes": class_names, "splits": splits}
 

@@ -127,17 +127,19 @@ def per_class(cm: Any) -> dict[str, np.ndarray]:
     }
 
 
-def averages(cm: Any) -> dict[str, dict[str, float]]:
+def averages(cm: Any, *, labels: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
     """Return {"macro": {...}, "weighted": {...}} of precision, recall and f1.
 
-    Macro is the plain mean over all n_classes (absent classes count as 0.0); weighted uses
-    support as weights (0.0 when there are no samples).
+    Macro is the plain mean over ``labels`` (default: all n_classes, classes without samples
+    counting as 0.0), as scikit-learn's ``labels=``; weighted uses support as weights (0.0 when
+    there are no samples).
     """
     stats = per_class(cm)
     support = stats["support"]
     keys = ("precision", "recall", "f1")
+    idx = np.arange(len(support)) if labels is None else np.asarray(labels, dtype=np.int64)
     return {
-        "macro": {k: float(np.mean(stats[k])) for k in keys},
+        "macro": {k: float(np.mean(stats[k][idx])) if idx.size else 0.0 for k in keys},
         "weighted": {k: _div(np.dot(stats[k], support), support.sum()) for k in keys},
     }
 
@@ -207,17 +209,22 @@ def split_report(
     class_names: Sequence[str],
     probs: Any = None,
     skipped: Iterable[str] = (),
+    absent: Iterable[int] = (),
 ) -> dict[str, Any]:
     """Return one split's entry of metrics.json, as plain JSON-serialisable python values.
 
     y_true, y_pred: (n,) class indices into class_names; probs: optional (n, n_classes) scores
     that add "top3_accuracy" (n_classes > 3) and "top5_accuracy" (n_classes > 5); skipped:
-    paths of files that could not be read. Empty input gives n=0 and 0.0 everywhere.
+    paths of files that could not be read; absent: indices of classes the dataset has no
+    folder for (the checkpoint names more classes than the test set holds): their entries
+    get ``"absent": true`` (support 0) and macro averages are over the other classes. Empty
+    input gives n=0 and 0.0 everywhere.
     """
     n_classes = len(class_names)
     cm = confusion_matrix(y_true, y_pred, n_classes=n_classes)
     stats = per_class(cm)
-    avg = averages(cm)
+    gone = set(int(i) for i in absent)
+    avg = averages(cm, labels=[i for i in range(n_classes) if i not in gone] if gone else None)
     report: dict[str, Any] = {
         "n": int(cm.sum()),
         "accuracy": accuracy_score(cm),
@@ -239,6 +246,7 @@ def split_report(
             "f1": float(stats["f1"][i]),
             "support": int(stats["support"][i]),
             "specificity": float(stats["specificity"][i]),
+            **({"absent": True} if i in gone else {}),
         }
         for i, name in enumerate(class_names)
     ]

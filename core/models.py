@@ -35,7 +35,7 @@ PREFIXES = (
 )  # DataParallel / DistributedDataParallel, torch.compile
 META_ALIASES = {
     "architecture": ("architecture", "arch"),
-    "class_names": ("class_names", "classes"),
+    "class_names": ("class_names", "classes", "id2label"),
 }
 
 
@@ -114,10 +114,32 @@ def _normalise_meta(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(prep, dict):
         meta["preprocessing"] = prep
     if "class_names" in meta:
-        meta["class_names"] = tuple(str(c) for c in meta["class_names"])
+        meta["class_names"] = _class_names(meta["class_names"])
     if isinstance(raw.get("transform_input"), bool):  # torchvision inception/googlenet
         meta["transform_input"] = raw["transform_input"]
     return meta
+
+
+def _class_names(value: Any) -> tuple[str, ...]:
+    """Return class names in output order from a list, or from an ``id2label`` mapping
+    (Hugging Face: ``{"0": "cat", "1": "dog"}``, keys the output indices)."""
+    if isinstance(value, dict):
+        try:
+            by_index = {int(k): str(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            by_index = {}
+        if sorted(by_index) != list(range(len(value))):
+            raise ClassLensError(
+                f"the checkpoint's id2label has keys {list(value)[:6]}; expected the output "
+                "indices 0..n-1. Fix the metadata, or remove it to use the dataset's folders."
+            )
+        return tuple(by_index[i] for i in range(len(by_index)))
+    if isinstance(value, (list, tuple)):
+        return tuple(str(c) for c in value)
+    raise ClassLensError(
+        f"the checkpoint's class names are a {type(value).__name__}; expected a list of names "
+        "or an id2label mapping. Fix the metadata, or remove it to use the dataset's folders."
+    )
 
 
 # --- state_dicts -----------------------------------------------------------------------------

@@ -11,7 +11,9 @@ Metadata (``metadata_props`` of the model, all optional; a sidecar ``<file>.json
 - ``classlens.preprocessing``: JSON object like the other formats' (image_size, channels,
   mean, std, resize);
 - ``classlens.architecture``: a name shown in the UI (default "onnx");
-- ``classlens``: one JSON object with any of the keys above (as in .safetensors metadata).
+- ``classlens``: one JSON object with any of the keys above (as in .safetensors metadata);
+- ``class_names``, ``classes`` or ``id2label`` (JSON, without the prefix): class names as other
+  tools write them (``id2label``: ``{"0": "cat", ...}``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from core.errors import ClassLensError
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 META_PREFIX = "classlens."
+PLAIN_KEYS = ("class_names", "classes", "id2label")  # JSON values, read without the prefix
 
 
 def looks_like_onnx(head: bytes) -> bool:
@@ -138,6 +141,9 @@ def _metadata(model: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if "classlens" in props:
         raw["classlens"] = props["classlens"]
+    for key in PLAIN_KEYS:  # written by other tools without the prefix; the prefix wins
+        if key in props:
+            raw[key] = props[key]
     for key, value in props.items():
         if key.startswith(META_PREFIX):
             raw[key[len(META_PREFIX) :]] = value

@@ -277,6 +277,16 @@ def count_note(meta: dict[str, Any], metrics: dict[str, Any], split: str) -> str
     return "; ".join(parts) + ". Every one is listed under Skipped files." if parts else ""
 
 
+def _classes_text(meta: dict[str, Any]) -> str:
+    """Return "10", or "10 (2 not in the dataset: cat, dog)" when the test set holds a subset."""
+    n = len(meta.get("class_names", []))
+    absent = meta.get("absent_classes") or []
+    if not absent:
+        return str(n)
+    shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+    return f"{n} ({len(absent)} not in the dataset: {shown})"
+
+
 def run_facts(
     meta: dict[str, Any], metrics: dict[str, Any] | None = None
 ) -> dict[str, list[tuple[str, str]]]:
@@ -311,7 +321,7 @@ def run_facts(
         ],
         "Model": [
             ("architecture", meta.get("architecture", "–")),
-            ("classes", str(len(meta.get("class_names", [])))),
+            ("classes", _classes_text(meta)),
             # each setting with where it came from: "64px (probed on train)", "(declared)"
             ("input", provenance.input_text(meta)),
             ("mean / std", provenance.normalisation_text(meta)),

@@ -594,3 +594,107 @@ def test_pickles_that_use_the_allowed_types_to_smuggle_a_call_are_refused(
     with pytest.raises(ClassLensError, match=r"evil\.pt is not a safe checkpoint.*--trust"):
         models.load_checkpoint(path)
     assert not marker.exists()
+
+
+# --- 7. class names from id2label / class_names / classes; a test set holding a subset ---------
+
+
+def _save_with_names(model: nn.Module, path: Path, fmt: str, names: list[str]) -> Path:
+    id2label = {str(i): n for i, n in enumerate(names)}
+    prep = {"image_size": RGB_SIZE, "channels": 3}
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+        meta = {"id2label": json.dumps(id2label), "preprocessing": json.dumps(prep)}
+        save_file(sd, str(path), metadata=meta)
+    elif fmt == "state_dict":
+        torch.save(
+            {"state_dict": model.state_dict(), "classes": names, "preprocessing": prep}, path
+        )
+    else:
+        import onnx
+
+        _onnx(model, path)
+        proto = onnx.load(str(path))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "id2label", json.dumps(id2label)
+        onnx.save(proto, str(path))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "state_dict", "onnx"])
+def test_class_names_are_read_from_any_format_and_a_subset_test_set_is_evaluated(
+    fmt: str, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from core import diagnostics, health
+
+    names = ["zebra", "dog", "cat", "bird", "ant"]  # output order, not sorted
+    present = ["bird", "cat", "dog"]
+    root = write_dataset(tmp_path / "data", splits=None, classes=present, per_class=3, mode="RGB")
+    model = _convnet(5)
+    with torch.no_grad():  # favour the absent 'zebra' so the model predicts it at times
+        [m for m in model.modules() if isinstance(m, nn.Linear)][-1].bias[0] += 1.5
+    ckpt = _save_with_names(model, tmp_path / f"m.{fmt}", fmt, names)
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE)
+
+    meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE))
+    assert meta["class_names"] == names
+    assert meta["absent_classes"] == ["zebra", "ant"]
+    report = json.loads((run / "metrics.json").read_text())
+    assert report["classes"] == names  # the contract: the checkpoint's classes, in order
+    test = report["splits"]["test"]
+    by_name = {c["class"]: c for c in test["per_class"]}
+    assert [c["class"] for c in test["per_class"]] == names
+    assert by_name["zebra"]["support"] == 0 and by_name["zebra"]["absent"] is True
+    assert by_name["ant"]["support"] == 0 and by_name["ant"]["absent"] is True
+    assert "absent" not in by_name["cat"]
+    # independent reference: scikit-learn on the stored labels, macro over the classes present
+    table = runs.RunStore(run.parent).get(run.name).predictions()
+    y, p = table["y_true"].to_numpy(), table["y_pred"].to_numpy()
+    assert (p == 0).any(), "the test needs predictions of an absent class"
+    labels = [names.index(c) for c in present]
+    ref = precision_recall_fscore_support(y, p, labels=labels, average="macro", zero_division=0)
+    assert test["macro"]["precision"] == pytest.approx(ref[0])
+    assert test["macro"]["recall"] == pytest.approx(ref[1])
+    assert test["macro"]["f1"] == pytest.approx(ref[2])
+    per = precision_recall_fscore_support(y, p, labels=range(5), zero_division=0)
+    np.testing.assert_allclose([c["recall"] for c in test["per_class"]], per[1])
+    # an absent class is never judged: its precision is 0 (predicted, never right) yet it is
+    # neither an issue nor the verdict's reason
+    assert by_name["zebra"]["precision"] == 0.0
+    issues = {i.name for i in diagnostics.class_issues(test, 0.99)}
+    assert issues and not issues & {"zebra", "ant"}
+    levels = dict(zip(names, diagnostics.class_levels(test), strict=True))
+    assert levels["zebra"] == levels["ant"] == "good"
+    check = health.check_classes(test)
+    said = " ".join([check.sentence, *check.details])
+    assert check.level != "pass" and "zebra" not in said and "'ant'" not in said
+    from core import tables
+
+    assert (
+        dict(tables.run_facts(meta)["Model"])["classes"] == "5 (2 not in the dataset: zebra, ant)"
+    )
+
+
+def test_the_cli_says_which_classes_the_test_set_lacks(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = write_dataset(tmp_path / "data", splits=None, classes=["cat"], per_class=2, mode="RGB")
+    ckpt = _save_with_names(_convnet(3), tmp_path / "m.pt", "state_dict", ["cat", "dog", "bird"])
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", ckpt, "--data", root)
+    assert_cli_run(proc, runs_dir)
+    assert (
+        "2 of the checkpoint's 3 classes have no images in the dataset (dog, bird)" in proc.stderr
+    )
+
+
+def test_id2label_that_is_not_indexed_from_0_is_refused(tmp_path: Path) -> None:
+    model = _convnet(3)
+    path = tmp_path / "m.pt"
+    torch.save({"state_dict": model.state_dict(), "id2label": {"1": "a", "2": "b", "3": "c"}}, path)
+    with pytest.raises(ClassLensError, match=r"id2label has keys \['1', '2', '3'\]; expected"):
+        models.load_checkpoint(path)
