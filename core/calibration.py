@@ -19,6 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.charts import label_room
+
 N_BINS = 15
 ACC_COLOR, CONF_COLOR, COUNT_COLOR = "#4c78a8", "#d62728", "#c7c7c7"
 OUTCOME_COLORS = {"correct": "#2ca02c", "wrong": "#d62728"}
@@ -378,7 +380,7 @@ def reliability_figure(rel: Reliability, *, title: str = "Reliability diagram") 
     fig.update_xaxes(title="confidence", row=2, col=1)
     fig.update_yaxes(title="accuracy", range=[0, 1.02], tickformat=".0%", gridcolor="#eee", row=1)
     fig.update_yaxes(title="images", rangemode="tozero", gridcolor="#eee", row=2, col=1)
-    return fig
+    return label_room(fig)
 
 
 def confidence_histogram(
@@ -419,4 +421,4 @@ def confidence_histogram(
         title="confidence", range=[0, 1], tickformat=".0%", dtick=0.1, gridcolor="#eee"
     )
     fig.update_yaxes(title="images", gridcolor="#eee")
-    return fig
+    return label_room(fig)

@@ -34,6 +34,15 @@ def plot_text(name: object) -> str:
     return html.escape(str(name), quote=False)
 
 
+def label_room(fig: go.Figure) -> go.Figure:
+    """Return ``fig`` with automargin on every axis: the figures keep 10 px margins, and
+    Streamlit's plotly template (the default inside the dashboard) has no automargin, so axis
+    titles and tick labels were clipped at the edges."""
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
 def _layout(fig: go.Figure, *, title: str, height: int = 380) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},
@@ -42,7 +51,7 @@ def _layout(fig: go.Figure, *, title: str, height: int = 380) -> go.Figure:
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
         bargap=0.25,
     )
-    return fig
+    return label_room(fig)
 
 
 def _line(

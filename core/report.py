@@ -215,9 +215,7 @@ def report_layout(fig: go.Figure) -> go.Figure:
     dashboard's process makes Streamlit's template the default, which has no automargin, so
     a report exported there had its tick labels clipped by the 10 px figure margins."""
     fig.update_layout(template="plotly")
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
-    return fig
+    return charts.label_room(fig)
 
 
 def _figure(fig: go.Figure, div_id: str | None = None) -> str:

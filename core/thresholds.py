@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import plot_text
+from core.charts import label_room, plot_text
 
 PR_COLOR, ROC_COLOR, POINT_COLOR, CHANCE_COLOR = "#4c78a8", "#f58518", "#d62728", "#999999"
 
@@ -348,7 +348,7 @@ def _square(fig: go.Figure, *, title: str, x: str, y: str) -> go.Figure:
     )
     fig.update_xaxes(title=x, range=[-0.01, 1.01], tickformat=".0%", gridcolor="#eee")
     fig.update_yaxes(title=y, range=[-0.01, 1.03], tickformat=".0%", gridcolor="#eee")
-    return fig
+    return label_room(fig)
 
 
 def _marker(x: float, y: float, point: ThresholdPoint) -> go.Scatter:

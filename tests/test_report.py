@@ -218,3 +218,32 @@ def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
     for layout in layouts:
         axes = [v for k, v in layout.items() if k.startswith(("xaxis", "yaxis"))]
         assert axes and all(a.get("automargin") is True for a in axes), layout.keys()
+
+
+def test_every_figure_keeps_room_for_its_axis_labels() -> None:
+    """Each figure the dashboard shows sets automargin on all its axes (Streamlit's template
+    has none: the 10 px margins clipped titles such as the reliability diagram's)."""
+    from core import calibration, charts, confusion, tables, thresholds
+    from core.metrics import split_report
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    probs = rng.dirichlet(np.ones(3), 200)
+    pred = probs.argmax(1)
+    m = split_report(y, pred, class_names=["a", "b", "c"])
+    table = tables.per_class_table(m)
+    curves = thresholds.class_curves(y, probs, 0)
+    figures = {
+        "recall_bars": charts.recall_bars(table, Thresholds(), accuracy=m["accuracy"]),
+        "per_class_bars": charts.per_class_bars(table),
+        "reliability": calibration.reliability_figure(calibration.top_label(y, pred, probs.max(1))),
+        "confidence": calibration.confidence_histogram(y, pred, probs.max(1)),
+        "pr": thresholds.pr_figure(curves, class_name="a"),
+        "roc": thresholds.roc_figure(curves, class_name="a"),
+        "confusion": confusion.heatmap_figure(m["confusion_matrix"], ["a", "b", "c"]),
+    }
+    for name, fig in figures.items():
+        layout = fig.to_plotly_json()["layout"]
+        axes = {k: v for k, v in layout.items() if k.startswith(("xaxis", "yaxis"))}
+        assert {"xaxis", "yaxis"} <= axes.keys(), name
+        assert all(a.get("automargin") is True for a in axes.values()), (name, axes)
