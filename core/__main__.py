@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
     ev.add_argument("--channels", type=int, choices=(1, 3), help="model input channels")
     ev.add_argument("--resize", choices=("stretch", "center_crop"), help="resize mode")
+    ev.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="do not probe an image size or normalisation the checkpoint does not declare "
+        "(defaults are used, and recorded as such)",
+    )
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     ev.add_argument(
         "--batch-size",
@@ -96,6 +102,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         trust_checkpoint=args.trust_checkpoint,
         precision=args.precision,
         compile=args.compile,
+        probe_preprocessing=not args.no_probe,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     if distributed.launched():  # under torchrun: this process evaluates one shard

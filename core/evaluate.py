@@ -90,6 +90,15 @@ def run_id_for(base: str, precision: str) -> str:
     return hashlib.sha256(f"{base}:{precision}".encode()).hexdigest()[:16]
 
 
+def run_labels(
+    ckpt_names: tuple[str, ...] | None, ds: data.Dataset
+) -> tuple[list[str], np.ndarray]:
+    """Return (the run's class names, (n_items,) int64 run label of each dataset item)."""
+    class_names = _class_mapping(ckpt_names, ds.class_names)
+    to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
+    return class_names, np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
+
+
 def plan(
     checkpoint: str | Path,
     dataset: str | Path | data.Dataset,
@@ -113,9 +122,7 @@ def plan(
     t_load = time.perf_counter()
     ds = dataset if isinstance(dataset, data.Dataset) else data.scan(dataset)
     t_scan = time.perf_counter()
-    class_names = _class_mapping(ckpt.class_names, ds.class_names)
-    to_run = [class_names.index(name) for name in ds.class_names]  # dataset idx -> run idx
-    labels = np.array([to_run[it.label] for it in ds.items], dtype=np.int64)
+    class_names, labels = run_labels(ckpt.class_names, ds)
     store = runs.RunStore(runs_dir)
     resolved = probe.resolve(
         ckpt.module, ckpt.in_channels, ckpt.preprocessing, preprocessing_overrides,
@@ -124,7 +131,7 @@ def plan(
     )  # fmt: skip
     prep = resolved.prep
     base = runs.run_id(
-        checkpoint_sha256=ckpt.sha256,
+        checkpoint_sha256=models.content_sha256(ckpt),
         dataset_fingerprint=ds.fingerprint,
         preprocessing=prep.to_dict(),
         class_names=class_names,
@@ -291,7 +298,8 @@ def say_preprocessing(job: Job, say: Log) -> None:
             "probe": job.probe}  # fmt: skip
     say(f"preprocessing: {provenance.input_text(meta)}; mean / std "
         f"{provenance.normalisation_text(meta)}")  # fmt: skip
-    if job.probe is not None:
+    probed = "probed" in job.prep_sources.values()
+    if job.probe is not None and (probed or job.prep_note):
         say(probe.summary(probe.Resolved(job.prep, job.prep_sources, job.probe, job.prep_note)))
     elif job.prep_note:
         say(f"warning: {job.prep_note}")

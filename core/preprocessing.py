@@ -67,23 +67,62 @@ def resolve(
 ) -> Preprocessing:
     """Return the preprocessing from, in order: explicit user values, checkpoint metadata,
     defaults for the model's channel count (read from its first layer when possible)."""
-    user = {k: v for k, v in (user or {}).items() if v is not None}
-    meta = {k: v for k, v in (checkpoint or {}).items() if k in _FIELDS and v is not None}
-    ch = user.get("channels") or channels or meta.get("channels") or 3
-    base = {"resize": "stretch", **default_for(int(ch))}
-    merged: dict[str, Any] = {**base, **meta, **user, "channels": int(ch)}
+    return resolve_with_sources(user, checkpoint, read={"channels": channels})[0]
+
+
+# Where a preprocessing setting came from (meta.json "preprocessing_source"):
+SOURCES = {
+    "typed": "typed by the user (a form field or a CLI flag)",
+    "read": "read from the file's structure (its input shape, its first layer)",
+    "declared": "declared in the checkpoint's metadata",
+    "probed": "measured by the preprocessing probe (core.probe)",
+    "default": "a documented default: nothing known, not probed",
+}
+
+
+def resolve_with_sources(
+    user: Mapping[str, Any] | None,
+    checkpoint: Mapping[str, Any] | None,
+    *,
+    read: Mapping[str, Any] | None = None,
+    probed: Mapping[str, Any] | None = None,
+) -> tuple[Preprocessing, dict[str, str]]:
+    """Return (preprocessing, {field: source}) with each field from the first of: typed
+    ``user`` values, ``read`` from the file's structure, ``checkpoint`` metadata (declared),
+    ``probed``, defaults for the channel count. Sources are SOURCES keys.
+
+    Channels and a fixed input size are read before metadata: the weights and the input shape
+    cannot be argued with (a model whose input is fixed at 48 px does not run at 224).
+    """
+    layers: list[tuple[str, dict[str, Any]]] = [
+        (source, {k: v for k, v in (values or {}).items() if k in _FIELDS and v is not None})
+        for source, values in (("typed", user), ("read", read), ("declared", checkpoint))
+    ]
+    layers.append(("probed", {k: v for k, v in (probed or {}).items() if v is not None}))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in _FIELDS:
+        for source, given in layers:
+            if name in given:
+                values[name], sources[name] = given[name], source
+                break
+    ch = int(values.get("channels") or 3)
+    base = {"resize": "stretch", **default_for(ch), "channels": ch}
+    for name in _FIELDS:
+        if name not in values:
+            values[name], sources[name] = base[name], "default"
+    values["channels"] = ch
     # Metadata may describe another channel count than the first layer: the weights win.
     for name in ("mean", "std"):
-        values = tuple(float(v) for v in merged[name])
-        if len(values) != merged["channels"] and name not in user:
-            values = (
-                tuple(default_for(merged["channels"])[name])
-                if len(values) != 1
-                else values * merged["channels"]
-            )
-        merged[name] = values
-    merged["image_size"] = int(merged["image_size"])
-    return Preprocessing(**{k: merged[k] for k in _FIELDS})
+        vals = tuple(float(v) for v in values[name])
+        if len(vals) != ch and sources[name] != "typed":
+            if len(vals) == 1:
+                vals = vals * ch
+            else:
+                vals, sources[name] = tuple(default_for(ch)[name]), "default"
+        values[name] = vals
+    values["image_size"] = int(values["image_size"])
+    return Preprocessing(**{k: values[k] for k in _FIELDS}), sources
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Preprocessing))
