@@ -14,6 +14,7 @@ from core.sample import ensure_sample_runs
 from ui.auth import gate, load_settings
 from ui.boot import inside_app
 from ui.picker import sidebar
+from ui.progress import evaluation_progress
 from ui.state import list_runs
 
 st.set_page_config(page_title="ClassLens", page_icon="🔍", layout="wide")
@@ -53,5 +54,6 @@ except ClassLensError as exc:
 
 page = st.navigation(PAGES)
 sidebar(can_edit=role.can_edit)
+evaluation_progress()  # a New run's progress, above whichever page is open
 with inside_app():
     page.run()

@@ -1,0 +1,56 @@
+"""Evaluation progress in the main area, above the page, where the analyst looks.
+
+The New run form (ui.picker) records which jobs this session follows under
+``jobs.FOLLOW_KEY``; app.py calls :func:`evaluation_progress` after the sidebar, so every page
+shows, from the first second, each job's phase (starting, loading the model, scanning the
+dataset, preparing, evaluating n/N at img/s with the time left, writing the run) and opens the
+new run when all are done.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import jobs
+from ui.form_errors import for_form
+from ui.picker import PENDING_KEY
+from ui.state import RUN_KEY, list_runs
+
+OPENED_KEY = "_opened_job"  # the followed keys whose run was opened already (open once)
+
+
+def evaluation_progress() -> None:
+    """Render the followed jobs' progress in the main area (nothing when none)."""
+    keys = st.session_state.get(jobs.FOLLOW_KEY)
+    if keys:
+        _followed(tuple(keys))
+
+
+@st.fragment(run_every=1.0)
+def _followed(keys: tuple[str, ...]) -> None:
+    followed = [j for j in map(jobs.get, keys) if j is not None]
+    for job in followed:
+        if job.error:
+            st.error(f"{job.label}: {for_form(job.error)}")
+        elif not job.finished:
+            frac, text = jobs.status(job)
+            if frac is None:
+                st.info(text, icon=":material/hourglass_top:")
+            else:
+                st.progress(frac, text=text)
+            if job.detail:
+                st.caption(job.detail)
+    done = [j for j in followed if j.finished and j.run is not None]
+    if not done or any(not j.finished for j in followed):
+        return
+    if st.session_state.get(OPENED_KEY) != keys:
+        st.session_state[OPENED_KEY] = keys
+        list_runs.clear()
+        # The run selectbox already exists in this run: hand the id over via a pending key
+        # that the sidebar applies before it draws the widget.
+        st.session_state[PENDING_KEY] = done[-1].run.run_id
+        st.rerun(scope="app")
+    if st.session_state.get(RUN_KEY) != done[-1].run.run_id:
+        return  # the analyst has moved on to another run: no stale banner above every page
+    names = ", ".join(j.run.run_id[:6] for j in done)
+    st.success(f"Done: run {names} {'is' if len(done) == 1 else 'are'} stored; the last is open.")
