@@ -310,7 +310,40 @@ def _load_torchscript(path: Path, arch: str | None, sidecar: dict[str, Any]) -> 
 
 
 def _load_export(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
-    return _code_bearing(path, "torch_export", torch.export.load(str(path)).module(), sidecar)
+    module = torch.export.load(str(path)).module()
+    shape = _export_input_shape(module)
+    if shape is None or not isinstance(shape[0], int):
+        return _code_bearing(path, "torch_export", module, sidecar)
+    # Exported with a fixed batch size (torch.export's default): it takes only that many
+    # images at once, so batches are split and padded to it.
+    h, w = shape[2], shape[3]
+    fixed = FixedBatch(module, shape[0], h if isinstance(h, int) and h == w else None)
+    ckpt = _code_bearing(path, "torch_export", fixed, sidecar)
+    facts = {"fixed_batch": f"{shape[0]} (batches split and padded to it)"}
+    return dataclasses.replace(ckpt, facts={**ckpt.facts, **facts})
+
+
+def _export_input_shape(module: nn.Module) -> tuple[Any, ...] | None:
+    """Return the shape of a torch.export module's 4-D image input (SymInts where dynamic)."""
+    for node in getattr(module, "graph", torch.fx.Graph()).nodes:
+        shape = getattr(node.meta.get("val"), "shape", None) if node.op == "placeholder" else None
+        if shape is not None and len(shape) == 4:
+            return tuple(shape)
+    return None
+
+
+class FixedBatch(nn.Module):
+    """A model that takes batches of exactly ``batch`` images, run on any batch size."""
+
+    def __init__(self, inner: nn.Module, batch: int, image_size: int | None) -> None:
+        super().__init__()
+        self.inner, self.batch = inner, batch
+        self.fixed_image_size = image_size  # the exported input's side, read by core.probe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from core.onnx_model import in_fixed_batches
+
+        return in_fixed_batches(self.inner, x, self.batch)
 
 
 def _code_bearing(path: Path, fmt: str, module: nn.Module, meta: dict[str, Any]) -> Checkpoint:
@@ -339,6 +372,11 @@ def _load_onnx(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpo
         prep["image_size"] = facts["image_size"]  # a fixed input size is the only one it takes
     channels = facts["in_channels"] or prep.get("channels")
     onnx_model.count_outputs(module, channels or 3, int(prep.get("image_size") or 224))
+    read = {"input_layout": "NHWC (transposed from NCHW)"} if module.channels_last_input else {}
+    if facts["fixed_batch"]:
+        read["fixed_batch"] = f"{facts['fixed_batch']} (batches split and padded to it)"
+    if facts["external_data"]:
+        read["external_data"] = facts["external_data"]  # file name -> sha256, in the run id
     return Checkpoint(
         path=path,
         sha256="",
@@ -349,6 +387,7 @@ def _load_onnx(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpo
         preprocessing=prep,
         in_channels=channels,
         native=False,
+        facts=read,
     )
 
 
@@ -421,6 +460,16 @@ def sniff(path: Path) -> CheckpointFormat:
         "torch.save state_dict (.pt/.pth/.ckpt), an ONNX model, TorchScript or a torch.export "
         ".pt2 archive (judged by the file's content, not its extension)."
     )
+
+
+def content_sha256(ckpt: Checkpoint) -> str:
+    """Return the sha256 that identifies what the checkpoint computes: the file's, or with
+    external data (ONNX) the hash of the file's and every data file's."""
+    extra = ckpt.facts.get("external_data")
+    if not extra:
+        return ckpt.sha256
+    text = ckpt.sha256 + "".join(f":{name}={h}" for name, h in sorted(extra.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_checkpoint(

@@ -1,9 +1,12 @@
 """ONNX checkpoints: parsed and checked before onnxruntime sees them, wrapped as a torch module.
 
 ONNX is the safe way to bring any architecture: the file is a graph of standard operators and
-nothing in it runs as Python. Two things could still reach outside the file, so both are
-refused: tensors stored as *external data* (the runtime would open other files named by the
-model) and operators from *custom domains* (they need a native operator library).
+nothing in it runs as Python. Two things could still reach outside the file: tensors stored as
+*external data* are read here (never by the runtime) only from plain files beside the model
+(``m.onnx.data``, as ``torch.onnx.export`` writes them) and are hashed into the run id; any
+other location is refused; operators from *custom domains* (they need a native operator
+library) are refused. Inputs (B, H, W, C) (Keras / tf2onnx) are transposed from ClassLens's
+(B, C, H, W); a batch size fixed in the graph is met by splitting and padding batches.
 
 Metadata (``metadata_props`` of the model, all optional; a sidecar ``<file>.json`` wins):
 
@@ -61,11 +64,37 @@ class OnnxModule(nn.Module):
         # "probabilities"/"log_probabilities" when the graph ends in Softmax/LogSoftmax
         self.final_activation: str | None = None
 
+        # True when the graph takes (B, H, W, C) (Keras / tf2onnx): inputs are transposed
+        self.channels_last_input = False
+        # the batch size fixed in the graph (None: dynamic): batches are split and padded to it
+        self.fixed_batch: int | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last_input:
+            x = x.permute(0, 2, 3, 1)
+        return in_fixed_batches(self._run, x, self.fixed_batch)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
         with self._lock:
             out = self.session.run(None, {self.input_name: arr})[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
+
+
+def in_fixed_batches(run: Any, x: torch.Tensor, batch: int | None) -> torch.Tensor:
+    """Return ``run(x)`` for a model that only takes batches of exactly ``batch`` images: ``x``
+    is split into such batches, the last padded with zeros, and the padding's rows dropped."""
+    if batch is None or len(x) == batch:
+        return run(x)
+    outs = []
+    for i in range(0, len(x), batch):
+        part = x[i : i + batch]
+        n = len(part)
+        if n < batch:
+            part = torch.cat([part, part.new_zeros((batch - n, *part.shape[1:]))])
+        out = run(part)
+        outs.append((out[0] if isinstance(out, (tuple, list)) else out)[:n])
+    return torch.cat(outs)
 
 
 def _node_graphs(nodes: Any) -> Any:
@@ -135,6 +164,41 @@ def check_model(model: Any, name: str) -> None:
         )
 
 
+def load_external_data(model: Any, path: Path) -> dict[str, str]:
+    """Read into ``model`` the external data of its initializers when every file sits beside
+    ``path`` (a plain file name, no folders, no symlink; inside the allowed roots when set);
+    return {file name: sha256} ({} without external data). Anything else stays external and
+    is refused by :func:`check_model`."""
+    import hashlib
+
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    from core import safety
+
+    wanted = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not wanted:
+        return {}
+    digests: dict[str, str] = {}
+    for tensor in wanted:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        beside = path.parent / location
+        plain = location and Path(location).name == location and location not in (".", "..")
+        if not plain or not beside.is_file() or beside.is_symlink():
+            raise ClassLensError(
+                f"{path.name} refers to external data {location!r} (tensor {tensor.name!r}) "
+                "that is not a file beside it. Put the data file in the same folder, or save "
+                "the model as one file: onnx.save(model, path, save_as_external_data=False)."
+            )
+        safety.check_server_path(beside)  # the same roots as the checkpoint itself
+        if location not in digests:
+            digests[location] = hashlib.sha256(beside.read_bytes()).hexdigest()
+        load_external_data_for_tensor(tensor, str(path.parent))
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+    return digests
+
+
 def _metadata(model: Any) -> dict[str, Any]:
     """Return the raw ClassLens metadata from ``metadata_props`` (keys without the prefix)."""
     props = {p.key: p.value for p in model.metadata_props}
@@ -195,6 +259,7 @@ def load(path: Path, raw_meta_out: dict[str, Any]) -> tuple[OnnxModule, dict[str
             f"{path.name} is not a readable ONNX model ({type(exc).__name__}). "
             "Export it again with torch.onnx.export."
         ) from None
+    external = load_external_data(model, path)
     check_model(model, path.name)
     raw_meta_out.update(_metadata(model))
     stored = {t.name for t in model.graph.initializer}
@@ -210,6 +275,9 @@ def load(path: Path, raw_meta_out: dict[str, Any]) -> tuple[OnnxModule, dict[str
             f"{path.name}'s input has {len(dims)} dimensions; an image classifier takes 4 "
             "(batch, channels, height, width)."
         )
+    # Keras / tf2onnx graphs take (batch, height, width, channels): channels last and 1 or 3,
+    # and the second dimension cannot be channels.
+    nhwc = dims[3] in (1, 3) and dims[1] not in (1, 3)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # warnings about unused initializers are noise here
     try:
@@ -223,13 +291,20 @@ def load(path: Path, raw_meta_out: dict[str, Any]) -> tuple[OnnxModule, dict[str
             f"onnxruntime cannot run {path.name} ({first}). Export it again with a recent opset."
         ) from None
     module = OnnxModule(session, inputs[0].name).eval()
-    _, channels, height, width = dims
+    batch, channels, height, width = dims
+    if nhwc:
+        height, width, channels = dims[1], dims[2], dims[3]
+    module.channels_last_input = nhwc
+    module.fixed_batch = batch if batch and batch > 0 else None
     out_dims = _dims(model.graph.output[0])
     module.num_classes = out_dims[-1] if len(out_dims) == 2 and out_dims[-1] else None
     module.final_activation = final_activation(model.graph)
     facts = {
         "in_channels": channels,
         "image_size": height if height and height == width else None,
+        "input_layout": "NHWC" if nhwc else "NCHW",
+        "fixed_batch": module.fixed_batch,
+        "external_data": external,
     }
     module.fixed_image_size = facts["image_size"]
     return module, facts

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import (
@@ -327,25 +328,30 @@ def test_cli_evaluates_code_bearing_files_only_with_trust(
     assert len([p for p in runs_dir.iterdir() if not p.name.startswith(".")]) == 2
 
 
-def test_export_with_a_fixed_batch_size_asks_for_batch_size_1(
-    tmp_path: Path, model: DigitsCNN, dataset: Path
+@pytest.mark.parametrize("fixed", [1, 5])
+def test_export_with_a_fixed_batch_size_is_run_in_batches_of_that_size(
+    fixed: int, tmp_path: Path, model: DigitsCNN, dataset: Path
 ) -> None:
-    path = tmp_path / "static.pt2"
-    _export(model, path, dynamic=False)  # the default export: the batch size is fixed at 1
+    # Was: the default export (batch fixed at 1) asked for --batch-size 1. Now the fixed batch
+    # is read from the export and batches are split and padded to it (5: 12 images run as
+    # 5 + 5 + 2 padded), with predictions equal to a dynamic-batch export of the same model.
+    static, dynamic = tmp_path / "static.pt2", tmp_path / "dynamic.pt2"
+    example = (torch.zeros((fixed, 1, SIZE, SIZE)),)
+    torch.export.save(torch.export.export(model, example), str(static))
+    _export(model, dynamic, dynamic=True)
 
-    def evaluate_pt2(**kwargs: object) -> object:
-        return evaluate.evaluate(path, dataset, trust_checkpoint=True, device="cpu", **kwargs)
+    def evaluate_pt2(path: Path) -> object:
+        return evaluate.evaluate(path, dataset, trust_checkpoint=True, device="cpu")
 
-    # No metadata: the 224px default does not fit the exported shape, and the error says so.
-    with pytest.raises(ClassLensError, match=r"cannot run on 1-channel 224x224 .*--image-size"):
-        evaluate_pt2()
-    size = {"image_size": SIZE}
-    with pytest.raises(ClassLensError, match=r"not on a batch of 2.*Pass --batch-size 1"):
-        evaluate_pt2(preprocessing_overrides=size)
-    run = evaluate_pt2(preprocessing_overrides=size, batch_size=1)
+    run = evaluate_pt2(static)  # no --batch-size: the default (64) batches
+    ref = evaluate_pt2(dynamic)
 
     assert run.metrics["splits"]["test"]["n"] == 12
     assert run.meta["checkpoint"]["format"] == "torch_export"
+    assert run.meta["facts"]["fixed_batch"].startswith(f"{fixed} (batches split")
+    assert run.meta["preprocessing"]["image_size"] == SIZE  # read from the export's shape
+    assert np.abs(run.probs() - ref.probs()).max() < 1e-3
+    assert (run.predictions()["y_pred"] == ref.predictions()["y_pred"]).all()
 
 
 # --- broken files -----------------------------------------------------------------------------

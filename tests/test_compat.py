@@ -698,3 +698,106 @@ def test_id2label_that_is_not_indexed_from_0_is_refused(tmp_path: Path) -> None:
     torch.save({"state_dict": model.state_dict(), "id2label": {"1": "a", "2": "b", "3": "c"}}, path)
     with pytest.raises(ClassLensError, match=r"id2label has keys \['1', '2', '3'\]; expected"):
         models.load_checkpoint(path)
+
+
+# --- 6. ONNX: external data beside the file, NHWC inputs, a fixed batch size --------------------
+
+
+def test_onnx_external_data_beside_the_file_is_read_and_hashed_into_the_run(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    import onnx
+
+    root = rgb_dataset(tmp_path / "data")
+    model = _convnet(3)
+    proto = onnx.load(str(_onnx(model, tmp_path / "one.onnx")))
+    ckpt = tmp_path / "m.onnx"
+    onnx.save(proto, str(ckpt), save_as_external_data=True, location="m.onnx.data",
+              size_threshold=0)  # fmt: skip
+    assert (tmp_path / "m.onnx.data").stat().st_size > ckpt.stat().st_size
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE)
+
+    meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE))
+    assert list(meta["facts"]["external_data"]) == ["m.onnx.data"]
+    # other weights in the data file: another run, not the cached one
+    data_file = tmp_path / "m.onnx.data"
+    raw = bytearray(data_file.read_bytes())
+    raw[:64] = bytes(64)  # the first weights zeroed: the data changed, the .onnx did not
+    data_file.write_bytes(bytes(raw))
+    again = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE)
+    assert again != run
+
+
+@pytest.mark.parametrize("where", ["symlink", "folder", "missing"])
+def test_onnx_external_data_elsewhere_is_refused(
+    where: str, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    import onnx
+
+    root = rgb_dataset(tmp_path / "data")
+    proto = onnx.load(str(_onnx(_convnet(3), tmp_path / "one.onnx")))
+    (tmp_path / "sub").mkdir()
+    ckpt = tmp_path / "sub" / "m.onnx"
+    location = "../w.data" if where == "folder" else "w.data"
+    onnx.save(proto, str(tmp_path / "sub" / "tmp.onnx"), save_as_external_data=True,
+              location="w.data", size_threshold=0)  # fmt: skip
+    written = onnx.load(str(tmp_path / "sub" / "tmp.onnx"), load_external_data=False)
+    for t in written.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(written, str(ckpt))
+    if where == "symlink":
+        (tmp_path / "real.data").write_bytes((tmp_path / "sub" / "w.data").read_bytes())
+        (tmp_path / "sub" / "w.data").unlink()
+        (tmp_path / "sub" / "w.data").symlink_to(tmp_path / "real.data")
+    elif where == "folder":
+        (tmp_path / "sub" / "w.data").rename(tmp_path / "w.data")
+    else:
+        (tmp_path / "sub" / "w.data").unlink()
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", ckpt, "--data", root)
+
+    assert_cli_error(proc, r"m\.onnx refers to external data .* not a file beside it.*one file")
+
+
+class _Nhwc(nn.Module):
+    """A Keras-style classifier: takes (B, H, W, C)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2))
+
+
+def test_onnx_nhwc_input_is_detected_and_transposed(tmp_path: Path, capsys, runs_dir: Path) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    net = _convnet(3)
+    ckpt = tmp_path / "nhwc.onnx"
+    x = torch.zeros((2, RGB_SIZE, RGB_SIZE, 3))
+    torch.onnx.export(_Nhwc(net).eval(), (x,), str(ckpt), input_names=["x"],
+                      dynamic_axes={"x": {0: "b"}}, dynamo=False)  # fmt: skip
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root)  # size and channels read from the shape
+
+    meta = assert_same_predictions(run, root, net, reference_transform(RGB_SIZE))
+    assert meta["facts"]["input_layout"].startswith("NHWC")
+    assert meta["preprocessing"]["image_size"] == RGB_SIZE
+
+
+def test_onnx_with_a_fixed_batch_size_is_run_in_batches_of_that_size(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = rgb_dataset(tmp_path / "data")  # 6 images: batches of 4 + 2 padded
+    model = _convnet(3)
+    ckpt = tmp_path / "static.onnx"
+    x = torch.zeros((4, 3, RGB_SIZE, RGB_SIZE))
+    torch.onnx.export(model, (x,), str(ckpt), input_names=["x"], dynamo=False)
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root)  # no --batch-size
+
+    meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE))
+    assert meta["facts"]["fixed_batch"].startswith("4 (batches split and padded")
