@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from core import data, models
 from core.errors import ClassLensError
-from core.inference import _normalise
+from core.inference import _normalise, logits_of
 from core.preprocessing import Preprocessing
 
 NATIVE_FORMATS = frozenset(f.name for f in models.FORMATS if not f.code_bearing)
@@ -138,9 +138,7 @@ def gradcam(
     try:
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)  # activations need a graph even if frozen
-            logits = module(x)
-            if isinstance(logits, (tuple, list)):
-                logits = logits[0]
+            logits = logits_of(module(x))
             if targets is None:
                 chosen = logits.argmax(dim=1)
             else:

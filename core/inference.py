@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,6 +99,21 @@ def _mean_std(prep: Preprocessing, device: torch.device) -> tuple[torch.Tensor, 
     return mean, std
 
 
+def logits_of(out: Any) -> Any:
+    """Return the (B, C) scores in a model's output: the tensor itself, the first of a tuple
+    (aux heads), or ``.logits`` / ``["logits"]`` of an output object (Hugging Face)."""
+    if torch.is_tensor(out):
+        return out
+    logits = getattr(out, "logits", None)
+    if logits is None and isinstance(out, dict):
+        logits = out.get("logits")
+    if torch.is_tensor(logits):
+        return logits
+    if isinstance(out, (tuple, list)) and out:
+        return logits_of(out[0])
+    return out
+
+
 def output_width(
     module: nn.Module, prep: Preprocessing, device: torch.device, *, batch_size: int = 1
 ) -> int:
@@ -128,8 +144,7 @@ def output_width(
                 "exported with a fixed batch size. Pass --batch-size 1, or export it with a "
                 "dynamic batch dimension."
             ) from None
-    if isinstance(out, (tuple, list)):
-        out = out[0]
+    out = logits_of(out)
     if out.ndim != 2:
         raise ClassLensError(
             f"the model returns shape {tuple(out.shape)}; a classifier returns (batch, classes)."
@@ -199,7 +214,7 @@ def output_kind(module: nn.Module, prep: Preprocessing, device: torch.device) ->
                 out = module(x.to(device))
             except Exception:  # a model may refuse odd input: judge by the probes it takes
                 continue
-            kinds.add(_rows_kind(out[0] if isinstance(out, (tuple, list)) else out))
+            kinds.add(_rows_kind(logits_of(out)))
     if len(kinds) == 1 and kinds != {"logits"}:
         (kind,) = kinds
         what = "non-negative and sum to 1" if kind == "probabilities" else "exp-sum to 1"
@@ -313,9 +328,7 @@ class _Forward:
         )
         with amp:
             logits = r.module(x)
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
-        return to_log_probs(logits, self.outputs)  # float32 whatever the autocast dtype
+        return to_log_probs(logits_of(logits), self.outputs)  # float32 whatever the autocast dtype
 
 
 @contextlib.contextmanager

@@ -288,6 +288,13 @@ def _unsafe_pickle_error(path: Path, exc: Exception) -> ClassLensError:
         return _damaged(path, exc)
     found = re.search(r"GLOBAL ([\w.]+)", text)
     what = f" (it references {found.group(1)})" if found else ""
+    if found and found.group(1).startswith("__main__."):
+        return ClassLensError(
+            f"{path.name} is a whole pickled model whose class {found.group(1)[9:]} was defined "
+            "in the script that saved it (__main__), so it cannot be rebuilt here, trusted or "
+            "not. In that script save the weights instead: torch.save(model.state_dict(), path) "
+            "(with --arch for a torchvision model), or export it to ONNX."
+        )
     return ClassLensError(
         f"{path.name} is not a safe checkpoint: it contains pickled Python objects{what} that "
         "would run code when loaded. Save a state_dict or .safetensors instead, or, only if you "
@@ -296,12 +303,40 @@ def _unsafe_pickle_error(path: Path, exc: Exception) -> ClassLensError:
 
 
 def _load_pickled(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:
-    """Trusted only: a whole pickled module (or anything torch.load can unpickle)."""
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    """Trusted only: a whole pickled module, one under a key beside metadata (Ultralytics'
+    ``{"model": module, ...}``), or anything torch.load can unpickle."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (AttributeError, ModuleNotFoundError) as exc:
+        raise _class_not_here(path, exc) from None
     if isinstance(obj, nn.Module):
-        return _code_bearing(path, "pickled_module", obj.eval(), sidecar)
+        return _code_bearing(path, "pickled_module", obj.float().eval(), sidecar)
+    if isinstance(obj, dict) and not _is_tensor_dict(obj):
+        key = next((k for k in NESTED_KEYS if isinstance(obj.get(k), nn.Module)), None)
+        if key is not None:
+            beside = {k: v for k, v in obj.items() if k != key and not isinstance(v, nn.Module)}
+            meta = _merge(_normalise_meta(beside), sidecar)
+            return _code_bearing(path, "pickled_module", obj[key].float().eval(), meta)
     sd, beside = _split_state_dict(obj)
     return _from_state_dict(path, "state_dict", sd, _merge(_normalise_meta(beside), sidecar), arch)
+
+
+def _class_not_here(path: Path, exc: Exception) -> ClassLensError:
+    """Return the error for a pickled model whose class cannot be imported here."""
+    text = str(exc)
+    found = re.search(r"attribute '(\w+)' on <module '[\w.]*__main__'", text)
+    if found or "__main__" in text:
+        name = found.group(1) if found else "its model class"
+        where = f"{name} was defined in the script that saved it (__main__)"
+    else:
+        missing = re.search(r"No module named '([\w.]+)'", text)
+        where = f"its class comes from {missing.group(1) if missing else 'a module'} "
+        where += "that is not installed here"
+    return ClassLensError(
+        f"{path.name} is a whole pickled model, and {where}, so it cannot be rebuilt here. "
+        "In that script save the weights instead: torch.save(model.state_dict(), path) "
+        "(with --arch for a torchvision model), or export it to ONNX."
+    )
 
 
 def _load_torchscript(path: Path, arch: str | None, sidecar: dict[str, Any]) -> Checkpoint:

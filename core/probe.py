@@ -432,7 +432,7 @@ def _score(
                     continue
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 return None, -math.inf, first[:160]
-            out = out[0] if isinstance(out, (tuple, list)) else out
+            out = inference.logits_of(out)
             if out.ndim != 2 or out.shape[1] != n_classes:
                 shape = tuple(out.shape)
                 return None, -math.inf, f"outputs of shape {shape} for {n_classes} classes"

@@ -801,3 +801,87 @@ def test_onnx_with_a_fixed_batch_size_is_run_in_batches_of_that_size(
 
     meta = assert_same_predictions(run, root, model, reference_transform(RGB_SIZE))
     assert meta["facts"]["fixed_batch"].startswith("4 (batches split and padded")
+
+
+# --- 6. trusted pickles: a class in __main__, output objects with .logits, {"model": module} ----
+
+
+def _save_as_main(model: nn.Module, path: Path) -> Path:
+    """torch.save a whole model as a training script does when its class lives in __main__."""
+    import sys
+
+    cls = type("Net", (type(model),), {"__module__": "__main__", "__qualname__": "Net"})
+    main = sys.modules["__main__"]
+    model.__class__ = cls
+    main.Net = cls  # type: ignore[attr-defined]
+    try:
+        torch.save(model, path)
+    finally:
+        del main.Net  # type: ignore[attr-defined]
+    return path
+
+
+@pytest.mark.parametrize("trust", [True, False], ids=["trusted", "untrusted"])
+def test_a_pickle_whose_class_lives_in_main_says_so_and_how_to_fix(
+    trust: bool, tmp_path: Path, capsys
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    ckpt = _save_as_main(_WithSoftmax(_convnet(3)), tmp_path / "whole.pt")
+    extra = ("--trust-checkpoint",) if trust else ()
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", ckpt, "--data", root, *extra)
+
+    line = assert_cli_error(
+        proc,
+        r"whole\.pt is a whole pickled model.*Net was defined in the script that saved it "
+        r"\(__main__\).*torch\.save\(model\.state_dict\(\), path\)",
+    )
+    assert "damaged" not in line
+
+
+class _HfOutput(dict):
+    """What a Hugging Face model returns: a mapping with a ``.logits`` attribute."""
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self["logits"]
+
+
+class _HfLike(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> _HfOutput:
+        return _HfOutput(logits=self.net(x))
+
+
+@pytest.mark.parametrize("wrapping", ["hf_output", "ultralytics_dict"])
+def test_trusted_pickles_of_output_objects_and_model_dicts_are_evaluated(
+    wrapping: str, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    net = _convnet(3)
+    ckpt = tmp_path / "whole.pt"
+    if wrapping == "hf_output":
+        model: nn.Module = _HfLike(net).eval()
+        torch.save(model, ckpt)
+        forward = lambda x: model(x).logits  # noqa: E731
+    else:  # Ultralytics: the module (often half precision) under "model", beside metadata
+        model = net
+        names = list(reversed(sorted(("dog", "cat", "bird"))))
+        torch.save({"model": copy_half(net), "classes": names, "epoch": 3}, ckpt)
+        forward = lambda x: copy_half(net).float()(x)  # noqa: E731
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, "--image-size", RGB_SIZE, "--trust-checkpoint")
+
+    meta = assert_same_predictions(run, root, forward, reference_transform(RGB_SIZE))
+    assert meta["checkpoint"]["format"] == "pickled_module"
+    if wrapping == "ultralytics_dict":
+        assert meta["class_names"] == ["dog", "cat", "bird"]
+
+
+def copy_half(net: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(net).half()
