@@ -1,8 +1,11 @@
 """The sidebar on every page: choose a stored run, or make a new one.
 
 A new run comes from a bundled, uploaded or server-side checkpoint and the bundled, an
-uploaded (zip) or a server-side dataset; preprocessing is prefilled from the checkpoint's
-metadata. Inputs go through ``core.safety`` (uploads checked by size and content, zips
+uploaded (zip) or a server-side dataset. Each preprocessing field says where its value comes
+from (declared in the checkpoint, read from the file, probed, typed, or a default); what the
+file does not tell is measured by the preprocessing probe (core.probe) on the train split,
+shown with every candidate's accuracy. Engine errors name the form's fields (ui.form_errors).
+Inputs go through ``core.safety`` (uploads checked by size and content, zips
 extracted safely, server paths only under the allowed roots) and the settings decide what is
 offered: no trust checkbox when hosted, no server paths when hosted without allowed roots.
 Evaluation runs in a background job (ui.jobs) with a progress bar, and the result becomes
@@ -16,13 +19,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+import pandas as pd
 import streamlit as st
 
-from core import models, preprocessing, safety
+from core import data, evaluate, inference, models, preprocessing, probe, provenance, safety
 from core.errors import ClassLensError
+from core.runs import RunStore
 from core.sample import CHECKPOINTS, DATASET
 from core.settings import Settings, current
 from ui import jobs
+from ui.form_errors import TRUST_MANY, TRUST_ONE, for_form
 from ui.gallery import md_escape
 from ui.state import RUN_KEY, list_runs, run_label
 
@@ -141,13 +147,13 @@ def _choose_checkpoint(settings: Settings) -> tuple[list[Path], bool]:
             help="Several files are evaluated one after another, ready for the Compare page. "
             "Files are judged by their content, not their extension.",
         )
-        trusted = _trust_box("I trust these files", "ck_trust_up", settings)
+        trusted = _trust_box(TRUST_MANY, "ck_trust_up", settings)
         saved, refused = save_checkpoint_uploads(uploads or [], settings)
         for message in refused:
             st.error(message)
         return saved, trusted
     text = st.text_input("Checkpoint path on the server", key="ck_path", help=_roots(settings))
-    trusted = _trust_box("I trust this file", "ck_trust_path", settings)
+    trusted = _trust_box(TRUST_ONE, "ck_trust_path", settings)
     found = server_path(text, settings)
     return ([found] if found else []), trusted
 
@@ -192,7 +198,162 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise ClassLensError(f"{name} must be comma-separated numbers, got {text!r}.") from None
+        raise ClassLensError(
+            f"**{name}** must be comma-separated numbers (one per channel, like 0.5 or "
+            f"0.485,0.456,0.406), got {text!r}."
+        ) from None
+
+
+# The form's preprocessing fields: widget key prefix and label.
+PREP_FIELDS = {"image_size": ("size", "Image size"), "resize": ("resize", "Resize"),
+               "mean": ("mean", "Mean"), "std": ("std", "Std")}  # fmt: skip
+SOURCE_WORDS = {
+    "declared": "declared in the checkpoint",
+    "read": "read from the file",
+    "typed": "typed",
+    "default": "default, not known",
+}
+
+
+def _wkey(field: str, sha: str) -> str:
+    return f"{PREP_FIELDS[field][0]}_{sha}"
+
+
+def _typed_set(sha: str) -> set[str]:
+    return st.session_state.setdefault(f"_typed_{sha}", set())
+
+
+def _mark_typed(sha: str, field: str) -> None:
+    _typed_set(sha).add(field)
+
+
+def _forget_typed(sha: str) -> None:
+    _typed_set(sha).clear()
+
+
+def _request_probe(probe_key: str) -> None:
+    st.session_state[probe_key] = True
+
+
+def _typed_values(sha: str) -> dict:
+    """Return the fields the user edited, parsed (ClassLensError naming a field if not)."""
+    typed: dict = {}
+    for field in _typed_set(sha):
+        value = st.session_state.get(_wkey(field, sha))
+        if field in ("mean", "std"):
+            value = _floats(str(value), PREP_FIELDS[field][1])
+        typed[field] = int(value) if field == "image_size" else value
+    return typed
+
+
+def _shown(field: str, prep: preprocessing.Preprocessing) -> object:
+    value = getattr(prep, field)
+    return ",".join(f"{v:g}" for v in value) if field in ("mean", "std") else value
+
+
+@st.cache_resource(max_entries=4, ttl=300, show_spinner="Scanning the dataset…")
+def _scan(path: str) -> data.Dataset:
+    return data.scan(path)
+
+
+def _resolve(ckpt: models.Checkpoint, data_path: Path, typed: dict, *, probe_now: bool):
+    """Return the form's preprocessing (a core.probe.Resolved): probed when ``probe_now``."""
+    if not probe_now:
+        read = probe.read_input(ckpt.module, ckpt.in_channels)
+        prep, sources = preprocessing.resolve_with_sources(typed, ckpt.preprocessing, read=read)
+        return probe.Resolved(prep, sources)
+    ds = _scan(str(data_path))
+    class_names, labels = evaluate.run_labels(ckpt.class_names, ds)
+    with st.spinner("Probing preprocessing on a sample of the images…"):
+        return probe.resolve(
+            ckpt.module, ckpt.in_channels, ckpt.preprocessing, typed,
+            ds=ds, labels=labels, n_classes=len(class_names), checkpoint_sha256=ckpt.sha256,
+            device=inference.resolve_device("auto"), cache_dir=RunStore().root / ".probes",
+        )  # fmt: skip
+
+
+def _file_unknown(ckpt: models.Checkpoint) -> list[str]:
+    """Return what the checkpoint file does not tell (what the probe would measure)."""
+    read = probe.read_input(ckpt.module, ckpt.in_channels)
+    return probe.unknown(preprocessing.resolve_with_sources(None, ckpt.preprocessing, read=read)[1])
+
+
+def _sources_caption(resolved, probed_on: str | None) -> str:
+    src = resolved.sources
+    meta = {"probe": {"split": probed_on}}
+
+    def said(field: str) -> str:
+        words = SOURCE_WORDS.get(src[field]) or provenance.source_text(src[field], meta)
+        return f"**{words}**" if src[field] in ("probed", "default") else words
+
+    norm = said("mean") if src["mean"] == src["std"] else f"{said('mean')} / {said('std')}"
+    return (
+        f"Where these come from: image size {said('image_size')} · mean/std {norm} · resize "
+        f"{said('resize')} · {resolved.prep.channels} channel(s) {said('channels')}."
+    )
+
+
+def _probe_table(record: dict) -> pd.DataFrame:
+    rows = [
+        {
+            "": "✓" if i == record["chosen"] else "",
+            "size": c["image_size"],
+            "normalisation": c.get("normalisation") or provenance.candidate_label(c),
+            "accuracy": c["accuracy"],
+        }  # fmt: skip
+        for i, c in enumerate(record["candidates"])
+    ]
+    return pd.DataFrame(rows)
+
+
+def _preprocessing_fields(ckpt: models.Checkpoint, data_path: Path, probe_key: str):
+    """Render the preprocessing fields with their sources (and the probe's result); return
+    (the resolved preprocessing, the typed overrides, whether the file leaves some unknown)."""
+    sha = ckpt.sha256
+    unknown = _file_unknown(ckpt)
+    probe_now = bool(unknown) and probe_key in st.session_state
+    try:
+        typed = _typed_values(sha)
+        resolved = _resolve(ckpt, data_path, typed, probe_now=probe_now)
+        bad = ""
+    except ClassLensError as exc:  # a typed value that does not parse or fit: the fields stay
+        typed, bad = {}, str(exc)  # on screen (as typed) to be fixed; the rest as the file says
+        resolved = _resolve(ckpt, data_path, typed, probe_now=probe_now)
+    for field in PREP_FIELDS:  # what the user did not type follows the file and the probe
+        if field not in _typed_set(sha):
+            st.session_state[_wkey(field, sha)] = _shown(field, resolved.prep)
+    c1, c2 = st.columns(2)
+    c1.number_input("Image size", 1, 4096, key=_wkey("image_size", sha),
+                    on_change=_mark_typed, args=(sha, "image_size"))  # fmt: skip
+    c2.selectbox("Resize", preprocessing.RESIZE_MODES, key=_wkey("resize", sha),
+                 on_change=_mark_typed, args=(sha, "resize"))  # fmt: skip
+    for field in ("mean", "std"):
+        st.text_input(PREP_FIELDS[field][1], key=_wkey(field, sha),
+                      on_change=_mark_typed, args=(sha, field))  # fmt: skip
+    record = resolved.probe
+    st.caption(_sources_caption(resolved, (record or {}).get("split")))
+    if resolved.note:
+        st.warning(resolved.note)
+    if record is not None:
+        tried = sum(c["accuracy"] is not None for c in record["candidates"])
+        st.caption(
+            f"Probe: {tried} settings on {record['n_images']} {record['split']} images "
+            f"(never the test split alone); {record['reason']}."
+        )
+        rows = len(record["candidates"]) + 1
+        st.dataframe(
+            _probe_table(record), hide_index=True, height=min(36 * rows, 260),
+            column_config={"accuracy": st.column_config.NumberColumn(format="percent")},
+        )  # fmt: skip
+    elif unknown and probe_key not in st.session_state:
+        st.caption(
+            f"{' and '.join(u.replace('_', ' ') for u in unknown).capitalize()} not in the "
+            "checkpoint: **Probe preprocessing** measures them on a sample of the train split "
+            "(Evaluate probes first otherwise)."
+        )
+    if bad:
+        raise ClassLensError(bad)
+    return resolved, typed, bool(unknown)
 
 
 def _new_run_form() -> None:
@@ -211,47 +372,57 @@ def _new_run_form() -> None:
         _several_form(ckpt_paths, data_path, trusted, arch)
         return
     ckpt_path = ckpt_paths[0]
+    trust_label = TRUST_MANY if st.session_state.get("ck_src") == "Upload" else TRUST_ONE
     try:
         if not ckpt_path.is_file():
             raise ClassLensError(f"checkpoint not found: {ckpt_path}.")
         ckpt = _inspect(str(ckpt_path), models.sha256_file(ckpt_path), trusted, arch)
-        prep = preprocessing.resolve(None, ckpt.preprocessing, channels=ckpt.in_channels)
     except ClassLensError as exc:
-        st.error(str(exc))
+        st.error(for_form(str(exc), trust=trust_label))
         return
     arch_label = md_escape(ckpt.architecture)  # from the file's metadata: a user string
     st.caption(f"{ckpt.format} · {arch_label} · {ckpt.in_channels or '?'} channel(s)")
-    c1, c2 = st.columns(2)
-    size = c1.number_input("Image size", 1, 4096, prep.image_size, key=f"size_{ckpt.sha256}")
-    resize = c2.selectbox(
-        "Resize", preprocessing.RESIZE_MODES, key=f"resize_{ckpt.sha256}",
-        index=preprocessing.RESIZE_MODES.index(prep.resize),
-    )  # fmt: skip
-    mean = st.text_input("Mean", ",".join(f"{v:g}" for v in prep.mean), key=f"mean_{ckpt.sha256}")
-    std = st.text_input("Std", ",".join(f"{v:g}" for v in prep.std), key=f"std_{ckpt.sha256}")
-    key = hashlib.sha256(
-        f"{ckpt.sha256}|{data_path.resolve()}|{arch}|{size}|{resize}|{mean}|{std}".encode()
-    ).hexdigest()
+    probe_key = f"_probe_{ckpt.sha256}|{data_path.resolve()}|{arch}"
+    try:
+        resolved, typed, unknown = _preprocessing_fields(ckpt, data_path, probe_key)
+    except ClassLensError as exc:  # a typed value that is not a number, a class mismatch
+        st.error(for_form(str(exc), trust=trust_label))
+        if _typed_set(ckpt.sha256):
+            st.button("Forget typed values", key=f"forget_{ckpt.sha256}", on_click=_forget_typed,
+                      args=(ckpt.sha256,))  # fmt: skip
+        return
+
+    def job_key(prep: preprocessing.Preprocessing) -> str:
+        what = f"{ckpt.sha256}|{data_path.resolve()}|{arch}|{prep}|{sorted(typed)}"
+        return hashlib.sha256(what.encode()).hexdigest()
+
+    key = job_key(resolved.prep)
     job = jobs.get(key)
-    if st.button("Evaluate", type="primary", disabled=job is not None and not job.finished):
-        try:
-            overrides = {
-                "image_size": int(size),
-                "resize": resize,
-                "mean": _floats(mean, "Mean"),
-                "std": _floats(std, "Std"),
-                "channels": prep.channels,
-            }
-            preprocessing.Preprocessing(**overrides)  # check the fields before starting
-        except ClassLensError as exc:
-            st.error(str(exc))
-            return
+    c1, c2 = st.columns(2)
+    evaluate_clicked = c1.button(
+        "Evaluate", type="primary", disabled=job is not None and not job.finished
+    )
+    if unknown and probe_key not in st.session_state:
+        c2.button("Probe preprocessing", on_click=_request_probe, args=(probe_key,))
+    if typed:
+        st.button(
+            "Forget typed values", key=f"forget_{ckpt.sha256}", on_click=_forget_typed,
+            args=(ckpt.sha256,), help="Back to the values the file gives or the probe measured.",
+        )  # fmt: skip
+    if evaluate_clicked:
+        if unknown and probe_key not in st.session_state:  # the form shows what will run
+            _request_probe(probe_key)
+            try:
+                resolved = _resolve(ckpt, data_path, typed, probe_now=True)
+            except ClassLensError as exc:
+                st.error(for_form(str(exc), trust=trust_label))
+                return
+            key = job_key(resolved.prep)
         label = f"{ckpt_path.name} on {data_path.name}"
-        jobs.start(
-            key,
-            label,
-            _evaluation(ckpt_path, data_path, arch, trusted, overrides),
-        )
+        # Only what was typed is passed: the evaluation resolves the rest as this form did
+        # (declared, read, probed from the same cached sweep), and records each source.
+        jobs.start(key, label, _evaluation(ckpt_path, data_path, arch, trusted, typed))
+        st.rerun()
     if jobs.get(key) is not None:
         _job_status((key,))
 
@@ -263,14 +434,14 @@ def _several_form(paths: list[Path], data_path: Path, trusted: bool, arch: str) 
         try:
             ckpt = _inspect(str(path), models.sha256_file(path), trusted, arch)
         except ClassLensError as exc:
-            st.error(f"{path.name}: {exc}")
+            st.error(f"{path.name}: {for_form(str(exc), trust=TRUST_MANY)}")
             continue
         ready.append((path, ckpt.sha256))
     if not ready:
         return
     st.caption(
-        f"{len(ready)} checkpoints, each evaluated with the preprocessing in its own metadata; "
-        "compare them on the **Compare** page."
+        f"{len(ready)} checkpoints, each evaluated with the preprocessing its own file declares "
+        "(what it does not is probed on the train split); compare them on the **Compare** page."
     )
     keys = tuple(
         hashlib.sha256(f"{sha}|{data_path.resolve()}|{arch}|metadata".encode()).hexdigest()
@@ -300,34 +471,13 @@ def _evaluation(
     }
 
 
-@st.fragment(run_every=2.0)
 def _job_status(keys: tuple[str, ...]) -> None:
-    """Show each job's progress; when all are done, open the last run (once)."""
-    running = [j for j in map(jobs.get, keys) if j is not None]
-    for job in running:
-        if job.error:
-            st.error(f"{job.label}: {job.error}")
-        elif not job.finished:
-            frac = job.done / job.total if job.total else 0.0
-            left = job.seconds_left
-            eta = f"{int(left // 60)}:{int(left % 60):02d} left" if left == left else "starting…"
-            st.progress(
-                frac,
-                text=f"{job.label}: {job.done}/{job.total or '?'} images · "
-                f"{job.rate:.0f} img/s · {eta}",
-            )
-    done = [j for j in running if j.finished and j.run is not None]
-    if not done or any(not j.finished for j in running):
-        return
-    if st.session_state.get("_opened_job") != keys:
-        st.session_state["_opened_job"] = keys
-        list_runs.clear()
-        # The run selectbox may already exist in this run: hand the id over via a
-        # pending key that sidebar() applies before it draws the widget.
-        st.session_state[PENDING_KEY] = done[-1].run.run_id
-        st.rerun(scope="app")
-    names = ", ".join(j.run.run_id[:6] for j in done)
-    st.success(f"Done: run {names} {'is' if len(done) == 1 else 'are'} stored; the last is open.")
+    """Follow these jobs: ui.progress shows them in the main area, above the page, and opens
+    the new run when all are done; the sidebar says where to look."""
+    if tuple(st.session_state.get(jobs.FOLLOW_KEY) or ()) != keys:
+        st.session_state[jobs.FOLLOW_KEY] = keys
+    if any(j is not None and not j.finished for j in map(jobs.get, keys)):
+        st.caption("Evaluating: the progress shows above the page.")
 
 
 def open_run(run_id: str) -> None:
