@@ -885,3 +885,92 @@ def copy_half(net: nn.Module) -> nn.Module:
     import copy
 
     return copy.deepcopy(net).half()
+
+
+# --- README "By ecosystem": every save line, run as written, evaluates like the model -----------
+
+
+def readme_save_lines() -> dict[str, str]:
+    """Return {ecosystem: save line} from the README's "By ecosystem" table (rows whose save
+    line is code; "not yet" rows have none)."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    table = text.split("**By ecosystem**", 1)[1].split("\n\n", 2)[1]
+    lines = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        code = re.fullmatch(r"`(.+)`", cells[1])
+        if code:
+            lines[cells[0]] = code.group(1)
+    return lines
+
+
+class _LightningTrainerStub:
+    """Writes what Lightning's ``trainer.save_checkpoint`` writes (lightning is not a
+    dependency): the LightningModule's state_dict (its net under ``model.``) beside loops,
+    optimizer states and ``hyper_parameters``."""
+
+    def __init__(self, lit: nn.Module) -> None:
+        self.lit = lit
+
+    def save_checkpoint(self, path: str) -> None:
+        torch.save(
+            {
+                "epoch": 3,
+                "global_step": 120,
+                "pytorch-lightning_version": "2.4.0",
+                "state_dict": self.lit.state_dict(),
+                "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 3}}}},
+                "callbacks": {},
+                "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-3}]}],
+                "lr_schedulers": [],
+                "hparams_name": "kwargs",
+                "hyper_parameters": {"lr": 1e-3, "num_classes": 3},
+            },
+            path,
+        )
+
+
+class _LitModule(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.model = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+README_ECOSYSTEMS = ["torchvision", "plain PyTorch dict", "Lightning", "ONNX", "TorchScript",
+                     "torch.export `.pt2`"]  # fmt: skip
+
+
+def test_the_readme_lists_every_ecosystem_and_refers_timm_and_hf_to_onnx() -> None:
+    assert sorted(readme_save_lines()) == sorted(README_ECOSYSTEMS)
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "| timm | not yet: export to ONNX" in text
+    assert "| Hugging Face `transformers` | not yet: export to ONNX" in text
+
+
+@pytest.mark.parametrize("ecosystem", README_ECOSYSTEMS)
+def test_the_readme_save_lines_evaluate_like_the_model(
+    ecosystem: str, tmp_path: Path, capsys, runs_dir: Path, monkeypatch
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    model = _resnet18(3, _images(root)) if ecosystem == "torchvision" else _convnet(3)
+    line = readme_save_lines()[ecosystem]
+    monkeypatch.chdir(tmp_path)
+    names = sorted(("dog", "cat", "bird"))
+    env = {"torch": torch, "model": model, "class_names": names, "epoch": 3}
+    env["trainer"] = _LightningTrainerStub(_LitModule(model))
+    exec(line, env)  # noqa: S102 (the README's own line)
+    (written,) = re.findall(r'"(m\.[\w.]+)"', line)
+    trust = ("--trust-checkpoint",) if ecosystem in ("TorchScript", "torch.export `.pt2`") else ()
+
+    run = evaluate_cli(capsys, runs_dir, tmp_path / written, root, *trust)
+
+    prep = json.loads((run / "meta.json").read_text())["preprocessing"]
+    transform = reference_transform(
+        prep["image_size"], channels=prep["channels"], mean=tuple(prep["mean"]),
+        std=tuple(prep["std"]), resize=prep["resize"],
+    )  # fmt: skip
+    meta = assert_same_predictions(run, root, model, transform)
+    assert meta["class_names"] == names
