@@ -22,11 +22,7 @@ cached in the run store (``.probes/``), so the same inputs a second time run no 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,18 +33,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from core import data, inference, preprocessing
+from core import data, preprocessing
 from core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from core.probe_sweep import BUDGET_S, Sweep
 from core.provenance import candidate_label, preprocessing_warning  # noqa: F401 (re-exported)
 
 # Square sizes models are commonly trained at (CIFAR 32 ... ImageNet 224, Inception 299, 384).
 SIZES = (32, 48, 64, 96, 112, 128, 160, 224, 256, 299, 384)
 SAMPLE_SIZE = 128  # images per candidate: enough to tell 30% from 60%, cheap enough to repeat
 SEED = 0  # the sample is the same every time for the same dataset
-BUDGET_S = 60.0  # seconds of probing before larger sizes are skipped
-BATCH = 32  # images per forward pass (bounded memory at 384 px)
-FALL_BELOW = 0.10  # a size scoring this far below the best "falls"; two in a row stop the sweep
-VERSION = 1  # part of the cache key: bump when the candidates or the choice change
 
 
 def normalisations(channels: int) -> list[tuple[str, tuple[float, ...], tuple[float, ...]]]:
@@ -239,15 +232,15 @@ def resolve(
         if "normalisation" in file_todo
         else [("declared", file_prep.mean, file_prep.std)]
     )
-    sweep = _Sweep(module, paths, labels[picked], prep, n_classes, device, budget_s, cache_dir,
-                   f"{checkpoint_sha256}|{ds.fingerprint}|{split}")  # fmt: skip
+    what = f"{checkpoint_sha256}|{ds.fingerprint}|{split}|{SAMPLE_SIZE}|{SEED}"
+    sweep = Sweep(module, paths, labels[picked], prep, n_classes, device, budget_s, cache_dir, what)
     if not todo:  # everything typed: an earlier sweep is shown beside the run, none is run
         record = sweep.cached(sizes, norms)
         if record is None:
             return Resolved(prep, sources)
         reason = "every setting was typed; the probe's earlier candidates are kept for comparison"
-        return Resolved(prep, sources, probe={"split": split, **record, "chosen": None,
-                                              "reason": reason})  # fmt: skip
+        record = {"split": split, "seed": SEED, **record, "chosen": None, "reason": reason}
+        return Resolved(prep, sources, probe=record)
     say(f"preprocessing: {' and '.join(todo)} unknown; probe on {len(paths)} {split} images")
     record = sweep.run(sizes, norms, say)
 
@@ -271,7 +264,7 @@ def resolve(
                   "skipped_sizes": record["skipped_sizes"] + extra["skipped_sizes"],
                   "seconds": round(record["seconds"] + extra["seconds"], 2)}  # fmt: skip
     chosen, reason = _choose(record["candidates"], prep, n_classes, len(paths), agrees)
-    record = {"split": split, **record, "chosen": chosen, "reason": reason}
+    record = {"split": split, "seed": SEED, **record, "chosen": chosen, "reason": reason}
     if chosen is None:
         return Resolved(prep, sources, probe=record, note=reason)
     best = record["candidates"][chosen]
@@ -282,166 +275,6 @@ def resolve(
         probed["mean"], probed["std"] = best["mean"], best["std"]
     prep, sources = preprocessing.resolve_with_sources(typed, declared, read=read, probed=probed)
     return Resolved(prep, sources, probe=record)
-
-
-@dataclass(frozen=True)
-class _Sweep:
-    """Runs (or finds in the cache) the candidates of one sample under given settings."""
-
-    module: nn.Module
-    paths: list[Path]
-    labels: np.ndarray
-    prep: Preprocessing  # channels and resize of the decoding; the tie-break's default
-    n_classes: int
-    device: torch.device | str
-    budget_s: float
-    cache_dir: Path | None
-    what: str  # checkpoint sha, dataset fingerprint and split: the sample's identity
-
-    def _key(self, sizes: Sequence[int], norms: Sequence[Any]) -> str:
-        blob = json.dumps(
-            [VERSION, self.what, SAMPLE_SIZE, SEED, self.prep.channels, self.prep.resize,
-             list(sizes), [[n, list(m), list(s)] for n, m, s in norms], self.budget_s],
-        )  # fmt: skip
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def cached(self, sizes: Sequence[int], norms: Sequence[Any]) -> dict[str, Any] | None:
-        return _cached(self.cache_dir, self._key(sizes, norms))
-
-    def run(
-        self, sizes: Sequence[int], norms: Sequence[Any], say: Callable[[str], None]
-    ) -> dict[str, Any]:
-        key = self._key(sizes, norms)
-        record = _cached(self.cache_dir, key)
-        if record is None:
-            say(f"probing {len(sizes)} size(s) x {len(norms)} normalisation(s)")
-            record = probe(
-                self.module, self.paths, self.labels, prep=self.prep, sizes=sizes, norms=norms,
-                n_classes=self.n_classes, device=self.device, budget_s=self.budget_s,
-            )  # fmt: skip
-            _store(self.cache_dir, key, record)
-        return record
-
-
-def probe(
-    module: nn.Module,
-    paths: Sequence[Path],
-    labels: np.ndarray,
-    *,
-    prep: Preprocessing,
-    sizes: Sequence[int],
-    norms: Sequence[tuple[str, tuple[float, ...], tuple[float, ...]]],
-    n_classes: int,
-    device: torch.device | str = "cpu",
-    budget_s: float = BUDGET_S,
-) -> dict[str, Any]:
-    """Return the sweep: each candidate (size x normalisation) with its accuracy on the
-    images at ``paths`` (labels: (n,) their run labels) and ``fit`` (the true class's mean
-    log-softmax, the tie-break), and the sizes skipped and why. ``prep`` gives the channels
-    and resize mode of the decoding.
-    """
-    dev = torch.device(device)
-    runner = inference.prepare(module, dev)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    candidates: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    spent, last, best_acc, falls = 0.0, None, -1.0, 0
-    batch = [BATCH]  # shrinks to 1 for a model exported with a fixed batch size
-    for size in sizes:
-        if falls >= 2:
-            skipped.append({"image_size": size, "reason": "stopped: larger sizes scored lower"})
-            continue
-        if last is not None:
-            estimate = last[1] * (size / last[0]) ** 2
-            if spent + estimate > budget_s:
-                skipped.append(
-                    {"image_size": size, "reason": f"estimated {estimate:.0f} s: over the budget"}
-                )
-                continue
-        t0 = time.perf_counter()
-        x, ok = _decode(paths, prep, size)
-        size_best = -1.0
-        for name, mean, std in norms:
-            acc, fit, error = _score(runner, dev, x, y[ok], mean, std, n_classes, batch)
-            cand = {"image_size": size, "normalisation": name, "mean": list(mean),
-                    "std": list(std), "accuracy": acc}  # fmt: skip
-            if error:
-                cand["error"] = error
-            cand["fit"] = round(fit, 4) if math.isfinite(fit) else None
-            candidates.append(cand)
-            size_best = max(size_best, acc if acc is not None else -1.0)
-        seconds = time.perf_counter() - t0
-        spent, last = spent + seconds, (size, max(seconds, 1e-3))
-        falls = falls + 1 if best_acc - size_best >= FALL_BELOW else 0
-        best_acc = max(best_acc, size_best)
-    return {
-        "n_images": len(paths),
-        "seed": SEED,
-        "candidates": candidates,
-        "skipped_sizes": skipped,
-        "seconds": round(spent, 2),
-    }
-
-
-def _decode(
-    paths: Sequence[Path], prep: Preprocessing, size: int
-) -> tuple[torch.Tensor, list[int]]:
-    """Return (uint8 (n_ok, C, size, size), positions decoded) as the evaluation decodes them."""
-    at = Preprocessing(
-        image_size=size, channels=prep.channels, mean=prep.mean, std=prep.std, resize=prep.resize
-    )
-    arrays, ok = [], []
-    for i, path in enumerate(paths):
-        try:
-            arrays.append(torch.from_numpy(data.decode(path, at)))
-            ok.append(i)
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue  # the evaluation lists it as skipped; the probe just leaves it out
-    empty = torch.zeros((0, prep.channels, size, size), dtype=torch.uint8)
-    return (torch.stack(arrays) if arrays else empty), ok
-
-
-def _score(
-    runner: Any,
-    device: torch.device,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    n_classes: int,
-    batch: list[int],
-) -> tuple[float | None, float, str]:
-    """Return (accuracy, mean log-softmax of the true class, error) of one candidate; accuracy
-    is None with the error's first line when the model cannot run on it."""
-    if not len(x):
-        return None, -math.inf, "no image of the sample could be decoded"
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1).to(device)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1).to(device)
-    outs = []
-    i = 0
-    with torch.inference_mode():
-        while i < len(x):
-            chunk = x[i : i + batch[0]].to(device).float().div_(255.0).sub_(m).div_(s)
-            if runner.channels_last:
-                chunk = chunk.contiguous(memory_format=torch.channels_last)
-            try:
-                out = runner.module(chunk)
-            except Exception as exc:  # wrong size or channels for this model, a fixed batch
-                if batch[0] > 1 and i == 0:
-                    batch[0] = 1  # retry one image at a time (a static batch dimension)
-                    continue
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                return None, -math.inf, first[:160]
-            out = inference.logits_of(out)
-            if out.ndim != 2 or out.shape[1] != n_classes:
-                shape = tuple(out.shape)
-                return None, -math.inf, f"outputs of shape {shape} for {n_classes} classes"
-            outs.append(out.float().cpu())
-            i += len(chunk)
-    logits = torch.cat(outs)
-    acc = float((logits.argmax(1) == y).float().mean())
-    fit = float(torch.log_softmax(logits, 1).gather(1, y.view(-1, 1)).mean())
-    return round(acc, 4), fit, ""
 
 
 def _choose(
@@ -482,27 +315,6 @@ def _choose(
             f"{n} images): the defaults are kept"
         )
     return best, f"the most accurate of {len(ok)} settings ({acc:.0%} on {n} images)"
-
-
-def _cached(cache_dir: Path | None, key: str) -> dict[str, Any] | None:
-    if cache_dir is None:
-        return None
-    try:
-        return dict(json.loads((cache_dir / f"{key}.json").read_text()))
-    except (OSError, ValueError):
-        return None
-
-
-def _store(cache_dir: Path | None, key: str, record: dict[str, Any]) -> None:
-    if cache_dir is None:
-        return
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record))
-        tmp.replace(cache_dir / f"{key}.json")
-    except OSError:
-        pass  # a read-only store: the probe runs again next time, nothing is lost
 
 
 # --- how the CLI reports it ----------------------------------------------------------------
