@@ -13,9 +13,10 @@ choosing preprocessing by the accuracy being judged would flatter that accuracy,
 with only a test split is not probed (the defaults stay, marked "default", and a note says why).
 
 Candidates vary only what is unknown: the images' typical native size and the sizes models are
-commonly trained at (``SIZES``), times ImageNet / 0.5 / no normalisation. Sizes run smallest
-first; a size whose estimated cost would overrun ``BUDGET_S`` is skipped (and listed), and the
-sweep stops once two sizes in a row score far below the best. Nothing is chosen unless some
+commonly trained at (``SIZES``), times ImageNet / 0.5 / no normalisation. The default size
+(224) runs first, then the others smallest first; a size whose estimated cost would overrun
+``BUDGET_S`` is skipped (and listed), and the sweep stops once two sizes in a row above the
+best one score far below it. Nothing is chosen unless some
 candidate scores clearly above chance (an untrained model keeps the defaults). Results are
 cached in the run store (``.probes/``), so the same inputs a second time run no inference.
 """
@@ -110,12 +111,14 @@ def typical_size(paths: Iterable[Path]) -> int | None:
     return int(np.median(sides)) if sides else None
 
 
-def size_candidates(native: int | None) -> list[int]:
-    """Return the sizes to try, smallest first: SIZES plus the images' typical native size."""
+def size_candidates(native: int | None, *, first: int | None = None) -> list[int]:
+    """Return the sizes to try: SIZES plus the images' typical native size, smallest first
+    after ``first`` (the default size: the likeliest, tried before the budget can run out)."""
     sizes = set(SIZES)
     if native is not None and 16 <= native <= 1024:
         sizes.add(native)
-    return sorted(sizes)
+    ordered = sorted(sizes)
+    return [first, *(s for s in ordered if s != first)] if first in sizes else ordered
 
 
 # --- what the file's structure says -----------------------------------------------------------
@@ -223,7 +226,7 @@ def resolve(
     picked = in_split[stratified_sample(labels[in_split], SAMPLE_SIZE)]
     paths = [ds.abspath(ds.items[i]) for i in picked]
     sizes = (
-        size_candidates(typical_size(paths))
+        size_candidates(typical_size(paths), first=file_prep.image_size)
         if "image_size" in file_todo
         else [file_prep.image_size]
     )

@@ -87,20 +87,21 @@ def sweep(
     """Return the sweep: each candidate (size x normalisation) with its accuracy on the
     images at ``paths`` (labels: (n,) their run labels) and ``fit`` (the true class's mean
     log-softmax, the tie-break), and the sizes skipped and why. ``prep`` gives the channels
-    and resize mode of the decoding.
+    and resize mode of the decoding. Sizes run in the order given (the caller puts the default
+    size first: it is the likeliest, and its cost scales the estimates of the others).
     """
     dev = torch.device(device)
     runner = inference.prepare(module, dev)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     candidates: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    spent, last, best_acc, falls = 0.0, None, -1.0, 0
+    spent, last, best_acc, best_size, falls = 0.0, None, -1.0, 0, 0
     batch = [BATCH]  # shrinks to 1 for a model exported with a fixed batch size
     for size in sizes:
         if falls >= 2:
             skipped.append({"image_size": size, "reason": "stopped: larger sizes scored lower"})
             continue
-        if last is not None:
+        if last is not None:  # compute grows with the pixels; scaled from the largest size run
             estimate = last[1] * (size / last[0]) ** 2
             if spent + estimate > budget_s:
                 skipped.append(
@@ -120,9 +121,13 @@ def sweep(
             candidates.append(cand)
             size_best = max(size_best, acc if acc is not None else -1.0)
         seconds = time.perf_counter() - t0
-        spent, last = spent + seconds, (size, max(seconds, 1e-3))
-        falls = falls + 1 if best_acc - size_best >= FALL_BELOW else 0
-        best_acc = max(best_acc, size_best)
+        spent += seconds
+        if last is None or size >= last[0]:
+            last = (size, max(seconds, 1e-3))
+        if size > best_size:  # only sizes beyond the best can "fall": scores peak at one size
+            falls = falls + 1 if best_acc - size_best >= FALL_BELOW else 0
+        if size_best > best_acc:
+            best_acc, best_size = size_best, size
     return {
         "n_images": len(paths),
         "candidates": candidates,

@@ -194,6 +194,7 @@ def test_the_probe_chooses_64px_for_a_model_trained_at_64px(ckpt64: Path) -> Non
     assert any("cached run" in s for s in again)
 
 
+@pytest.mark.slow  # a second evaluation of the sample at another size (~20 s here)
 def test_a_typed_wrong_size_gets_a_warning_naming_the_better_setting(ckpt64: Path) -> None:
     run = evaluate.evaluate(
         ckpt64, DATASET, device="cpu", preprocessing_overrides={"image_size": 32}
