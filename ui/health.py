@@ -19,6 +19,7 @@ from ui.state import load_run
 
 REQUESTS = "hl_requests"  # {(kind, run_id)}: costly checks the user asked for
 ERRORS = "hl_errors"  # {(kind, run_id): message}: checks this run cannot have
+OVERVIEW = "pages/overview.py"
 ICONS = {
     "pass": ":green[:material/check_circle:]",
     "attention": ":orange[:material/warning:]",
@@ -141,4 +142,7 @@ def checklist(s: health.Summary, run: Run) -> None:
                     on_click=_ask,
                     args=("pixels" if c.key == "leakage" else "embeddings", run.run_id),
                 )
-            link.page_link(c.page, label=health.PAGES[c.page], icon=":material/arrow_forward:")
+            if c.page == OVERVIEW:  # the facts behind the line are further down this page
+                link.markdown(":material/arrow_downward: Below, under **Run**")
+            else:
+                link.page_link(c.page, label=health.PAGES[c.page], icon=":material/arrow_forward:")

@@ -298,12 +298,13 @@ def _probe_table(record: dict) -> pd.DataFrame:
         {
             "": "✓" if i == record["chosen"] else "",
             "size": c["image_size"],
-            "normalisation": c.get("normalisation") or provenance.candidate_label(c),
             "accuracy": c["accuracy"],
+            "normalisation": c.get("normalisation") or provenance.candidate_label(c),
         }  # fmt: skip
         for i, c in enumerate(record["candidates"])
     ]
-    return pd.DataFrame(rows)
+    # Best first (skipped candidates last), so the narrow sidebar shows what won and by how much.
+    return pd.DataFrame(rows).sort_values("accuracy", ascending=False, na_position="last")
 
 
 def _preprocessing_fields(ckpt: models.Checkpoint, data_path: Path, probe_key: str):

@@ -245,13 +245,14 @@ def test_every_check_links_to_its_page(sample_runs: dict[str, Run]) -> None:
         "Calibration": "calibration",
         "Suspicious labels": "suspicious",
         "Class imbalance (accuracy paradox)": "per_class",
-        "Skipped files": "",  # Overview itself (the default page has the root URL)
-        "Preprocessing": "",
+        "Skipped files": None,  # Overview itself: pointed down to its Run facts, no self link
+        "Preprocessing": None,
     }
     assert titles == list(want)
-    assert [page for page, _ in links] == list(want.values())
-    assert [label for _, label in links][-1] == "Overview"
+    assert [page for page, _ in links] == [p for p in want.values() if p is not None]
     assert all(label for _, label in links)
+    below = [md.value for md in at.markdown if md.value.endswith("Below, under **Run**")]
+    assert len(below) == sum(p is None for p in want.values())
 
 
 def test_leakage_line_counts_what_the_leakage_page_shows(sample_runs: dict[str, Run]) -> None:
