@@ -127,8 +127,8 @@ if any(aligned.dropped):
     )
 
 st.subheader("Conclusion")
-for finding in compare.conclude(
-    boot, tests, names=names, class_names=aligned.class_names, baseline=baseline
+for i, finding in enumerate(
+    compare.conclude(boot, tests, names=names, class_names=aligned.class_names, baseline=baseline)
 ):
     lines = [f"- {line}" for line in finding.class_lines[:CLASS_LINES]]
     if len(finding.class_lines) > CLASS_LINES:
@@ -139,9 +139,9 @@ for finding in compare.conclude(
     if lines:
         body += "\n\nPer class, where the 95% interval excludes 0:\n" + "\n".join(lines)
     if finding.direction > 0:
-        verdict_box("good", body)
+        verdict_box("good", body, key=f"verdict_{i}")
     elif finding.direction < 0:
-        verdict_box("needs attention", body)
+        verdict_box("needs attention", body, key=f"verdict_{i}")
     else:
         st.info(body, icon=":material/balance:")
 

@@ -14,9 +14,14 @@ _ICON = {
 }
 
 
-def verdict_box(level: str, body: str) -> None:
-    """Render ``body`` (markdown) in the box of ``level`` (good / needs attention / bad)."""
-    _BOX[level](body, icon=_ICON[level])
+def verdict_box(level: str, body: str, *, key: str = "verdict") -> None:
+    """Render ``body`` (markdown) in the box of ``level`` (good / needs attention / bad).
+
+    Inside a container keyed ``key`` (a ``verdict...`` key unique on the page; the element
+    gets class ``st-key-<key>``), so a red verdict is told apart from an error message (the
+    browser tests count the latter)."""
+    with st.container(key=key):
+        _BOX[level](body, icon=_ICON[level])
 
 
 def all_classes_pass(threshold: float) -> None:

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from core.sample import CHECKPOINTS
 from tests.browser.conftest import ROOT, SHOTS, Server, _free_port, start_server
-from tests.browser.test_e2e import ERRORS, settle, shoot
+from tests.browser.test_e2e import error_count, settle, shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 EDITOR = "editor@example.org"
@@ -94,7 +94,7 @@ def test_anonymous_visitor_sees_only_the_login(hosted: Server, page) -> None:
     assert page.get_by_role("heading", name="ClassLens").count() == 1
     assert page.locator(DASHBOARD).count() == 0, "no sidebar, page list or metrics"
     assert page.get_by_role("combobox", name="Stored runs").count() == 0
-    assert page.locator(ERRORS).count() == 0
+    assert error_count(page) == 0
     # A deep link to a view is no way around the login either.
     run_id = next(p.name for p in hosted.runs_dir.iterdir() if (p / "meta.json").is_file())
     page.goto(f"{hosted.url}/confusion?run={run_id}")
@@ -126,7 +126,7 @@ def test_viewer_sees_the_views_but_no_uploader_then_logs_out(hosted: Server, pag
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Confusion matrix").click()
     settle(page)
     page.get_by_role("heading", name="Confusion matrix").first.wait_for(timeout=30_000)
-    assert page.locator(ERRORS).count() == 0
+    assert error_count(page) == 0
     shoot(page, "hosted-viewer")
 
     page.get_by_role("button", name="Log out").click()
@@ -161,7 +161,7 @@ def test_editor_uploads_and_evaluates_a_checkpoint(hosted: Server, page, tmp_pat
     assert "editor_digits.pt" in chosen.input_value(), "the evaluated upload must open"
     settle(page)
     page.locator('[data-testid="stMetric"]').first.wait_for(timeout=180_000)
-    assert page.locator(ERRORS).count() == 0
+    assert error_count(page) == 0
     assert any(
         json.loads((p / "meta.json").read_text())["checkpoint"]["name"] == "editor_digits.pt"
         for p in hosted.runs_dir.iterdir()
