@@ -9,7 +9,7 @@ ADDRESS ?= 127.0.0.1
 export CLASSLENS_RUNS_DIR ?= $(CURDIR)/.classlens/runs
 export CLASSLENS_CACHE_DIR ?= $(CURDIR)/.classlens/cache
 
-.PHONY: run test test-fast lint format sample bench clean
+.PHONY: run test test-fast screenshots lint format sample bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,13 +24,18 @@ run: $(VENV)/.installed
 		--server.headless true \
 		--browser.gatherUsageStats false
 
-## Lint, then the whole test suite (unit, CLI, sample models, app)
+## Lint, then the whole test suite (unit, CLI, sample models, app, browser) on two workers;
+## every browser test runs in one of them (one server, one Chromium)
 test: $(VENV)/.installed lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
-## Unit tests only (seconds)
+## Everything but the slow and browser marks (about a minute and a half on 2 cores)
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -n 2 -m "not slow and not browser"
+
+## Browser tests with screenshots saved to tests/screenshots/ (README pictures come from there)
+screenshots: $(VENV)/.installed
+	CLASSLENS_SCREENSHOTS=1 $(PY) -m pytest -q -m browser
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

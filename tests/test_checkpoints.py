@@ -138,6 +138,7 @@ def test_architecture_is_detected_for_a_bare_digits_cnn(tmp_path: Path) -> None:
     torch.testing.assert_close(_logits(ckpt.module, x), _logits(model, x), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # builds torchvision's key index / starts CLI subprocesses
 def test_architecture_is_detected_for_a_torchvision_resnet18(tmp_path: Path) -> None:
     import torchvision
 
@@ -297,6 +298,7 @@ def test_cli_refuses_a_malicious_pickle(
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
+@pytest.mark.slow  # builds torchvision's key index / starts CLI subprocesses
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_cli_evaluates_code_bearing_files_only_with_trust(
     tmp_path: Path,

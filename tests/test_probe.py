@@ -125,6 +125,7 @@ def test_only_a_test_split_is_not_probed_and_says_so(tmp_path: Path) -> None:
     assert any(s.startswith("warning: ") and "would flatter it" in s for s in said), said
 
 
+@pytest.mark.slow  # trains/probes a model over the sample (~20 s)
 def test_an_untrained_model_keeps_the_defaults(tmp_path: Path, dataset: Path) -> None:
     torch.manual_seed(0)
     ckpt = save_safetensors(DigitsCNN(3, 1).eval(), tmp_path / "untrained.safetensors")
@@ -137,6 +138,7 @@ def test_an_untrained_model_keeps_the_defaults(tmp_path: Path, dataset: Path) ->
 # --- the probe on a model trained at 64 px -------------------------------------------------------
 
 
+@pytest.mark.slow  # trains/probes a model over the sample (~20 s)
 def test_the_probe_chooses_64px_for_a_model_trained_at_64px(ckpt64: Path) -> None:
     said: list[str] = []
     run = evaluate.evaluate(ckpt64, DATASET, device="cpu", log=said.append)

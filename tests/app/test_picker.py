@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -66,6 +67,7 @@ def test_malicious_pickle_is_refused_and_never_runs(
     assert not marker.exists()
 
 
+@pytest.mark.slow  # starts a real evaluation in a child process
 def test_wrong_dataset_folder_is_reported_by_the_job(
     sample_runs: dict[str, Run], tmp_path: Path
 ) -> None:
@@ -76,6 +78,7 @@ def test_wrong_dataset_folder_is_reported_by_the_job(
     assert not at.exception
 
 
+@pytest.mark.slow  # starts a real evaluation in a child process
 def test_class_count_mismatch_names_both_numbers(
     sample_runs: dict[str, Run], tmp_path: Path
 ) -> None:
@@ -94,6 +97,7 @@ def test_class_count_mismatch_names_both_numbers(
     assert any("10 outputs but the dataset has 3 classes" in e for e in _errors(at)), _errors(at)
 
 
+@pytest.mark.slow  # starts a real evaluation in a child process
 def test_a_server_checkpoint_is_evaluated_and_opened(
     sample_runs: dict[str, Run], tmp_path: Path
 ) -> None:

@@ -41,6 +41,7 @@ def _captions(at) -> str:
     return "\n".join(c.value for c in at.sidebar.caption)
 
 
+@pytest.mark.slow  # probes and evaluates the sample in the form (~30 s)
 def test_probe_fills_the_unknown_fields_and_the_run_says_probed(
     sample_runs: dict[str, Run], ckpt64: Path, tmp_path: Path
 ) -> None:

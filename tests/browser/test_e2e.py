@@ -7,6 +7,7 @@ in docs/). Under CI=true these tests run, never skip (see conftest.py).
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -55,8 +56,12 @@ def settle(page, timeout: float = 60) -> None:
     page.wait_for_timeout(600)  # plotly draws after the script finishes
 
 
-def shoot(page, name: str) -> Path:
-    """Save the whole page: Streamlit scrolls inside stMain, so grow the viewport to fit."""
+def shoot(page, name: str) -> Path | None:
+    """Save the whole page as tests/screenshots/<name>.png (Streamlit scrolls inside stMain,
+    so the viewport grows to fit) when CLASSLENS_SCREENSHOTS=1 (`make screenshots`); return
+    its path, or None in a plain test run, which then skips the few seconds each costs."""
+    if os.environ.get("CLASSLENS_SCREENSHOTS") != "1":
+        return None
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     size = page.viewport_size

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from core.sample import CHECKPOINTS
-from tests.browser.conftest import ROOT, SHOTS, Server, _free_port, start_server
+from tests.browser.conftest import ROOT, Server, _free_port, start_server
 from tests.browser.test_e2e import error_count, settle, shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -105,10 +105,9 @@ def test_anonymous_visitor_sees_only_the_login(hosted: Server, page) -> None:
     page.goto(hosted.url)
     settle(page)
     shot = shoot(page, "login")
-    docs = ROOT / "docs" / "screenshots"
-    docs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, docs / "login.png")
-    assert SHOTS.joinpath("login.png").stat().st_size > 0
+    if shot is not None:  # `make screenshots`: the README's login picture
+        shutil.copyfile(shot, ROOT / "docs" / "screenshots" / "login.png")
+        assert shot.stat().st_size > 0
 
 
 def test_viewer_sees_the_views_but_no_uploader_then_logs_out(hosted: Server, page) -> None:
