@@ -267,7 +267,9 @@ def evaluate(
         inference_s = time.perf_counter() - t_inf
         run = write_run(job, pred, inference_s=inference_s, extra={"compile": compile})
         n, skipped = run.meta["n_predictions"], len(run.meta["skipped"])
-        for fact, value in run.meta["facts"].items():
+        for fact, value in run.meta["facts"].items():  # e.g. outputs: kind logits; applied ...
+            if isinstance(value, dict):
+                value = "; ".join(f"{k} {v}" for k, v in value.items())
             say(f"{fact}: {value}")
         if run.meta["absent_classes"]:
             say(absent_sentence(run.meta["absent_classes"], len(job.class_names)))
