@@ -50,13 +50,21 @@ def sidebar(*, can_edit: bool = True) -> None:
         st.session_state[RUN_KEY] = st.session_state.pop(PENDING_KEY)
     if RUN_KEY not in st.session_state or st.session_state[RUN_KEY] not in ids:
         st.session_state[RUN_KEY] = wanted if wanted in ids else _default(runs)
+    # The choice lives in RUN_KEY, a key this function owns; the selectbox is keyed by the
+    # list it shows and re-seeded from RUN_KEY. A selectbox comes back from the browser as an
+    # index: with one widget key across lists, a run stored by anyone (newest first) shifted
+    # every session's choice to its neighbour.
+    widget = "_run_pick_" + hashlib.sha256("|".join(ids).encode()).hexdigest()[:12]
+    st.session_state[widget] = st.session_state[RUN_KEY]
     with st.sidebar:
         st.header("Run")
         if ids:
             st.selectbox(
                 "Stored runs",
                 ids,
-                key=RUN_KEY,
+                key=widget,
+                on_change=_picked,
+                args=(widget,),
                 format_func=lambda rid: labels.get(rid, rid),
                 help="A run is one checkpoint evaluated on one dataset; it is stored once.",
             )
@@ -67,6 +75,11 @@ def sidebar(*, can_edit: bool = True) -> None:
                 _new_run_form()
     if st.session_state.get(RUN_KEY):
         st.query_params["run"] = st.session_state[RUN_KEY]
+
+
+def _picked(widget: str) -> None:
+    """The analyst chose a run in the sidebar: it becomes the session's run."""
+    st.session_state[RUN_KEY] = st.session_state[widget]
 
 
 def _default(runs: list) -> str | None:
