@@ -18,8 +18,8 @@ $(VENV)/.installed: requirements.txt
 
 ## Serve the dashboard on the bundled sample at http://localhost:$(PORT)
 run: $(VENV)/.installed
-	$(PY) -m core.settings --address $(ADDRESS)
-	$(PY) -m core.sample
+	$(PY) -m core.hosting.settings --address $(ADDRESS)
+	$(PY) -m core.engine.sample
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
 		--server.headless true \
 		--browser.gatherUsageStats false

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.engine.sample import ensure_sample_runs
 from core.errors import ClassLensError
-from core.sample import ensure_sample_runs
 from ui.auth import gate, load_settings
 from ui.boot import inside_app
 from ui.picker import sidebar

@@ -37,17 +37,17 @@ def _median(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
 
 def page_work(run: Any, split: str = "test") -> dict[str, Callable[[], Any]]:
     """Return {page: a function computing that page's data} for ``run``, as the pages do."""
-    from core import (
+    from core.analysis import (  # fmt: skip
         calibration,
         confusion,
-        confusion_image,
         diagnostics,
-        gallery,
         metrics,
         suspicious,
         tables,
-    )  # fmt: skip
-    from core import thresholds as th
+    )
+    from core.analysis import thresholds as th
+    from core.figures import confusion_image
+    from core.images import gallery
 
     t = diagnostics.Thresholds()
     names = run.class_names

@@ -101,13 +101,13 @@ def time_pages(
 
 def _isolate(store: Path) -> Callable[[], None]:
     """Point the app at ``store`` and keep it from evaluating the bundled sample there."""
-    import core.sample
+    import core.engine.sample
 
     os.environ["CLASSLENS_RUNS_DIR"] = str(store / "runs")
     os.environ["CLASSLENS_CACHE_DIR"] = str(store / "cache")
-    original = core.sample.ensure_sample_runs
-    core.sample.ensure_sample_runs = lambda *a, **k: {}  # type: ignore[assignment]
-    return lambda: setattr(core.sample, "ensure_sample_runs", original)
+    original = core.engine.sample.ensure_sample_runs
+    core.engine.sample.ensure_sample_runs = lambda *a, **k: {}  # type: ignore[assignment]
+    return lambda: setattr(core.engine.sample, "ensure_sample_runs", original)
 
 
 def main(n_test: int = 50_000, n_classes: int = 1_000) -> int:

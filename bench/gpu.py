@@ -2,7 +2,7 @@
 
 ``python -m bench.gpu`` on a CUDA machine times, per model and precision, images/s of
 
-- the pipeline: ``core.evaluate.evaluate`` from PNG files to a stored run (loader workers
+- the pipeline: ``core.engine.evaluate.evaluate`` from PNG files to a stored run (loader workers
   decode on the CPU, uint8 pinned batches, normalisation, channels_last and autocast on the
   GPU);
 - the bare forward pass: the same prepared model (same channels_last and autocast) over
@@ -70,7 +70,7 @@ def flops_per_image(module: torch.nn.Module, channels: int, size: int) -> int:
 
 def time_bare(runner: object, batches: list[torch.Tensor], device: torch.device) -> float:
     """Return images/s of the prepared model alone over batches already on the GPU."""
-    from core import inference
+    from core.engine import inference
 
     forward = inference._Forward(runner, device, shrink=False)
     with torch.inference_mode():
@@ -94,8 +94,8 @@ def main() -> int:
         print("no CUDA device: bench/gpu.py measures nothing on this machine (run it on a GPU)")
         return 0
     from bench.inference import time_pipeline, torchvision_checkpoint, write_pngs
-    from core import data, inference, models
-    from core.preprocessing import Preprocessing
+    from core.engine import data, inference, models
+    from core.engine.preprocessing import Preprocessing
 
     os.environ.setdefault("CLASSLENS_CACHE_DIR", tempfile.mkdtemp(prefix="cl-bench-cache-"))
     torch.backends.cudnn.benchmark = True

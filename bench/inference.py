@@ -2,7 +2,7 @@
 
 ``python -m bench.inference`` times, for the same model, batch size and device:
 
-- the pipeline: ``core.evaluate.evaluate`` from image files on disk to a stored run (load the
+- the pipeline: ``core.engine.evaluate.evaluate`` from image files on disk to a stored run (load the
   checkpoint, scan and fingerprint the dataset, decode, infer, write), into a fresh store;
 - the bare forward pass: the model alone over the same images, already decoded and
   normalised in memory,
@@ -36,9 +36,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import data, evaluate, inference, models  # noqa: E402
-from core.preprocessing import Preprocessing  # noqa: E402
-from core.sample import CHECKPOINTS, DATASET  # noqa: E402
+from core.engine import data, evaluate, inference, models  # noqa: E402
+from core.engine.preprocessing import Preprocessing  # noqa: E402
+from core.engine.sample import CHECKPOINTS, DATASET  # noqa: E402
 
 GOAL = 0.9
 REPEATS = 2

@@ -30,7 +30,8 @@ CHILD = """
 import resource, sys
 sys.path.insert(0, {root!r})
 import numpy, pandas, plotly.graph_objects, pyarrow.parquet
-from core import confusion, confusion_image, diagnostics, tables
+from core.analysis import confusion, diagnostics, tables
+from core.figures import confusion_image
 from core.runs import RunStore
 case = {case!r}
 if case != "baseline":

@@ -31,7 +31,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from streamlit.testing.v1 import AppTest
 
-    from core.sample import ensure_sample_runs
+    from core.engine.sample import ensure_sample_runs
 
     run = ensure_sample_runs(store / "runs")["good"]
     print(f"page rerun time, median of {REPEATS}, sample run {run.run_id} (goal < {GOAL_S} s)")

@@ -5,8 +5,8 @@ class has its own accuracy (most near the target, a few much worse), a wrong pre
 mostly to one of a few fixed neighbour classes (as "husky" goes to "malamute"), and the
 probability vectors are the softmax of logits where the predicted class leads and the true
 class is usually runner-up. The stored ``y_pred`` is the argmax of the stored probabilities,
-``confidence`` their maximum and ``loss`` the cross-entropy, as core.inference writes them;
-metrics.json comes from ``core.metrics.split_report`` like a real evaluation's.
+``confidence`` their maximum and ``loss`` the cross-entropy, as core.engine.inference writes them;
+metrics.json comes from ``core.analysis.metrics.split_report`` like a real evaluation's.
 
 ``python -m bench.synthetic [n_test] [n_classes]`` writes one into ``$CLASSLENS_RUNS_DIR``.
 Tests import :func:`write_run` with small sizes.
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core import metrics, runs
+from core import runs
+from core.analysis import metrics
 
 NOUNS = (
     "tench", "goldfish", "shark", "hen", "ostrich", "finch", "robin", "eagle", "owl", "newt",

@@ -81,9 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from core import distributed
-    from core.evaluate import evaluate
-    from core.progress import ProgressBar
+    from core.engine import distributed
+    from core.engine.evaluate import evaluate
+    from core.engine.progress import ProgressBar
 
     overrides = {
         "image_size": args.image_size,
@@ -148,7 +148,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _archs(args: argparse.Namespace) -> int:
-    from core.archs import registry
+    from core.engine.archs import registry
 
     for arch in registry().values():
         print(f"{arch.name:<28} {arch.source}")

@@ -12,16 +12,16 @@ PYTHON="${PYTHON:-python3}"
 PORT="${PORT:-8501}"
 ADDRESS="${ADDRESS:-127.0.0.1}"
 CONFIG="${CLASSLENS_STREAMLIT_CONFIG:-deploy/streamlit-config.toml}"
-# Empty counts as unset, as in core/settings.py.
+# Empty counts as unset, as in core/hosting/settings.py.
 CLASSLENS_HOSTED="${CLASSLENS_HOSTED:-1}"
 export CLASSLENS_HOSTED
 
 # The effective security settings on stderr; a misconfiguration, or local mode beyond
 # loopback, stops here before anything is served.
-"$PYTHON" -m core.settings --address "$ADDRESS"
+"$PYTHON" -m core.hosting.settings --address "$ADDRESS"
 
 # Cached runs make this instant after the first start.
-"$PYTHON" -m core.sample
+"$PYTHON" -m core.engine.sample
 
 flags=$("$PYTHON" deploy/config_flags.py "$CONFIG")
 # One flag per line, no spaces inside a flag: split on newlines only.

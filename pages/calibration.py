@@ -10,9 +10,10 @@ import math
 
 import streamlit as st
 
-from core import calibration as cal
-from core import exports, gallery
-from core.thresholds import split_rows
+from core.analysis import calibration as cal
+from core.analysis import exports
+from core.analysis.thresholds import split_rows
+from core.images import gallery
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import compare, gallery
+from core.analysis import compare
+from core.analysis.tables import CELL_COLORS
 from core.errors import ClassLensError
-from core.tables import CELL_COLORS
+from core.images import gallery
 from ui import downloads
 from ui.alerts import verdict_box
 from ui.boot import ensure_app

@@ -13,7 +13,9 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from core import confusion, confusion_image, gallery
+from core.analysis import confusion
+from core.figures import confusion_image
+from core.images import gallery
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import class_filter, md_escape, pager, thumbnail_grid

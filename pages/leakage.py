@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import embeddings, gallery, leakage, tables
+from core.analysis import tables
 from core.errors import ClassLensError
+from core.images import embeddings, gallery, leakage
 from core.runs import Run
 from ui import downloads
 from ui.boot import ensure_app

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import exports, gallery
+from core.analysis import exports
+from core.images import gallery
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import class_filter, gradcam_overlays, pager, thumbnail_grid

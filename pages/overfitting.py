@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import charts, diagnostics, tables
-from core.diagnostics import pct_brief
+from core.analysis import diagnostics, tables
+from core.analysis.diagnostics import pct_brief
+from core.figures import charts
 from ui import downloads
 from ui.alerts import verdict_box
 from ui.boot import ensure_app

@@ -8,8 +8,9 @@ import dataclasses
 
 import streamlit as st
 
-from core import charts, diagnostics, tables
-from core.diagnostics import pct
+from core.analysis import diagnostics, tables
+from core.analysis.diagnostics import pct
+from core.figures import charts
 from ui import downloads, health
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import charts, gallery, tables
-from core.diagnostics import pct, pct_brief
+from core.analysis import tables
+from core.analysis.diagnostics import pct, pct_brief
+from core.figures import charts
+from core.images import gallery
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
 from ui.gallery import md_escape

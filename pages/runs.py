@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.tables import runs_table
+from core.analysis.tables import runs_table
 from ui import downloads
 from ui import health as health_ui
 from ui.boot import ensure_app

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import gallery, suspicious
+from core.analysis import suspicious
+from core.images import gallery
 from ui.boot import ensure_app
 from ui.gallery import pager, relabel_headline, thumbnail_grid
 from ui.page_state import keep

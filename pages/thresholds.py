@@ -2,7 +2,7 @@
 
 Pick a threshold and read its precision, recall and counts, or ask for a recall ("find 95% of
 the X images") and get the threshold and the precision that comes with it. The curves and the
-table of every class come from core.thresholds.
+table of every class come from core.analysis.thresholds.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import math
 
 import streamlit as st
 
-from core import exports
-from core import thresholds as th
+from core.analysis import exports
+from core.analysis import thresholds as th
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import md_escape, md_names

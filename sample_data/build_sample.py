@@ -21,7 +21,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from core.nets import DigitsCNN, DigitsWideMLP  # noqa: E402
+from core.engine.nets import DigitsCNN, DigitsWideMLP  # noqa: E402
 
 DATA = HERE / "digits"
 CKPTS = HERE / "checkpoints"

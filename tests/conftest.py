@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from core.nets import DigitsCNN
+from core.engine.nets import DigitsCNN
 
 REPO = Path(__file__).resolve().parents[1]
 # Created out of order on purpose: scan() must sort them.

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core import data
-from core.nets import DigitsCNN
-from core.preprocessing import Preprocessing
-from core.sample import CHECKPOINTS, DATASET
+from core.engine import data
+from core.engine.nets import DigitsCNN
+from core.engine.preprocessing import Preprocessing
+from core.engine.sample import CHECKPOINTS, DATASET
 
 SIZE, MEAN, STD = 64, 0.5, 0.5
 EPOCHS, BATCH, LR = 3, 64, 3e-3

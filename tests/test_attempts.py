@@ -1,4 +1,4 @@
-"""core.attempts: sign-in attempt limits per session and per server (issue 13, item 6).
+"""core.hosting.attempts: sign-in attempt limits per session and per server (issue 13, item 6).
 
 A fake clock stands in for time: nothing sleeps.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.attempts import AttemptLimiter
+from core.hosting.attempts import AttemptLimiter
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""core.calibration against a hand-computed case, a per-sample loop and torch.bucketize."""
+"""core.analysis.calibration against a hand-computed case, a per-sample loop and torch.bucketize."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from core import calibration as cal
+from core.analysis import calibration as cal
 
 
 def _loop_reference(conf, correct, n_bins):

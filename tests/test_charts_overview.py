@@ -1,4 +1,5 @@
-"""core.tables and core.charts behind the Overview, Per-class and Overfitting pages.
+"""core.analysis.tables and core.figures.charts behind the Overview, Per-class and Overfitting
+pages.
 
 Tables are checked against scikit-learn and numpy; figures for content (traces, values,
 colors, threshold lines), not looks.
@@ -13,9 +14,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import classification_report, precision_recall_fscore_support
 
-from core import charts, tables
-from core.diagnostics import Thresholds, overfitting
-from core.metrics import split_report
+from core.analysis import tables
+from core.analysis.diagnostics import Thresholds, overfitting
+from core.analysis.metrics import split_report
+from core.figures import charts
 
 CLASSES = ["cat", "dog", "bird"]
 RED, AMBER, GREEN = charts.COLORS["bad"], charts.COLORS["needs attention"], charts.COLORS["good"]

@@ -24,9 +24,9 @@ from conftest import (
     save_safetensors,
 )
 
-from core import evaluate, models
+from core.engine import evaluate, models
+from core.engine.nets import DigitsCNN
 from core.errors import ClassLensError
-from core.nets import DigitsCNN
 
 
 def _batch(channels: int = 1, size: int = SIZE, n: int = 5) -> torch.Tensor:
@@ -262,7 +262,7 @@ CODE_BEARING = {
         _pickled_module,
         "whole.pt",
         "pickled_module",
-        r"is not a safe checkpoint.*core\.nets\.DigitsCNN",
+        r"is not a safe checkpoint.*core\.engine\.nets\.DigitsCNN",
     ),
 }
 

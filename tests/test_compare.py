@@ -1,4 +1,4 @@
-"""core.compare against independent references: scikit-learn, scipy, loops, hand counts."""
+"""core.analysis.compare against independent references: scikit-learn, scipy, loops, hand counts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn import metrics as skm
 
-from core import compare
+from core.analysis import compare
 from core.errors import ClassLensError
 from core.runs import Run
 

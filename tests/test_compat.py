@@ -22,9 +22,10 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from core import data, evidence, inference, models, runs
+from core import runs
+from core.engine import data, evidence, inference, models
+from core.engine.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from core.errors import ClassLensError
-from core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 TOLERANCE = 1e-3
 RGB_SIZE = 64
@@ -629,7 +630,7 @@ def test_class_names_are_read_from_any_format_and_a_subset_test_set_is_evaluated
 ) -> None:
     from sklearn.metrics import precision_recall_fscore_support
 
-    from core import diagnostics, health
+    from core.analysis import diagnostics, health
 
     names = ["zebra", "dog", "cat", "bird", "ant"]  # output order, not sorted
     present = ["bird", "cat", "dog"]
@@ -673,7 +674,7 @@ def test_class_names_are_read_from_any_format_and_a_subset_test_set_is_evaluated
     check = health.check_classes(test)
     said = " ".join([check.sentence, *check.details])
     assert check.level != "pass" and "zebra" not in said and "'ant'" not in said
-    from core import tables
+    from core.analysis import tables
 
     assert (
         dict(tables.run_facts(meta)["Model"])["classes"] == "5 (2 not in the dataset: zebra, ant)"

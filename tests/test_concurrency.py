@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core import data, evaluate, inference, models, preprocessing, runs
+from core import runs
+from core.engine import data, evaluate, inference, models, preprocessing
 from tests.conftest import REPO, assert_cli_run, cli_cmd, cli_env
 
 THREADS = 6

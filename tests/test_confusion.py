@@ -1,4 +1,4 @@
-"""core.confusion against scikit-learn, pandas counts and hand-counted cases."""
+"""core.analysis.confusion against scikit-learn, pandas counts and hand-counted cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from core import confusion
+from core.analysis import confusion
 
 # A hand-counted case: 3 classes, 9 samples, row labels that are not positions.
 #   true:  a a a b b b c c c

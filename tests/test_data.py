@@ -24,9 +24,9 @@ from conftest import (
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from core import data, evaluate
+from core.engine import data, evaluate
+from core.engine.preprocessing import Preprocessing
 from core.errors import ClassLensError
-from core.preprocessing import Preprocessing
 
 # --- layouts ----------------------------------------------------------------------------------
 

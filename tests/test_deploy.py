@@ -46,7 +46,7 @@ def test_production_config_names_real_options_with_safe_values() -> None:
     assert config["client"]["showErrorDetails"] == "none"
     assert config["client"]["toolbarMode"] in ("viewer", "minimal")
     # The server cap matches ClassLens's own hosted default per-upload cap, below the local one.
-    from core.settings import Settings, load
+    from core.hosting.settings import Settings, load
 
     hosted_cap = load({"hosted": True}, env={}).max_upload_mb
     assert config["server"]["maxUploadSize"] == hosted_cap <= Settings().max_upload_mb // 2
@@ -150,7 +150,7 @@ def _entrypoint_dry(tmp_path: Path, **env: str) -> tuple[int, str, dict[str, str
     fake = tmp_path / "python"
     fake.write_text(
         "#!/bin/sh\n"
-        'if [ "$1 $2" = "-m core.sample" ]; then exit 0; fi\n'
+        'if [ "$1 $2" = "-m core.engine.sample" ]; then exit 0; fi\n'
         'if [ "$1 $2" = "-m streamlit" ]; then\n'
         f'  echo "HOSTED=$CLASSLENS_HOSTED" > "{tmp_path}/seen"\n'
         f'  echo "ARGS=$*" >> "{tmp_path}/seen"\n'

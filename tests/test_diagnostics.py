@@ -1,4 +1,4 @@
-"""core.diagnostics: the verdicts, checked on hand-built cases and against scikit-learn."""
+"""core.analysis.diagnostics: the verdicts, checked on hand-built cases and against scikit-learn."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support, recall_score
 
-from core import diagnostics as dg
-from core.diagnostics import Thresholds
-from core.metrics import split_report
+from core.analysis import diagnostics as dg
+from core.analysis.diagnostics import Thresholds
+from core.analysis.metrics import split_report
 
 WORKED = json.loads((Path(__file__).parent / "data" / "worked_example.json").read_text())
 

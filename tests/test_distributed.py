@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core import distributed, evaluate, inference
+from core.engine import distributed, evaluate, inference
 from core.errors import ClassLensError
 from tests.conftest import REPO, SORTED_CLASSES, cli_env, last_line, write_dataset
 

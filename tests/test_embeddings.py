@@ -1,4 +1,4 @@
-"""core.embeddings: cosine pairs against brute force, penultimate features against a manual
+"""core.images.embeddings: cosine pairs against brute force, penultimate features against a manual
 forward, the per-run cache, and near-copies on the sample good checkpoint."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from core import embeddings, leakage, models
+from core.engine import models
+from core.engine.evaluate import evaluate
+from core.engine.nets import DigitsWideMLP
+from core.engine.preprocessing import Preprocessing
+from core.engine.sample import CHECKPOINTS, DATASET
 from core.errors import ClassLensError
-from core.evaluate import evaluate
-from core.nets import DigitsWideMLP
-from core.preprocessing import Preprocessing
-from core.sample import CHECKPOINTS, DATASET
+from core.images import embeddings, leakage
 from tests.conftest import classlens_meta, make_model, save_safetensors
 from tests.test_leakage import scene
 

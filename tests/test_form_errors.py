@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import inference, models
+from core.engine import inference, models
+from core.engine.preprocessing import Preprocessing
 from core.errors import ClassLensError
-from core.preprocessing import Preprocessing
 from tests.conftest import make_model
 from ui.form_errors import TRUST_MANY, for_form
 

@@ -1,4 +1,4 @@
-"""core.gallery against pandas/numpy references computed another way, and real files."""
+"""core.images.gallery against pandas/numpy references computed another way, and real files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core import gallery
+from core.images import gallery
 
 
 def _predictions(seed: int = 0, n: int = 500, k: int = 6) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""core.gradcam on a hand-built CNN whose evidence for each class sits in a known region."""
+"""core.images.gradcam on a hand-built CNN whose evidence for each class sits in a known region."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from core import gradcam, models
+from core.engine import models
+from core.engine.nets import DigitsWideMLP
+from core.engine.preprocessing import Preprocessing
+from core.engine.sample import CHECKPOINTS, DATASET
 from core.errors import ClassLensError
-from core.nets import DigitsWideMLP
-from core.preprocessing import Preprocessing
-from core.sample import CHECKPOINTS, DATASET
+from core.images import gradcam
 
 SIZE = 16
 
@@ -180,7 +181,7 @@ def _trusted_state_dict_meta(path: Path) -> dict:
 
 
 def test_a_replaced_trusted_checkpoint_is_refused_before_it_is_loaded(tmp_path: Path) -> None:
-    from core.nets import DigitsCNN
+    from core.engine.nets import DigitsCNN
 
     path = tmp_path / "model.pt"
     torch.save(DigitsCNN(num_classes=10, in_channels=1).state_dict(), path)

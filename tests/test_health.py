@@ -1,4 +1,5 @@
-"""core.health: each check's level and sentence from hand-made numbers, at the boundaries."""
+"""core.analysis.health: each check's level and sentence from hand-made numbers, at the
+boundaries."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from core import calibration, health
-from core.diagnostics import Thresholds, pct_brief
-from core.metrics import split_report
+from core.analysis import calibration, health
+from core.analysis.diagnostics import Thresholds, pct_brief
+from core.analysis.metrics import split_report
 
 T = Thresholds()  # good 90% / 85%, bad 60% / 60%, imbalance 3x, overfit gap 5 points
 NAMES = ["cat", "dog", "bird"]
 
 
 def split_metrics(y_true: list[int], y_pred: list[int], **extra: object) -> dict:
-    """Return a metrics.json split entry of the predictions (core.metrics, = sklearn)."""
+    """Return a metrics.json split entry of the predictions (core.analysis.metrics, = sklearn)."""
     m = split_report(np.array(y_true), np.array(y_pred), class_names=NAMES)
     m.update(extra)
     return m
@@ -382,16 +383,17 @@ def test_unreadable_images_are_said_and_never_pass_silently() -> None:
     assert health.check_leakage(none, T).level == health.NOT_AVAILABLE
 
 
-# --- the inputs read from a stored run (core.checkup) --------------------------------------------
+# --- the inputs read from a stored run (core.images.checkup) --------------------------------------
 
 
 def test_run_summary_fails_preprocessing_when_provenance_warns(tmp_path, runs_dir) -> None:  # noqa: ANN001
-    """A near-chance run whose image size is a default: core.provenance's warning is the
+    """A near-chance run whose image size is a default: core.analysis.provenance's warning is the
     preprocessing line, and it fails; without the default the same run does not warn."""
     import dataclasses
 
-    from core import checkup, provenance
-    from core.evaluate import evaluate
+    from core.analysis import provenance
+    from core.engine.evaluate import evaluate
+    from core.images import checkup
     from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
 
     data = write_dataset(tmp_path / "d", classes=("a", "b", "c"), per_class=5)
@@ -410,8 +412,8 @@ def test_run_summary_fails_preprocessing_when_provenance_warns(tmp_path, runs_di
 
 
 def test_run_with_only_a_test_split_has_no_gap_or_leakage_to_judge(tmp_path, runs_dir) -> None:  # noqa: ANN001
-    from core import checkup
-    from core.evaluate import evaluate
+    from core.engine.evaluate import evaluate
+    from core.images import checkup
     from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
 
     data = write_dataset(tmp_path / "flat", splits=None, per_class=3)
@@ -429,6 +431,6 @@ def test_run_with_only_a_test_split_has_no_gap_or_leakage_to_judge(tmp_path, run
 
 
 def leakage_cache_written(run) -> bool:  # noqa: ANN001
-    from core import leakage
+    from core.images import leakage
 
     return leakage.cache_path(run).exists()

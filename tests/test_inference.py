@@ -13,9 +13,10 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from core import evaluate, inference, runs
+from core import runs
+from core.engine import evaluate, inference
+from core.engine.preprocessing import Preprocessing
 from core.errors import ClassLensError
-from core.preprocessing import Preprocessing
 from tests.conftest import (
     SORTED_CLASSES,
     cli_inprocess,

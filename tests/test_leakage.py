@@ -1,4 +1,5 @@
-"""core.leakage: pHash on drawn images, Hamming against a bit loop, pairs against brute force,
+"""core.images.leakage: pHash on drawn images, Hamming against a bit loop, pairs against brute
+force,
 metrics without the leaked images against scikit-learn, and the per-run hash cache."""
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 from PIL import Image, ImageEnhance
 from sklearn import metrics as skm
 
-from core import leakage
-from core.evaluate import evaluate
+from core.engine.evaluate import evaluate
+from core.images import leakage
 from tests.conftest import classlens_meta, make_model, save_safetensors
 
 REPO = Path(__file__).resolve().parents[1]

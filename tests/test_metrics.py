@@ -1,4 +1,4 @@
-"""core.metrics against scikit-learn, the worked example and hand-counted cases."""
+"""core.analysis.metrics against scikit-learn, the worked example and hand-counted cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from core import metrics
+from core.analysis import metrics
 
 # A copy of ../shared/reference/worked_example.json, so a fresh clone can run it.
 WORKED_EXAMPLE = Path(__file__).resolve().parent / "data" / "worked_example.json"

@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core import archs, models
+from core.engine import archs, models
+from core.engine.model_budget import check_build_size
+from core.engine.nets import DigitsCNN
 from core.errors import ClassLensError
-from core.model_budget import check_build_size
-from core.nets import DigitsCNN
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from core import evaluate, models, onnx_model
+from core.engine import evaluate, models, onnx_model
 from core.errors import ClassLensError
 from tests.conftest import SIZE, cli_inprocess, make_model
 

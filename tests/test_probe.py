@@ -1,4 +1,4 @@
-"""Preprocessing is declared, read, typed or probed, never silently guessed (core.probe)."""
+"""Preprocessing is declared, read, typed or probed, never silently guessed (core.engine.probe)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core import data, evaluate, models, probe, provenance, tables
-from core.nets import DigitsCNN
-from core.preprocessing import resolve_with_sources
-from core.sample import CHECKPOINTS, DATASET
+from core.analysis import provenance, tables
+from core.engine import data, evaluate, models, probe
+from core.engine.nets import DigitsCNN
+from core.engine.preprocessing import resolve_with_sources
+from core.engine.sample import CHECKPOINTS, DATASET
 from tests import digits64
 from tests.conftest import (
     assert_cli_run,

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from core.diagnostics import Thresholds, health
-from core.evaluate import evaluate
-from core.report import build_report
+from core.analysis.diagnostics import Thresholds, health
+from core.engine.evaluate import evaluate
+from core.figures.report import build_report
 from core.runs import Run
 from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
 
@@ -106,7 +106,7 @@ def test_unknown_split_is_refused(evil_run: Run) -> None:
 
 
 def test_export_tables_equal_sklearn_and_hand_counts() -> None:
-    from core import calibration, exports, thresholds
+    from core.analysis import calibration, exports, thresholds
 
     y_true = np.array([0, 1, 1, 0, 2, 1])
     probs = np.array(
@@ -143,9 +143,11 @@ def test_export_tables_equal_sklearn_and_hand_counts() -> None:
 
 
 def test_report_carries_the_overviews_health_summary(report: str, evil_run: Run) -> None:
-    """The same checklist as the Overview (core.checkup.run_summary), escaped, one row each."""
-    from core import calibration, leakage, suspicious
-    from core import health as health_checks
+    """The same checklist as the Overview (core.images.checkup.run_summary), escaped, one row
+    each."""
+    from core.analysis import calibration, suspicious
+    from core.analysis import health as health_checks
+    from core.images import leakage
 
     df = evil_run.predictions()
     test = df[df["split"] == "test"]
@@ -195,7 +197,8 @@ def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
     import plotly.io as pio
     from streamlit.elements.lib.streamlit_plotly_theme import configure_streamlit_plotly_theme
 
-    from core import confusion, report
+    from core.analysis import confusion
+    from core.figures import report
 
     before = pio.templates.default
     try:
@@ -223,8 +226,9 @@ def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
 def test_every_figure_keeps_room_for_its_axis_labels() -> None:
     """Each figure the dashboard shows sets automargin on all its axes (Streamlit's template
     has none: the 10 px margins clipped titles such as the reliability diagram's)."""
-    from core import calibration, charts, confusion, tables, thresholds
-    from core.metrics import split_report
+    from core.analysis import calibration, confusion, tables, thresholds
+    from core.analysis.metrics import split_report
+    from core.figures import charts
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 200)

@@ -32,7 +32,9 @@ from conftest import (
 )
 from sklearn.metrics import precision_recall_fscore_support
 
-from core import evaluate, inference, metrics, runs
+from core import runs
+from core.analysis import metrics
+from core.engine import evaluate, inference
 from core.runs import RunStore
 
 # --- run ids ----------------------------------------------------------------------------------
@@ -75,7 +77,7 @@ def test_run_id_changes_with_the_format_version(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count calls to core.inference.predict (one entry per call, the number of images)."""
+    """Count calls to core.engine.inference.predict (one entry per call, the number of images)."""
     calls: list[int] = []
     real = inference.predict
 

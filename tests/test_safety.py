@@ -14,9 +14,11 @@ import pytest
 import torch
 from PIL import ImageFile
 
-from core import data, evaluate, models, paths, safety
+from core import paths
+from core.engine import data, evaluate, models
 from core.errors import ClassLensError
-from core.settings import Settings
+from core.hosting import safety
+from core.hosting.settings import Settings
 from tests.conftest import draw, write_dataset
 
 HOSTED = Settings(hosted=True)
@@ -277,7 +279,7 @@ def test_a_100_megapixel_png_is_listed_and_never_decoded(
 
 
 def _prep():  # noqa: ANN202
-    from core.preprocessing import Preprocessing
+    from core.engine.preprocessing import Preprocessing
 
     return Preprocessing(image_size=16, channels=1, mean=(0.5,), std=(0.5,), resize="stretch")
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, recall_score
 
+from core.engine.sample import CHECKPOINTS, DATASET
 from core.runs import RunStore
-from core.sample import CHECKPOINTS, DATASET
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -19,8 +19,9 @@ from sklearn.metrics import (
 )
 
 from bench import synthetic
-from core import calibration, confusion, runs, tables, thresholds
-from core import confusion_image as ci
+from core import runs
+from core.analysis import calibration, confusion, tables, thresholds
+from core.figures import confusion_image as ci
 from core.runs import RunStore
 
 META = {"checkpoint": {"name": "m.pt"}, "dataset": {"root": "/d"}}
@@ -212,7 +213,7 @@ def test_bench_memory_reads_a_child_peak(many: runs.Run) -> None:
 
 
 def test_recall_chart_of_many_classes_shows_the_worst_only(many: runs.Run) -> None:
-    from core import charts
+    from core.figures import charts
 
     table = tables.per_class_table(many.metrics["splits"]["test"])
     fig = charts.recall_bars(table)
@@ -225,7 +226,8 @@ def test_recall_chart_of_many_classes_shows_the_worst_only(many: runs.Run) -> No
 
 
 def test_gap_chart_of_many_classes_shows_the_largest_gaps_only(many: runs.Run) -> None:
-    from core import charts, diagnostics
+    from core.analysis import diagnostics
+    from core.figures import charts
 
     ov = diagnostics.overfitting(many.metrics, other="test")
     fig = charts.gap_bars(ov.class_gaps)

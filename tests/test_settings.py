@@ -1,4 +1,5 @@
-"""core.settings: env over secrets over defaults; bad values refused with the setting's name."""
+"""core.hosting.settings: env over secrets over defaults; bad values refused with the setting's
+name."""
 
 from dataclasses import fields
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ClassLensError
-from core.settings import Settings, check_address, describe, load
-from core.settings import main as settings_main
+from core.hosting.settings import Settings, check_address, describe, load
+from core.hosting.settings import main as settings_main
 
 
 def test_defaults_are_local_and_permissive():

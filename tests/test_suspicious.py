@@ -1,4 +1,5 @@
-"""core.suspicious against a hand-worked case and a plain-loop reimplementation of the rule."""
+"""core.analysis.suspicious against a hand-worked case and a plain-loop reimplementation of the
+rule."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import suspicious
+from core.analysis import suspicious
 
 NAMES = ["a", "b", "c"]
 

@@ -1,4 +1,4 @@
-"""core.thresholds against scikit-learn, brute force and a hand-counted case."""
+"""core.analysis.thresholds against scikit-learn, brute force and a hand-counted case."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from core import thresholds as th
+from core.analysis import thresholds as th
 
 
 def _random(seed: int, n: int = 300, k: int = 4, decimals: int = 2):

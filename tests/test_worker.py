@@ -1,4 +1,4 @@
-"""The dashboard's evaluation job: a child process (core.worker) watched by ui.jobs."""
+"""The dashboard's evaluation job: a child process (core.engine.worker) watched by ui.jobs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from core.engine.worker import PHASES
 from core.runs import RunStore
-from core.worker import PHASES
 from ui import jobs
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def test_the_worker_reports_each_phase_in_order(checkpoint: Path, dataset: Path,
     progress, then the run (issue 10: progress where the analyst looks, from the first second)."""
     kwargs = {"checkpoint": str(checkpoint), "dataset": str(dataset), "num_workers": 0}
     out = subprocess.run(
-        [sys.executable, "-m", "core.worker", json.dumps(kwargs)],
+        [sys.executable, "-m", "core.engine.worker", json.dumps(kwargs)],
         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
     ).stdout  # fmt: skip
     msgs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

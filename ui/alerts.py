@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.diagnostics import pct_brief
+from core.analysis.diagnostics import pct_brief
 
 _BOX = {"good": st.success, "needs attention": st.warning, "bad": st.error}
 _ICON = {

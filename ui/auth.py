@@ -21,15 +21,15 @@ from typing import Any
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core import settings as core_settings
-from core.attempts import AttemptLimiter
 from core.errors import ClassLensError
-from core.settings import Settings
+from core.hosting import settings as core_settings
+from core.hosting.attempts import AttemptLimiter
+from core.hosting.settings import Settings
 
 ROLE_KEY = "_classlens_role"  # password mode: the role, kept for the browser session
 USER_KEY = "_classlens_user"  # who is signed in, as shown in the sidebar
 TITLE = "ClassLens"
-# Settings core code needs (through core.settings.current()); never the passwords.
+# Settings core code needs (through core.hosting.settings.current()); never the passwords.
 EXPORTED = ("hosted", "allowed_roots", "max_upload_mb", "max_zip_total_mb", "max_zip_files",
             "max_image_pixels")  # fmt: skip
 
@@ -65,7 +65,7 @@ def load_settings() -> Settings:
     Settings that cannot be read show an error screen and stop: a server with a broken
     configuration stays closed rather than falling back to local mode.
 
-    Exporting ``CLASSLENS_HOSTED=1`` makes ``core.settings.current()`` (which reads only the
+    Exporting ``CLASSLENS_HOSTED=1`` makes ``core.hosting.settings.current()`` (which reads only the
     environment) enforce hosted rules in core code too, e.g. refusing code-bearing checkpoints.
     """
     try:

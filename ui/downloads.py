@@ -1,7 +1,8 @@
 """Downloads of what a view shows: its table as CSV and JSON, metrics.json, the HTML report.
 
 Pages call :func:`offer` with the DataFrame behind a table or chart. Every CSV goes through
-``core.exports.csv_bytes`` (cells that start like a spreadsheet formula are neutralised). The
+``core.analysis.exports.csv_bytes`` (cells that start like a spreadsheet formula are neutralised).
+The
 files are built only when the user clicks (deferred ``data`` callables), so a large table or
 the report costs nothing on reruns, and a click does not rerun the page.
 """
@@ -16,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.diagnostics import Thresholds
-from core.exports import csv_bytes
+from core.analysis.diagnostics import Thresholds
+from core.analysis.exports import csv_bytes
 from core.runs import Run
 
 ICON = ":material/download:"
@@ -80,7 +81,7 @@ def metrics_json(run: Run) -> None:
 
 def report(run: Run, split: str, thresholds: Thresholds) -> None:
     """Render "Export report": one self-contained HTML file of ``run`` on ``split``."""
-    from core.report import build_report  # plotly.js is read only when someone exports
+    from core.figures.report import build_report  # plotly.js is read only when someone exports
 
     def build() -> bytes:
         return build_report(run, split, thresholds=thresholds).encode()

@@ -18,14 +18,14 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core import gallery
 from core.errors import ClassLensError
+from core.images import gallery
 from core.runs import Run
 from ui import jobs
 from ui.page_state import keep, put
 
 if TYPE_CHECKING:
-    from core.models import Checkpoint
+    from core.engine.models import Checkpoint
 
 FULL_PX = 320  # the enlarged view in the dialog
 
@@ -122,7 +122,7 @@ def relabel_headline(given: str, suggested: str, p_given: float, p_suggested: fl
 def _gradcam_model(sha256: str, _meta: dict) -> Checkpoint | str:
     """Return the run's checkpoint for Grad-CAM, or why it cannot have one (cached either way,
     keyed by the checkpoint's sha256 only). Torch is imported here, on first use only."""
-    from core import gradcam
+    from core.images import gradcam
 
     try:
         return gradcam.load_for_run(_meta)
@@ -134,8 +134,8 @@ def _gradcam_model(sha256: str, _meta: dict) -> Checkpoint | str:
 def _overlays(
     sha256: str, paths: tuple[str, ...], targets: tuple[int, ...], prep: str, _run: Run, size: int
 ) -> list[np.ndarray | None]:
-    from core import gradcam
-    from core.inference import resolve_device
+    from core.engine.inference import resolve_device
+    from core.images import gradcam
 
     ckpt = _gradcam_model(sha256, _run.meta)
     assert not isinstance(ckpt, str), ckpt

@@ -1,4 +1,5 @@
-"""Overview's health checklist: core.health's summary, its inputs (core.checkup) cached here.
+"""Overview's health checklist: core.analysis.health's summary, its inputs (core.images.checkup)
+cached here.
 
 Cheap checks run on open, cached per run and split: calibration bins, suspicious labels and,
 when the run's pHash cache exists or the run is small, pixel leakage. Costly ones (pHash of a
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import calibration, checkup, health, leakage, provenance
-from core.diagnostics import Thresholds
+from core.analysis import calibration, health, provenance
+from core.analysis.diagnostics import Thresholds
 from core.errors import ClassLensError
+from core.images import checkup, leakage
 from core.runs import Run
 from ui.alerts import verdict_box
 from ui.gallery import md_names
@@ -67,7 +69,7 @@ def _compute(run: Run, kind: str) -> None:
         if kind == "pixels":
             leakage.run_hashes(run, progress=progress)
         else:
-            from core import embeddings
+            from core.images import embeddings
 
             embeddings.run_embeddings(run, progress=progress)
             _embedding_leak.clear()
@@ -83,7 +85,7 @@ def _ask(kind: str, run_id: str) -> None:
 
 def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
     """Return the health summary of ``split``, computing what is cheap or was asked for."""
-    from core import embeddings
+    from core.images import embeddings
 
     rid = run.run_id
     asked = st.session_state.get(REQUESTS, set())

@@ -1,7 +1,7 @@
 """Evaluations off the script thread: one job per input key, shared by every session.
 
 A widget click reruns the page script; the job keeps running in a child process
-(``core.worker``; a thread of the server would share its GIL with every session's reruns and
+(``core.engine.worker``; a thread of the server would share its GIL with every session's reruns and
 crawl under load), watched by a thread that mirrors its progress. A second request for the
 same inputs joins the running job instead of starting another. Across server
 processes the run-id lock in core.runs does the same. Each job writes one line to stderr when
@@ -47,7 +47,8 @@ class Job:
     run: Run | None = None
     error: str | None = None
     finished: bool = False
-    # Where the evaluation is: STARTING, core.worker.PHASES, EVALUATING, WRITING, or LOG_PHASES.
+    # Where the evaluation is: STARTING, core.engine.worker.PHASES, EVALUATING, WRITING, or
+    # LOG_PHASES.
     phase: str = STARTING
     detail: str = ""  # the last line evaluate() logged (the probe's choice, the device...)
     evaluating_since: float | None = None  # when the first batch was reported
@@ -65,7 +66,7 @@ class Job:
         return (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
 
     def update(self, msg: dict[str, Any]) -> None:
-        """Apply one message of core.worker's protocol (phase, log or progress)."""
+        """Apply one message of core.engine.worker's protocol (phase, log or progress)."""
         if "phase" in msg:
             self.phase = str(msg["phase"])
             self.total = int(msg.get("total", self.total))
@@ -112,7 +113,7 @@ _JOBS_LOCK = threading.Lock()
 _MODEL_LOCKS: dict[str, threading.Lock] = {}
 _MODEL_LOCKS_GUARD = threading.Lock()
 # The child process command; tests put a stand-in here.
-WORKER = [sys.executable, "-m", "core.worker"]
+WORKER = [sys.executable, "-m", "core.engine.worker"]
 
 
 def get(key: str) -> Job | None:
@@ -122,7 +123,7 @@ def get(key: str) -> Job | None:
 
 
 def start(key: str, label: str, kwargs: dict[str, Any]) -> Job:
-    """Start ``core.evaluate.evaluate(**kwargs)`` in a child process unless a job for ``key``
+    """Start ``core.engine.evaluate.evaluate(**kwargs)`` in a child process unless a job for ``key``
     is running or succeeded; return it. ``kwargs`` must be JSON-serialisable."""
     with _JOBS_LOCK:
         job = _JOBS.get(key)

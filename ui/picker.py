@@ -3,9 +3,9 @@
 A new run comes from a bundled, uploaded or server-side checkpoint and the bundled, an
 uploaded (zip) or a server-side dataset. Each preprocessing field says where its value comes
 from (declared in the checkpoint, read from the file, probed, typed, or a default); what the
-file does not tell is measured by the preprocessing probe (core.probe) on the train split,
+file does not tell is measured by the preprocessing probe (core.engine.probe) on the train split,
 shown with every candidate's accuracy. Engine errors name the form's fields (ui.form_errors).
-Inputs go through ``core.safety`` (uploads checked by size and content, zips
+Inputs go through ``core.hosting.safety`` (uploads checked by size and content, zips
 extracted safely, server paths only under the allowed roots) and the settings decide what is
 offered: no trust checkbox when hosted, no server paths when hosted without allowed roots.
 Evaluation runs in a background job (ui.jobs) with a progress bar, and the result becomes
@@ -22,11 +22,13 @@ from typing import Protocol
 import pandas as pd
 import streamlit as st
 
-from core import data, evaluate, inference, models, preprocessing, probe, provenance, safety
+from core.analysis import provenance
+from core.engine import data, evaluate, inference, models, preprocessing, probe
+from core.engine.sample import CHECKPOINTS, DATASET
 from core.errors import ClassLensError
+from core.hosting import safety
+from core.hosting.settings import Settings, current
 from core.runs import RunStore
-from core.sample import CHECKPOINTS, DATASET
-from core.settings import Settings, current
 from ui import jobs
 from ui.form_errors import TRUST_MANY, TRUST_ONE, for_form
 from ui.gallery import md_escape
@@ -270,7 +272,7 @@ def _scan(path: str) -> data.Dataset:
 
 
 def _resolve(ckpt: models.Checkpoint, data_path: Path, typed: dict, *, probe_now: bool):
-    """Return the form's preprocessing (a core.probe.Resolved): probed when ``probe_now``."""
+    """Return the form's preprocessing (a core.engine.probe.Resolved): probed when ``probe_now``."""
     if not probe_now:
         read = probe.read_input(ckpt.module, ckpt.in_channels)
         prep, sources = preprocessing.resolve_with_sources(typed, ckpt.preprocessing, read=read)

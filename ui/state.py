@@ -15,9 +15,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.diagnostics import Thresholds
+from core.analysis.diagnostics import Thresholds
+from core.analysis.tables import headline_metric
 from core.runs import Run, RunStore
-from core.tables import headline_metric
 from ui.page_state import keep
 
 RUN_KEY = "run_id"

@@ -9,8 +9,8 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest, app_test
 
+from core.engine.sample import ensure_sample_runs
 from core.runs import Run
-from core.sample import ensure_sample_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.attempts import AttemptLimiter
+from core.hosting.attempts import AttemptLimiter
+from core.hosting.settings import Settings, current
 from core.runs import Run
-from core.settings import Settings, current
 from tests.app.conftest import ROOT
 from ui.auth import Role, check_password, oidc_role, verified_email
 
@@ -89,7 +89,7 @@ def test_password_gate_wrong_viewer_editor(sample_runs: dict[str, Run]) -> None:
     _only_login(at)
     assert [t.label for t in at.text_input] == ["Password"]
     assert at.text_input[0].proto.type == at.text_input[0].proto.PASSWORD
-    # Core code (core.settings.current() reads only the environment) enforces them too.
+    # Core code (core.hosting.settings.current() reads only the environment) enforces them too.
     assert current().hosted and current().max_image_pixels == 1234
     assert not any("PASSWORD" in k for k in os.environ)
 

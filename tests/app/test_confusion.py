@@ -13,7 +13,7 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from streamlit.testing.v1 import AppTest
 
-from core import metrics
+from core.analysis import metrics
 from core.runs import Run, RunStore, predictions_table
 from tests.app.conftest import open_page
 
@@ -161,7 +161,7 @@ def many_classes_run(
     sample_runs: dict[str, Run], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Run]:
     """Return a 36-class single-split run in its own store, opened by the dashboard."""
-    import core.sample
+    import core.engine.sample
     from ui.state import list_runs
 
     names = [f"class_{c:02d}" for c in range(N_CLASSES)]
@@ -203,7 +203,7 @@ def many_classes_run(
     }
     store = tmp_path / "runs"
     monkeypatch.setenv("CLASSLENS_RUNS_DIR", str(store))
-    monkeypatch.setattr(core.sample, "ensure_sample_runs", lambda *a, **k: {})
+    monkeypatch.setattr(core.engine.sample, "ensure_sample_runs", lambda *a, **k: {})
     list_runs.clear()
     yield RunStore(store).write("f" * 16, table, meta, report)
     list_runs.clear()  # the next test must not see this store

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import streamlit as st
 
-from core.evaluate import evaluate
-from core.exports import FORMULA_START, csv_bytes, neutralise
+from core.analysis.exports import FORMULA_START, csv_bytes, neutralise
+from core.engine.evaluate import evaluate
 from core.runs import Run
 from tests.app.conftest import open_page
 from tests.conftest import SIZE, classlens_meta, make_model, save_safetensors, write_dataset

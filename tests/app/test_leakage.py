@@ -12,8 +12,8 @@ import pytest
 from PIL import ImageEnhance
 from streamlit.testing.v1 import AppTest
 
-from core import embeddings, leakage
-from core.evaluate import evaluate
+from core.engine.evaluate import evaluate
+from core.images import embeddings, leakage
 from core.runs import Run
 from tests.app.conftest import open_page
 from tests.conftest import classlens_meta, make_model, save_safetensors

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from core.evaluate import evaluate
-from core.nets import DigitsCNN
+from core.engine.evaluate import evaluate
+from core.engine.nets import DigitsCNN
 from core.runs import Run
 from ui.state import list_runs
 

@@ -169,7 +169,7 @@ def test_headline_count_explained_when_a_file_is_skipped(
     headline's): the page says so, with both numbers, where both appear."""
     import os
 
-    from core.evaluate import evaluate
+    from core.engine.evaluate import evaluate
     from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
     from ui.state import list_runs
 
@@ -278,7 +278,7 @@ def test_calibration_line_quotes_the_calibration_pages_ece(sample_runs: dict[str
 
 
 def test_embedding_leakage_waits_for_its_button(sample_runs: dict[str, Run]) -> None:
-    from core import embeddings
+    from core.images import embeddings
 
     run = sample_runs["good"]
     embeddings.cache_path(run).unlink(missing_ok=True)

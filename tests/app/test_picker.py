@@ -11,8 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from core.engine.sample import CHECKPOINTS
 from core.runs import Run
-from core.sample import CHECKPOINTS
 from tests.app.conftest import open_page
 from ui.state import RUN_KEY
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core import evaluate
+from core.engine import evaluate
+from core.engine.sample import DATASET
 from core.runs import Run, RunStore
-from core.sample import DATASET
 from tests import digits64
 from tests.app.conftest import open_page
 from ui.state import RUN_KEY

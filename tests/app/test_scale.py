@@ -28,11 +28,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def big_run(store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     """Return the synthetic run, its store the dashboard's for this test only."""
-    import core.sample
+    import core.engine.sample
     from ui.state import list_runs
 
     monkeypatch.setenv("CLASSLENS_RUNS_DIR", str(store))
-    monkeypatch.setattr(core.sample, "ensure_sample_runs", lambda *a, **k: {})
+    monkeypatch.setattr(core.engine.sample, "ensure_sample_runs", lambda *a, **k: {})
     list_runs.clear()
     yield synthetic.write_run(store, n_test=2500, n_classes=N_CLASSES, n_train=300)
     list_runs.clear()  # the next test must not see this store

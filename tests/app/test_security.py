@@ -16,11 +16,11 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core import models
+from core.engine import models
+from core.engine.evaluate import evaluate
 from core.errors import ClassLensError
-from core.evaluate import evaluate
+from core.hosting.settings import Settings
 from core.runs import Run
-from core.settings import Settings
 from tests.app.conftest import ROOT, open_page
 from tests.conftest import SIZE, classlens_meta, make_model, save_safetensors, write_dataset
 from ui.gallery import md_escape

@@ -105,7 +105,7 @@ def test_confidently_only_where_the_probability_says_so(
 ) -> None:
     """'confidently' only for suggested classes at CONFIDENT_PROB or more: the overfit model
     suggests at under 20% (it used to be 'confidently disputed'), the imbalanced one at 86%."""
-    from core.suspicious import CONFIDENT_PROB
+    from core.analysis.suspicious import CONFIDENT_PROB
 
     run = sample_runs[name]
     at = open_page("suspicious", run)

@@ -70,7 +70,7 @@ def start_server(
         **(env or {}),
     }
     # Evaluate the sample first (as `make run` does) so page loads measure the dashboard.
-    subprocess.run([sys.executable, "-m", "core.sample"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "core.engine.sample"], cwd=ROOT, env=env, check=True)
     port = _free_port()
     log = open(base / "server.log", "w")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(

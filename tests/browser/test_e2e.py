@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.sample import CHECKPOINTS
+from core.engine.sample import CHECKPOINTS
 from tests.browser.conftest import SHOTS, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

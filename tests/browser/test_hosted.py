@@ -23,7 +23,7 @@ from oidc_provider_mock import app as oidc_app
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from core.sample import CHECKPOINTS
+from core.engine.sample import CHECKPOINTS
 from tests.browser.conftest import ROOT, Server, _free_port, start_server
 from tests.browser.test_e2e import error_count, settle, shoot
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.evaluate import evaluate
-from core.report import build_report
+from core.engine.evaluate import evaluate
+from core.figures.report import build_report
 from tests.browser.conftest import SHOTS
 from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
 

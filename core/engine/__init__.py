@@ -1,0 +1,2 @@
+"""Checkpoint → run: formats and safe loading, architectures, data, preprocessing, inference,
+evaluation."""

@@ -1,0 +1,1 @@
+"""Hosted-mode settings, checks on untrusted input, sign-in attempt limits."""

@@ -1,0 +1,123 @@
+"""The health summary's inputs, read from a stored run: core.analysis.health stays pure, this reads.
+
+Cheap inputs (calibration bins, suspicious labels) come from the predictions. Leakage by pHash
+reads the run's ``phash.parquet`` and hashes the images only when asked (a small run is
+hashed on open: AUTO_HASH_MAX); leakage by embeddings only reads ``embeddings.npy``, never runs
+the model. The Overview caches each of these per run; the HTML report calls
+:func:`run_summary`, so both show the same checklist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from core.analysis import calibration, health, provenance, suspicious
+from core.analysis.diagnostics import Thresholds
+from core.images import leakage
+from core.runs import Run
+
+# Hash on open up to this many images: ~0.4 ms an image on a 2-core box (the 1,803 sample
+# images in 0.7 s), so ~2 s at most; a larger run waits for a button (or the Leakage page).
+AUTO_HASH_MAX = 5_000
+
+
+def reliability(run: Run, split: str) -> calibration.Reliability:
+    """Return the top-label reliability bins of ``split`` (core.analysis.calibration.top_label)."""
+    p = run.predictions()
+    rows = p[p["split"] == split]
+    return calibration.top_label(rows["y_true"], rows["y_pred"], rows["confidence"])
+
+
+def suspicious_count(run: Run, split: str) -> int:
+    """Return how many ``split`` labels core.analysis.suspicious.suspicious_labels disputes."""
+    table = suspicious.suspicious_labels(
+        run.predictions(), run.probs(), class_names=run.class_names, splits=[split]
+    )
+    return len(table)
+
+
+def _finding(run: Run, pairs: Any, split: str, method: str, readable: Any) -> health.LeakFinding:
+    """Return the finding of ``pairs``; readable: (n,) bool per prediction row."""
+    after = leakage.metrics_without(run, split, set(pairs["path"]))
+    before = run.metrics["splits"][split]
+    in_split = run.predictions()["split"].to_numpy() == split
+    unread = int((in_split & ~np.asarray(readable, dtype=bool)).sum())
+    return health.leak_finding(pairs, before, after, split=split, method=method, unread=unread)
+
+
+def hashes_ready(run: Run) -> bool:
+    """Return True when pixel leakage is cheap now: the pHash cache exists or the run is small."""
+    return leakage.cache_path(run).exists() or len(run.predictions()) <= AUTO_HASH_MAX
+
+
+def pixel_leak(
+    run: Run, split: str, *, progress: leakage.Progress | None = None
+) -> health.LeakFinding:
+    """Return the pHash leakage finding of held-out ``split`` (hashing the images if needed)."""
+    d = leakage.DEFAULT_DISTANCE
+    hashes = leakage.run_hashes(run, progress=progress)
+    pairs = leakage.leak_pairs(run, hashes, split, max_distance=d)
+    return _finding(run, pairs, split, f"pHash within {d} bits", hashes["readable"].to_numpy())
+
+
+def embedding_leak(run: Run, split: str) -> health.LeakFinding | None:
+    """Return the embedding leakage finding of held-out ``split``, or None when the run's
+    embeddings were never computed (this never runs the model)."""
+    from core.images import embeddings  # torch: imported only here
+
+    if not embeddings.has_cached_embeddings(run):
+        return None
+    s = embeddings.DEFAULT_SIMILARITY
+    emb = embeddings.run_embeddings(run)
+    pairs = embeddings.embedding_pairs(run, emb, split, min_similarity=s)
+    method = f"embedding cosine similarity at least {s:g}"
+    return _finding(run, pairs, split, method, embeddings.readable(emb))
+
+
+def no_embeddings(run: Run) -> str | None:
+    """Return why this run's model cannot give embeddings (its checkpoint format), or None."""
+    from core.images import gradcam
+
+    fmt = run.meta["checkpoint"].get("format")
+    if fmt in gradcam.NATIVE_FORMATS:
+        return None
+    return (
+        f"Model embeddings need the model's layers; a {fmt} checkpoint hides them. The pixel "
+        "check above still applies."
+    )
+
+
+def no_leakage(run: Run, split: str) -> str | None:
+    """Return why leakage cannot be judged on this run (no train or held-out split), or None."""
+    if health.held_out_split(run.splits, split) is not None:
+        return None
+    return (
+        "Leakage needs a train split and a test or val split; this run has "
+        f"{', '.join(run.splits) or 'none'}."
+    )
+
+
+def run_summary(run: Run, split: str, t: Thresholds = Thresholds()) -> health.Summary:
+    """Return the health summary of ``split`` with every input that is cheap now: pixel
+    leakage when :func:`hashes_ready`, embedding leakage when its cache exists."""
+    held = health.held_out_split(run.splits, split)
+    unavailable = no_leakage(run, split)
+    leak = pixel_leak(run, held) if held and hashes_ready(run) else None
+    emb_unavailable = unavailable or no_embeddings(run)
+    emb = embedding_leak(run, held) if held and emb_unavailable is None else None
+    n = run.metrics["splits"][split]["n"]
+    return health.summary(
+        run.metrics,
+        run.meta,
+        split,
+        t,
+        reliability=reliability(run, split) if n else None,
+        suspicious=suspicious_count(run, split),
+        leak=leak,
+        leak_unavailable=unavailable,
+        embedding_leak=emb,
+        embedding_unavailable=emb_unavailable,
+        preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
+    )
