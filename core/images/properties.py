@@ -1,0 +1,202 @@
+"""Image properties per prediction row: brightness, contrast, colourfulness, sharpness, size.
+
+Computed once per run from the image files and stored beside the run as
+``properties.parquet`` (a derived cache, like ``phash.parquet``). Each image is decoded with
+PIL and measured with whole-array numpy operations (no per-pixel Python):
+
+- brightness: mean luma (ITU-R 601 weights) in [0, 1];
+- contrast: standard deviation of luma in [0, 0.5];
+- colourfulness: Hasler & Suesstrunk (2003), ``sqrt(sd_rg^2 + sd_yb^2) + 0.3 *
+  sqrt(mean_rg^2 + mean_yb^2)`` on 0..255 channels (0 for grey images);
+- sharpness: variance of the 4-neighbour Laplacian of luma on 0..255 (low = blurred);
+- width, height (pixels), aspect ratio (width / height), file size (bytes), format (PNG, ...);
+- near-blank: contrast below ``NEAR_BLANK_CONTRAST`` (a blank or almost uniform image).
+
+An unreadable file gets NaN measurements and ``readable`` False: listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from core.images import gallery
+
+CACHE_FILE = "properties.parquet"
+NEAR_BLANK_CONTRAST = 0.02  # luma std below 2% of full scale: nothing to see
+LUMA = np.array([0.299, 0.587, 0.114])
+NUMERIC = ("brightness", "contrast", "colourfulness", "sharpness", "width", "height")
+COLUMNS = (*NUMERIC, "aspect ratio", "file size", "format", "near-blank")
+Progress = Callable[[int, int], None]  # (images done, images total)
+CHUNK = 256  # files per worker task
+_MAX_PIXELS = 16_000_000  # larger images are measured on a thumbnail of this many pixels
+
+
+def measure(image: Image.Image) -> tuple[float, float, float, float]:
+    """Return (brightness, contrast, colourfulness, sharpness) of one decoded image."""
+    if image.width * image.height > _MAX_PIXELS:
+        image = image.copy()
+        image.thumbnail((4000, 4000))
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)  # (h, w, 3), 0..255
+    luma = rgb @ LUMA
+    brightness = luma.mean() / 255.0
+    contrast = luma.std() / 255.0
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    colourfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    return float(brightness), float(contrast), float(colourfulness), laplacian_variance(luma)
+
+
+def laplacian_variance(luma: np.ndarray) -> float:
+    """Return the variance of the 4-neighbour Laplacian over the interior pixels (0 if < 3x3)."""
+    if luma.shape[0] < 3 or luma.shape[1] < 3:
+        return 0.0
+    lap = luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:] - 4 * luma[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def _one(path: str) -> tuple[Any, ...]:
+    try:
+        size = os.path.getsize(path)
+        with Image.open(path) as img:
+            fmt = img.format or ""
+            width, height = img.size
+            img.draft("RGB", img.size)  # no-op except JPEG; keeps full resolution
+            values = measure(img)
+        return (*values, width, height, size, fmt, True)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return (np.nan,) * 6 + (np.nan, "", False)
+
+
+def _chunk(paths: Sequence[str]) -> list[tuple[Any, ...]]:
+    return [_one(p) for p in paths]
+
+
+def measure_files(
+    paths: Sequence[str | Path], *, workers: int = 0, progress: Progress | None = None
+) -> pd.DataFrame:
+    """Return one row of properties per file (``COLUMNS`` plus ``readable``), in input order.
+
+    workers: processes decoding in parallel (0 = in this process).
+    """
+    names = [str(p) for p in paths]
+    chunks = [names[i : i + CHUNK] for i in range(0, len(names), CHUNK)]
+    rows: list[tuple[Any, ...]] = []
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for part in pool.map(_chunk, chunks):
+                rows.extend(part)
+                if progress is not None:
+                    progress(len(rows), len(names))
+    else:
+        for chunk in chunks:
+            rows.extend(_chunk(chunk))
+            if progress is not None:
+                progress(len(rows), len(names))
+    raw = pd.DataFrame(
+        rows,
+        columns=[*NUMERIC, "file size", "format", "readable"],
+    )
+    width = raw["width"].astype(float)
+    height = raw["height"].astype(float)
+    out = pd.DataFrame(
+        {
+            "brightness": raw["brightness"].astype(float),
+            "contrast": raw["contrast"].astype(float),
+            "colourfulness": raw["colourfulness"].astype(float),
+            "sharpness": raw["sharpness"].astype(float),
+            "width": width,
+            "height": height,
+            "aspect ratio": width / height,
+            "file size": raw["file size"].astype(float),
+            "format": raw["format"].astype(str),
+            "near-blank": (raw["contrast"].astype(float) < NEAR_BLANK_CONTRAST)
+            & raw["readable"].astype(bool),
+            "readable": raw["readable"].astype(bool),
+        }
+    )
+    return out
+
+
+# --- the per-run cache --------------------------------------------------------------------------
+
+
+def cache_path(run: Any) -> Path:
+    """Return where a run's properties cache lives: ``properties.parquet`` in the run folder."""
+    return Path(run.path) / CACHE_FILE
+
+
+def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
+    try:
+        cached = pq.read_table(cache_path(run)).to_pandas()
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    expected = ["split", "path", *COLUMNS, "readable"]
+    if list(cached.columns) != expected or len(cached) != len(predictions):
+        return None
+    same = (cached["split"].to_numpy() == predictions["split"].to_numpy()).all() and (
+        cached["path"].to_numpy() == predictions["path"].to_numpy()
+    ).all()
+    return cached.set_axis(predictions.index) if same else None
+
+
+def _write_cache(run: Any, table: pd.DataFrame) -> None:
+    """Write atomically (temp file + os.replace); a read-only store is no error."""
+    final = cache_path(run)
+    tmp = final.with_name(f".{CACHE_FILE}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
+        os.replace(tmp, final)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def has_cached_properties(run: Any) -> bool:
+    """Return True when the run's properties cache exists and matches its predictions."""
+    return _read_cache(run, run.predictions()) is not None
+
+
+def run_properties(
+    run: Any, *, workers: int | None = None, progress: Progress | None = None
+) -> pd.DataFrame:
+    """Return one row per prediction row (same index): split, path, ``COLUMNS``, readable.
+
+    Read from ``properties.parquet`` when it matches ``run.predictions()``, else measured
+    from the image files (``workers`` processes; default: up to 4 when there are many files)
+    and written there atomically.
+    """
+    predictions = run.predictions()
+    cached = _read_cache(run, predictions)
+    if cached is not None:
+        return cached
+    files = [
+        gallery.image_path(run, s, p)
+        for s, p in zip(predictions["split"], predictions["path"], strict=True)
+    ]
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if len(files) > 4 * CHUNK else 0
+    props = measure_files(files, workers=workers, progress=progress)
+    table = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "split": predictions["split"].astype(str).to_numpy(),
+                    "path": predictions["path"].to_numpy(),
+                }
+            ),
+            props,
+        ],
+        axis=1,
+    )
+    _write_cache(run, table)
+    return table.set_axis(predictions.index)
