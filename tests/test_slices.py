@@ -1,0 +1,123 @@
+"""Slices and weak segments (core.analysis.slices) against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import accuracy_score
+
+from core.analysis import slices
+
+
+def _table(n: int, seed: int, *, planted: bool) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A slice table: 6 categorical + 4 numeric columns of noise; optionally site C worse."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "split": np.where(rng.random(n) < 0.5, "train", "test"),
+            "true class": rng.choice(["cat", "dog", "owl"], n),
+            **{f"c{i}": rng.choice(list("ABCD"), n) for i in range(6)},
+            **{f"x{i}": rng.normal(size=n) for i in range(4)},
+        }
+    )
+    p_ok = np.full(n, 0.85)
+    if planted:
+        p_ok[df["c2"].to_numpy() == "C"] = 0.6
+    df["correct"] = rng.random(n) < p_ok
+    kinds = {"true class": "categorical", **{f"c{i}": "categorical" for i in range(6)}}
+    kinds |= {f"x{i}": "numeric" for i in range(4)}
+    return df, kinds
+
+
+def test_per_value_accuracy_equals_sklearn_on_each_subset() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    y_true = rng.integers(0, 3, n)
+    y_pred = np.where(rng.random(n) < 0.7, y_true, rng.integers(0, 3, n))
+    df = pd.DataFrame(
+        {
+            "split": np.where(np.arange(n) < 200, "train", "test"),
+            "site": rng.choice(["a", "b", "c"], n),
+            "brightness": rng.random(n),
+            "correct": y_true == y_pred,
+        }
+    )
+    test = (df["split"] == "test").to_numpy()
+    for column, kind in (("site", "categorical"), ("brightness", "numeric")):
+        table = slices.per_value(df, column, kind, split="test")
+        assert table["images"].sum() == test.sum()  # the bins cover the split once
+        for _, row in table.iterrows():
+            m = row["condition"].mask(df) & test
+            assert row["images"] == m.sum()
+            assert row["accuracy"] == pytest.approx(accuracy_score(y_true[m], y_pred[m]))
+            rest = test & ~m
+            assert row["rest accuracy"] == pytest.approx(accuracy_score(y_true[rest], y_pred[rest]))
+    # bins of a numeric column come from train quantiles, not from the judged split
+    edges = np.quantile(df.loc[~test, "brightness"], [0.25, 0.5, 0.75])
+    conds = slices.conditions_for(df, "brightness", "numeric")
+    assert conds[0].value == pytest.approx(edges[0])
+    assert conds[-1].value == pytest.approx(edges[-1])
+
+
+def test_bootstrap_interval_matches_scipy_bootstrap() -> None:
+    outcomes = np.array([1] * 61 + [0] * 39)
+    lo, hi = slices.bootstrap_interval(61, 100, resamples=20_000, seed=3)
+    ref = stats.bootstrap(
+        (outcomes,), np.mean, n_resamples=20_000, method="percentile", random_state=4
+    ).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.011)
+    assert hi == pytest.approx(ref.high, abs=0.011)
+    # seeded: the same interval twice
+    assert slices.bootstrap_interval(61, 100) == slices.bootstrap_interval(61, 100)
+
+
+def test_fewer_correct_p_matches_fisher_exact() -> None:
+    for k1, n1, k2, n2 in [(61, 100, 940, 1000), (5, 20, 10, 25), (30, 40, 28, 40), (20, 20, 3, 9)]:
+        table = [[k1, n1 - k1], [k2, n2 - k2]]
+        ref = stats.fisher_exact(table, alternative="less").pvalue
+        p = slices.fewer_correct_p(k1, n1, k1 + k2, n1 + n2)
+        assert p == pytest.approx(ref, rel=1e-9)
+
+
+def test_benjamini_hochberg_matches_scipy() -> None:
+    p = np.random.default_rng(0).random(50) ** 2
+    np.testing.assert_allclose(
+        slices.benjamini_hochberg(p), stats.false_discovery_control(p, method="bh")
+    )
+
+
+def test_random_labels_give_discoveries_at_most_at_the_nominal_rate() -> None:
+    runs_with_any = 0
+    seeds = 40
+    for seed in range(seeds):
+        df, kinds = _table(1500, seed, planted=False)
+        search = slices.weak_segments(df, kinds, split="test")
+        assert search.tried > 100
+        runs_with_any += bool(search.segments)
+    # under the global null BH bounds P(any discovery) by alpha (0.05); allow sampling noise
+    assert runs_with_any / seeds <= 0.1
+
+
+def test_planted_effect_found_and_ranked_first() -> None:
+    df, kinds = _table(3000, 7, planted=True)
+    search = slices.weak_segments(df, kinds, split="test")
+    top = search.segments[0]
+    assert [c.to_dict() for c in top.conditions] == [{"column": "c2", "op": "==", "value": "C"}]
+    test = df[df["split"] == "test"]
+    m = test["c2"] == "C"
+    assert top.images == m.sum()
+    assert top.accuracy == pytest.approx(test.loc[m, "correct"].mean())
+    assert top.rest_accuracy == pytest.approx(test.loc[~m, "correct"].mean())
+    s = top.sentence()
+    assert s.startswith("Images with c2 is C (")
+    assert f"after correcting for {search.tried:,} slices tried." in s
+
+
+def test_target_class_judges_recall() -> None:
+    df, kinds = _table(3000, 7, planted=True)
+    search = slices.weak_segments(df, kinds, split="test", target_class="dog", pairs=False)
+    dog = df[(df["split"] == "test") & (df["true class"] == "dog")]
+    assert search.images == len(dog)
+    assert "true class" not in search.columns
