@@ -7,19 +7,18 @@ picture, re-encoded, brightened or shifted; or by the model's own penultimate-la
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from core.analysis import tables
-from core.errors import ClassLensError
+from core.hosting import tasks
 from core.images import embeddings, gallery, leakage
 from core.runs import Run
 from ui import downloads
+from ui import tasks as ui_tasks
 from ui.boot import ensure_app
-from ui.gallery import md_escape, pager
+from ui.gallery import md_escape, pager, thumbnail_png
 from ui.page_state import keep
-from ui.state import current_run, load_run
+from ui.state import current_run
 
 ensure_app()
 
@@ -38,67 +37,29 @@ METRICS = {
 }
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _hashes(run_id: str) -> pd.DataFrame:
-    """Return the run's pHashes (read from its cache file once per server)."""
-    run = load_run(run_id)
-    assert run is not None, f"run {run_id} disappeared"
-    return leakage.run_hashes(run)
-
-
-def _compute_once(run: Run, *, key: str, cached: bool, compute, verb: str) -> None:  # noqa: ANN001
-    """Run ``compute(progress=...)`` with a progress bar unless the run's cache file exists."""
-    done = st.session_state.setdefault(key, set())  # also when the store is read-only
-    if run.run_id in done or cached:
-        return
-    bar = st.progress(0.0, text=f"{verb} the images (first visit of this run only)…")
-    compute(
-        progress=lambda n, total: bar.progress(
-            n / max(total, 1), text=f"{verb} the images: {n:,} of {total:,}…"
-        )
-    )
-    bar.empty()
-    done.add(run.run_id)
-
-
-def _ensure_hashes(run: Run) -> None:
-    """Compute and cache the run's hashes, the first time only."""
-    _compute_once(
-        run,
-        key="lk_hashed",
-        cached=leakage.has_cached_hashes(run),
-        compute=lambda progress: leakage.run_hashes(run, progress=progress),
-        verb="Hashing",
-    )
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def _embeddings(run_id: str) -> np.ndarray:
-    """Return the run's embeddings (read from its cache file once per server)."""
-    run = load_run(run_id)
-    assert run is not None, f"run {run_id} disappeared"
-    return embeddings.run_embeddings(run)
-
-
-def _ensure_embeddings(run: Run) -> None:
-    """Compute and cache the run's embeddings, the first time only."""
-    with st.spinner("Loading the model…"):
-        _compute_once(
-            run,
-            key="lk_embedded",
-            cached=embeddings.has_cached_embeddings(run),
-            compute=lambda progress: embeddings.run_embeddings(run, progress=progress),
-            verb="Embedding",
-        )
+def _shared(run: Run, kind: str) -> object:
+    """Return the run's pHashes or embeddings (``kind``), computed once per server on a
+    core.hosting.tasks worker (read back from the run's cache file when it has one); while
+    they compute, show progress and rerun; when they cannot be had, say why and stop."""
+    work, verb = {
+        "phash": (leakage.run_hashes, "Hashing"),
+        "embeddings": (embeddings.run_embeddings, "Embedding"),
+    }[kind]
+    task = tasks.submit((kind, run.run_id), work, run, label=f"{verb} {run.run_id}", progress=True)
+    if not ui_tasks.ready(task, f"{verb} the images (first visit of this run only)"):
+        ui_tasks.rerun_if_pending()
+    if task.error is not None:
+        st.info(task.error, icon=":material/info:")
+        st.stop()
+    return task.result
 
 
 def _thumb(run: Run, split: str, path: str) -> None:
-    try:
-        pixels = gallery.thumbnail(gallery.image_path(run, split, path), size=PAIR_PX)
-    except (OSError, ValueError):
-        st.warning(f"Image not found: {path}", icon=":material/broken_image:")
+    png = thumbnail_png(str(gallery.image_path(run, split, path)), PAIR_PX)  # decoded once
+    if png is None:
+        st.warning(f"Image not found: {md_escape(path)}", icon=":material/broken_image:")
         return
-    st.image(pixels, width=PAIR_PX)
+    st.image(png, width=PAIR_PX)
 
 
 st.title("Leakage")
@@ -162,17 +123,11 @@ split = (
 )
 
 if method == EMBEDDINGS:
-    try:
-        _ensure_embeddings(run)
-        emb = _embeddings(run.run_id)
-    except ClassLensError as exc:
-        st.info(str(exc), icon=":material/info:")
-        st.stop()
+    emb = _shared(run, "embeddings")
     pairs = embeddings.embedding_pairs(run, emb, split, min_similarity=min_similarity)
     threshold: object = min_similarity
 else:
-    _ensure_hashes(run)
-    pairs = leakage.leak_pairs(run, _hashes(run.run_id), split, max_distance=max_distance)
+    pairs = leakage.leak_pairs(run, _shared(run, "phash"), split, max_distance=max_distance)
     threshold = max_distance
 leaked = sorted(set(pairs["path"]))
 n_split = int(run.metrics["splits"][split]["n"])

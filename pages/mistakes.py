@@ -7,6 +7,7 @@ import streamlit as st
 from core.analysis import exports
 from core.images import gallery
 from ui import downloads
+from ui import tasks as ui_tasks
 from ui.boot import ensure_app
 from ui.gallery import class_filter, gradcam_overlays, pager, thumbnail_grid
 from ui.page_state import keep
@@ -70,3 +71,4 @@ thumbnail_grid(
     key="mk_gallery",
     overlays=gradcam_overlays(visible, run) if show_cam else None,
 )
+ui_tasks.rerun_if_pending()  # Grad-CAM still computing: show it when done

@@ -18,10 +18,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.errors import ClassLensError
+from core.hosting import tasks
 from core.images import gallery
 from core.runs import Run
 from ui import jobs
+from ui import tasks as ui_tasks
 from ui.page_state import keep, put
 
 if TYPE_CHECKING:
@@ -45,7 +46,9 @@ def _thumbnail(path: str, mtime: float, size: int) -> bytes | None:
     return out.getvalue()
 
 
-def _image(path: str, size: int) -> bytes | None:
+def thumbnail_png(path: str, size: int) -> bytes | None:
+    """Return the thumbnail of ``path`` as PNG bytes, decoded once per file version and size
+    (a bounded st.cache_data), or None when it cannot be read."""
     try:
         mtime = os.stat(path).st_mtime
     except OSError:
@@ -118,33 +121,30 @@ def relabel_headline(given: str, suggested: str, p_given: float, p_suggested: fl
     return f"**{md_escape(given)}** {p_given:.0%} → {new}"
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint for Grad-CAM…")
-def _gradcam_model(sha256: str, _meta: dict) -> Checkpoint | str:
-    """Return the run's checkpoint for Grad-CAM, or why it cannot have one (cached either way,
-    keyed by the checkpoint's sha256 only). Torch is imported here, on first use only."""
+def _gradcam_model(sha256: str, meta: dict) -> Checkpoint:
+    """Return the run's checkpoint for Grad-CAM, loaded once per server (core.hosting.tasks,
+    keyed by its sha256; a refusal is kept too and raised as ClassLensError)."""
     from core.images import gradcam
 
-    try:
-        return gradcam.load_for_run(_meta)
-    except ClassLensError as exc:
-        return str(exc)
+    return tasks.compute(
+        ("gradcam-model", sha256), gradcam.load_for_run, meta, label="Grad-CAM model"
+    )
 
 
-@st.cache_data(max_entries=32, show_spinner="Computing Grad-CAM…")
 def _overlays(
-    sha256: str, paths: tuple[str, ...], targets: tuple[int, ...], prep: str, _run: Run, size: int
+    sha256: str, meta: dict, paths: tuple[str, ...], targets: tuple[int, ...], size: int
 ) -> list[np.ndarray | None]:
+    """Return the Grad-CAM overlays of ``paths`` (runs on a core.hosting.tasks worker)."""
     from core.engine.inference import resolve_device
     from core.images import gradcam
 
-    ckpt = _gradcam_model(sha256, _run.meta)
-    assert not isinstance(ckpt, str), ckpt
-    # The module is shared by every session (cache_resource) and Grad-CAM hooks into it.
+    ckpt = _gradcam_model(sha256, meta)
+    # The module is shared by every session and Grad-CAM hooks into it.
     with jobs.model_lock(f"gradcam:{sha256}"):
         return gradcam.overlays(
             ckpt,
             paths,
-            gradcam.run_preprocessing(_run.meta),
+            gradcam.run_preprocessing(meta),
             targets=targets,
             size=size,
             device=resolve_device("auto"),
@@ -156,22 +156,33 @@ def gradcam_overlays(
 ) -> dict[int, np.ndarray]:
     """Return {row index: Grad-CAM overlay of the predicted class} for ``rows`` (the visible
     page of ``run.predictions()``); when the run's checkpoint cannot have one, say why with
-    ``st.info`` and return {}."""
+    ``st.info`` and return {}.
+
+    Computed once per (checkpoint, images, targets, preprocessing, size) for every session, on
+    a core.hosting.tasks worker: while it runs the page shows progress and plain thumbnails
+    and reruns (the page ends with ``ui.tasks.rerun_if_pending()``).
+    """
     sha = run.meta["checkpoint"]["sha256"]
-    ckpt = _gradcam_model(sha, run.meta)
-    if isinstance(ckpt, str):
-        st.info(ckpt, icon=":material/info:")
-        return {}
     places = zip(rows["split"], rows["path"], strict=True)
     paths = tuple(str(gallery.image_path(run, split, rel)) for split, rel in places)
     targets = tuple(int(t) for t in rows["y_pred"])
     prep = str(sorted(run.meta["preprocessing"].items()))
-    try:
-        images = _overlays(sha, paths, targets, prep, run, size)
-    except ClassLensError as exc:
-        st.info(str(exc), icon=":material/info:")
+    task = tasks.submit(
+        ("gradcam", sha, paths, targets, prep, size),
+        _overlays,
+        sha,
+        run.meta,
+        paths,
+        targets,
+        size,
+        label=f"Grad-CAM of {len(paths)} images",
+    )
+    if not ui_tasks.ready(task, f"Computing Grad-CAM for {len(paths)} images"):
         return {}
-    return {int(i): img for i, img in zip(rows.index, images, strict=True) if img is not None}
+    if task.error is not None:
+        st.info(task.error, icon=":material/info:")
+        return {}
+    return {int(i): img for i, img in zip(rows.index, task.result, strict=True) if img is not None}
 
 
 def _headline(true_name: str, pred_name: str, correct: bool) -> str:
@@ -212,7 +223,7 @@ def thumbnail_grid(
             true_name, pred_name = names[row["y_true"]], names[row["y_pred"]]
             path = gallery.image_path(run, row["split"], row["path"])
             with cell.container(border=True):
-                pixels = _image(str(path), size)
+                pixels = thumbnail_png(str(path), size)
                 if pixels is None:
                     st.warning(
                         f"Image not found: {md_escape(row['path'])}",
@@ -252,7 +263,7 @@ def full_view(run: Run, idx: int) -> None:
     path = gallery.image_path(run, row["split"], row["path"])
     left, right = st.columns([2, 3])
     with left:
-        pixels = _image(str(path), FULL_PX)
+        pixels = thumbnail_png(str(path), FULL_PX)
         if pixels is None:
             st.warning(f"Image not found: {md_escape(str(path))}", icon=":material/broken_image:")
         else:

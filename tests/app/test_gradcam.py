@@ -35,3 +35,44 @@ def test_mlp_run_says_why_and_keeps_thumbnails(sample_runs: dict[str, Run]) -> N
     assert not at.exception, at.exception
     assert any("Grad-CAM needs a convolutional layer" in i.value for i in at.info)
     assert len(at.image) == n_images
+
+
+def test_two_sessions_share_one_computation_and_never_wait_for_it(
+    sample_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second viewer of the same Grad-CAM page joins the first one's computation; while it
+    runs, a page shows progress over the plain thumbnails instead of blocking its script."""
+    import threading
+
+    from core.hosting import tasks
+    from core.images import gradcam
+
+    tasks.clear()
+    gate, calls = threading.Event(), []
+    real = gradcam.overlays
+
+    def slow_overlays(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        gate.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gradcam, "overlays", slow_overlays)
+    monkeypatch.setattr("ui.tasks.POLL_S", 0.05)
+    monkeypatch.setattr("ui.tasks.rerun_if_pending", lambda poll=0: None)  # one rerun at a time
+    sessions = [open_page("mistakes", sample_runs["good"]) for _ in range(2)]
+    before = _urls(sessions[0])
+    for at in sessions:
+        at.toggle(key="mk_gradcam").set_value(True).run()
+        assert not at.exception, at.exception
+        assert any("Computing Grad-CAM" in p.proto.text for p in at.get("progress"))
+        assert _urls(at) == before  # plain thumbnails while it computes
+    gate.set()
+    task = next(t for t in tasks._RUNNING.values()) if tasks._RUNNING else None
+    if task is not None:
+        assert task.wait(60)
+    for at in sessions:
+        at.run()
+        assert not at.exception, at.exception
+        assert not at.get("progress")
+        assert not set(_urls(at)) & set(before)  # overlays now
+    assert len(calls) == 1  # one computation for both sessions

@@ -1,0 +1,39 @@
+"""Showing shared heavy work (core.hosting.tasks) on a page without waiting for it.
+
+``ready(task, text)`` returns True once the task finished (after a short wait, so quick work
+shows in the same rerun); otherwise it draws a progress bar and marks the page, and the
+page's last line, ``rerun_if_pending()``, reruns it a moment later. The script thread only
+ever waits on its own session's short sleeps, never on another viewer's computation.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from core.hosting.tasks import Task
+
+PENDING_KEY = "_tasks_pending"  # session_state: labels of the tasks this rerun is waiting on
+FIRST_WAIT_S = 0.3  # wait this long in the script before drawing progress (quick work)
+POLL_S = 0.5  # then rerun the page this often until the task finishes
+
+
+def ready(task: Task, text: str, *, wait: float = FIRST_WAIT_S) -> bool:
+    """Return True when ``task`` finished; else draw its progress under ``text`` and mark the
+    page to rerun (``rerun_if_pending``)."""
+    if task.wait(wait):
+        return True
+    frac = task.fraction
+    done = f": {task.done:,} of {task.total:,}" if frac is not None else ""
+    elapsed = time.time() - task.submitted
+    st.progress(frac or 0.0, text=f"{text}{done}… ({elapsed:.0f} s)")
+    st.session_state.setdefault(PENDING_KEY, []).append(task.label)
+    return False
+
+
+def rerun_if_pending(poll: float = POLL_S) -> None:
+    """Rerun the page after ``poll`` seconds when a ``ready`` call of this rerun said no."""
+    if st.session_state.pop(PENDING_KEY, None):
+        time.sleep(poll)
+        st.rerun()
