@@ -105,6 +105,11 @@ class Run:
     meta: dict[str, Any]  # meta.json
     metrics: dict[str, Any]  # metrics.json (the contract in DESIGN.md)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # A subset (Run.subset): the full run it was cut from and its row positions there. The
+    # subset's path is the parent's folder, so files beside it stay reachable; derived caches
+    # (phash, embeddings) are read from the parent and cut with ``rows``, never rewritten.
+    parent: Run | None = field(default=None, repr=False, compare=False)
+    rows: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def class_names(self) -> list[str]:
@@ -135,6 +140,73 @@ class Run:
             width = len(self.class_names)
             self._cache["probs"] = flat.reshape(len(col), width).astype(np.float32, copy=False)
         return self._cache["probs"]
+
+    def subset(self, mask: Any, label: str, *, key: str | None = None) -> Run:
+        """Return this run restricted to the rows in ``mask``, as if evaluated on them alone.
+
+        mask: (n,) bool over ``predictions()`` rows. label: the slice in words (meta "slice").
+        key: names the subset in its run id, ``<run id>~<key>`` (default: a hash of the rows).
+        Predictions and probs are the kept rows (index 0..m-1); metrics.json is recomputed with
+        core.analysis.metrics.split_report, as the engine does, for each split that keeps a
+        row (skipped files are not images of the slice: none listed). meta keeps the parent's
+        fields and adds "slice": {label, n, of, n_by_split, of_by_split, parent}.
+        """
+        from core.analysis import metrics as metrics_mod  # pure numpy; imported when used
+
+        base = self.parent if self.parent is not None else self
+        full = self.predictions()
+        keep = np.asarray(mask)
+        if keep.dtype != bool or keep.shape != (len(full),):
+            raise ValueError(
+                f"mask must be a bool array with one entry per prediction ({len(full)}), got "
+                f"dtype {keep.dtype} and shape {keep.shape}. "
+                "Build it with core.analysis.where.mask."
+            )
+        rows = np.flatnonzero(keep)
+        df = full.iloc[rows].reset_index(drop=True)
+        probs = self.probs()[rows]
+        names = self.class_names
+        absent = [names.index(a) for a in self.meta.get("absent_classes", []) if a in names]
+        split_of = df["split"].to_numpy()
+        report: dict[str, Any] = {}
+        for split in self.splits:
+            in_split = split_of == split
+            if in_split.any():
+                report[split] = metrics_mod.split_report(
+                    df["y_true"].to_numpy()[in_split],
+                    df["y_pred"].to_numpy()[in_split],
+                    class_names=names,
+                    probs=probs[in_split],
+                    absent=absent,
+                )
+        base_split = base.predictions()["split"].to_numpy()
+        of_by_split = {s: int((base_split == s).sum()) for s in base.splits}
+        parent_rows = self.rows[rows] if self.rows is not None else rows
+        if key is None:
+            key = hashlib.sha256(np.asarray(parent_rows, np.int64).tobytes()).hexdigest()[:12]
+        meta = {
+            **self.meta,
+            "n_predictions": len(df),
+            "skipped": [],
+            "slice": {
+                "label": label,
+                "n": len(df),
+                "of": len(base.predictions()),
+                "n_by_split": {s: int(r["n"]) for s, r in report.items()},
+                "of_by_split": of_by_split,
+                "parent": base.run_id,
+            },
+        }
+        sub = Run(
+            f"{base.run_id}~{key}",
+            self.path,
+            meta,
+            {**self.metrics, "splits": report},
+            parent=base,
+            rows=np.asarray(parent_rows, np.int64),
+        )
+        sub._cache["df"], sub._cache["probs"] = df, probs
+        return sub
 
 
 _COLUMNS = ("split", "path", "y_true", "y_pred", "confidence", "loss")

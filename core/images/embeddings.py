@@ -178,6 +178,7 @@ def _write_cache(run: Any, emb16: np.ndarray) -> None:
 
 def has_cached_embeddings(run: Any) -> bool:
     """Return True when the run's embedding cache exists and matches its predictions."""
+    run = getattr(run, "parent", None) or run  # a slice reads its parent's cache
     return _read_cache(run, len(run.predictions())) is not None
 
 
@@ -194,6 +195,8 @@ def run_embeddings(run: Any, *, progress: Progress | None = None) -> np.ndarray:
     cached as float16 in ``embeddings.npy``; recomputed when missing, unreadable or of another
     row count. Values are those of the cache (float16-rounded) whether computed or read back.
     """
+    if getattr(run, "parent", None) is not None:  # a slice: the parent's embeddings, its rows
+        return run_embeddings(run.parent, progress=progress)[run.rows]
     predictions = run.predictions()
     cached = _read_cache(run, len(predictions))
     if cached is not None:

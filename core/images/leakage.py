@@ -157,6 +157,7 @@ def _write_cache(run: Any, table: pd.DataFrame) -> None:
 
 def has_cached_hashes(run: Any) -> bool:
     """Return True when the run's pHash cache exists and matches its predictions."""
+    run = getattr(run, "parent", None) or run  # a slice reads its parent's cache
     return _read_cache(run, run.predictions()) is not None
 
 
@@ -167,6 +168,9 @@ def run_hashes(run: Any, *, progress: Progress | None = None) -> pd.DataFrame:
     ``phash.parquet``: computed once from the image files, written atomically, and
     recomputed when missing, unreadable or out of step with ``run.predictions()``.
     """
+    if getattr(run, "parent", None) is not None:  # a slice: the parent's hashes, its rows
+        whole = run_hashes(run.parent, progress=progress)
+        return whole.iloc[run.rows].set_axis(run.predictions().index)
     predictions = run.predictions()
     cached = _read_cache(run, predictions)
     if cached is not None:
