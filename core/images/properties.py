@@ -163,6 +163,7 @@ def _write_cache(run: Any, table: pd.DataFrame) -> None:
 
 def has_cached_properties(run: Any) -> bool:
     """Return True when the run's properties cache exists and matches its predictions."""
+    run = getattr(run, "parent", None) or run  # a slice (Run.subset) reads its parent's cache
     return _read_cache(run, run.predictions()) is not None
 
 
@@ -175,6 +176,9 @@ def run_properties(
     from the image files (``workers`` processes; default: up to 4 when there are many files)
     and written there atomically.
     """
+    if getattr(run, "parent", None) is not None:  # a slice: the parent's rows, never rewritten
+        whole = run_properties(run.parent, workers=workers, progress=progress)
+        return whole.iloc[run.rows].set_axis(run.predictions().index)
     predictions = run.predictions()
     cached = _read_cache(run, predictions)
     if cached is not None:
