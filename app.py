@@ -13,8 +13,8 @@ from core.engine.sample import ensure_sample_runs
 from core.errors import ClassLensError
 from ui.auth import gate, load_settings
 from ui.boot import inside_app
-from ui.picker import sidebar
 from ui.progress import evaluation_progress
+from ui.run_picker import sidebar
 from ui.state import list_runs
 
 st.set_page_config(page_title="ClassLens", page_icon="🔍", layout="wide")

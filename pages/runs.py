@@ -9,7 +9,7 @@ from core.analysis.tables import runs_table
 from ui import downloads
 from ui import health as health_ui
 from ui.boot import ensure_app
-from ui.picker import open_run
+from ui.run_picker import open_run
 from ui.state import list_runs, thresholds
 
 ensure_app()

@@ -1,6 +1,6 @@
 """Evaluation progress in the main area, above the page, where the analyst looks.
 
-The New run form (ui.picker) records which jobs this session follows under
+The New run form (ui.new_run) records which jobs this session follows under
 ``jobs.FOLLOW_KEY``; app.py calls :func:`evaluation_progress` after the sidebar, so every page
 shows, from the first second, each job's phase (starting, loading the model, scanning the
 dataset, preparing, evaluating n/N at img/s with the time left, writing the run) and opens the
@@ -13,7 +13,7 @@ import streamlit as st
 
 from ui import jobs
 from ui.form_errors import for_form
-from ui.picker import PENDING_KEY
+from ui.run_picker import PENDING_KEY
 from ui.state import RUN_KEY, list_runs
 
 OPENED_KEY = "_opened_job"  # the followed keys whose run was opened already (open once)

@@ -24,7 +24,7 @@ from core.runs import Run
 from tests.app.conftest import ROOT, open_page
 from tests.conftest import SIZE, classlens_meta, make_model, save_safetensors, write_dataset
 from ui.gallery import md_escape
-from ui.picker import dataset_from_zip, save_checkpoint_uploads
+from ui.new_run import dataset_from_zip, save_checkpoint_uploads
 from ui.state import RUN_KEY, list_runs
 
 EDITOR_PW = "editor-pw-long"  # settings refuse passwords under 12 characters

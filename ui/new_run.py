@@ -1,4 +1,4 @@
-"""The sidebar on every page: choose a stored run, or make a new one.
+"""The sidebar's New run form: a checkpoint and a dataset, evaluated in a background job.
 
 A new run comes from a bundled, uploaded or server-side checkpoint and the bundled, an
 uploaded (zip) or a server-side dataset. Each preprocessing field says where its value comes
@@ -19,77 +19,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-import pandas as pd
 import streamlit as st
 
-from core.analysis import provenance
-from core.engine import data, evaluate, inference, models, preprocessing, probe
+from core.engine import models, preprocessing
 from core.engine.sample import CHECKPOINTS, DATASET
 from core.errors import ClassLensError
 from core.hosting import safety
 from core.hosting.settings import Settings, current
-from core.runs import RunStore
-from ui import jobs
+from ui import jobs, prep_fields
 from ui.form_errors import TRUST_MANY, TRUST_ONE, for_form
 from ui.gallery import md_escape
-from ui.state import RUN_KEY, list_runs, run_label
 
-PENDING_KEY = "_pending_run_id"
 UPLOAD_TYPES = ["safetensors", "pt", "pth", "ckpt", "bin", "pt2", "onnx"]
 DATASET_UPLOAD_TYPES = ["zip"]
-
-
-def sidebar(*, can_edit: bool = True) -> None:
-    """Render the run picker; keeps ``st.session_state[RUN_KEY]`` and ``?run=`` in step.
-
-    ``can_edit`` False (a hosted viewer): no New run form, so no upload and no evaluation.
-    """
-    runs = list_runs()
-    ids = [r.run_id for r in runs]
-    labels = {r.run_id: run_label(r) for r in runs}
-    wanted = st.query_params.get("run")
-    if st.session_state.get(PENDING_KEY) in ids:
-        st.session_state[RUN_KEY] = st.session_state.pop(PENDING_KEY)
-    if RUN_KEY not in st.session_state or st.session_state[RUN_KEY] not in ids:
-        st.session_state[RUN_KEY] = wanted if wanted in ids else _default(runs)
-    # The choice lives in RUN_KEY, a key this function owns; the selectbox is keyed by the
-    # list it shows and re-seeded from RUN_KEY. A selectbox comes back from the browser as an
-    # index: with one widget key across lists, a run stored by anyone (newest first) shifted
-    # every session's choice to its neighbour.
-    widget = "_run_pick_" + hashlib.sha256("|".join(ids).encode()).hexdigest()[:12]
-    st.session_state[widget] = st.session_state[RUN_KEY]
-    with st.sidebar:
-        st.header("Run")
-        if ids:
-            st.selectbox(
-                "Stored runs",
-                ids,
-                key=widget,
-                on_change=_picked,
-                args=(widget,),
-                format_func=lambda rid: labels.get(rid, rid),
-                help="A run is one checkpoint evaluated on one dataset; it is stored once.",
-            )
-        else:
-            st.caption("No stored runs yet.")
-        if can_edit:
-            with st.expander("New run", expanded=not ids):
-                _new_run_form()
-    if st.session_state.get(RUN_KEY):
-        st.query_params["run"] = st.session_state[RUN_KEY]
-
-
-def _picked(widget: str) -> None:
-    """The analyst chose a run in the sidebar: it becomes the session's run."""
-    st.session_state[RUN_KEY] = st.session_state[widget]
-
-
-def _default(runs: list) -> str | None:
-    """Return the good sample run when present (a populated first view), else the newest."""
-    for r in runs:
-        if r.meta["checkpoint"]["name"] == CHECKPOINTS["good"].name:
-            return r.run_id
-    return runs[0].run_id if runs else None
 
 
 @st.cache_resource(max_entries=8, show_spinner="Reading the checkpoint…")
@@ -209,170 +151,7 @@ def _choose_dataset(settings: Settings) -> Path | None:
     return server_path(text, settings)
 
 
-def _floats(text: str, name: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ClassLensError(
-            f"**{name}** must be comma-separated numbers (one per channel, like 0.5 or "
-            f"0.485,0.456,0.406), got {text!r}."
-        ) from None
-
-
-# The form's preprocessing fields: widget key prefix and label.
-PREP_FIELDS = {"image_size": ("size", "Image size"), "resize": ("resize", "Resize"),
-               "mean": ("mean", "Mean"), "std": ("std", "Std")}  # fmt: skip
-SOURCE_WORDS = {
-    "declared": "declared in the checkpoint",
-    "read": "read from the file",
-    "typed": "typed",
-    "default": "default, not known",
-}
-
-
-def _wkey(field: str, sha: str) -> str:
-    return f"{PREP_FIELDS[field][0]}_{sha}"
-
-
-def _typed_set(sha: str) -> set[str]:
-    return st.session_state.setdefault(f"_typed_{sha}", set())
-
-
-def _mark_typed(sha: str, field: str) -> None:
-    _typed_set(sha).add(field)
-
-
-def _forget_typed(sha: str) -> None:
-    _typed_set(sha).clear()
-
-
-def _request_probe(probe_key: str) -> None:
-    st.session_state[probe_key] = True
-
-
-def _typed_values(sha: str) -> dict:
-    """Return the fields the user edited, parsed (ClassLensError naming a field if not)."""
-    typed: dict = {}
-    for field in _typed_set(sha):
-        value = st.session_state.get(_wkey(field, sha))
-        if field in ("mean", "std"):
-            value = _floats(str(value), PREP_FIELDS[field][1])
-        typed[field] = int(value) if field == "image_size" else value
-    return typed
-
-
-def _shown(field: str, prep: preprocessing.Preprocessing) -> object:
-    value = getattr(prep, field)
-    return ",".join(f"{v:g}" for v in value) if field in ("mean", "std") else value
-
-
-@st.cache_resource(max_entries=4, ttl=300, show_spinner="Scanning the dataset…")
-def _scan(path: str) -> data.Dataset:
-    return data.scan(path)
-
-
-def _resolve(ckpt: models.Checkpoint, data_path: Path, typed: dict, *, probe_now: bool):
-    """Return the form's preprocessing (a core.engine.probe.Resolved): probed when ``probe_now``."""
-    if not probe_now:
-        read = probe.read_input(ckpt.module, ckpt.in_channels)
-        prep, sources = preprocessing.resolve_with_sources(typed, ckpt.preprocessing, read=read)
-        return probe.Resolved(prep, sources)
-    ds = _scan(str(data_path))
-    class_names, labels = evaluate.run_labels(ckpt.class_names, ds)
-    with st.spinner("Probing preprocessing on a sample of the images…"):
-        return probe.resolve(
-            ckpt.module, ckpt.in_channels, ckpt.preprocessing, typed,
-            ds=ds, labels=labels, n_classes=len(class_names), checkpoint_sha256=ckpt.sha256,
-            device=inference.resolve_device("auto"), cache_dir=RunStore().root / ".probes",
-        )  # fmt: skip
-
-
-def _file_unknown(ckpt: models.Checkpoint) -> list[str]:
-    """Return what the checkpoint file does not tell (what the probe would measure)."""
-    read = probe.read_input(ckpt.module, ckpt.in_channels)
-    return probe.unknown(preprocessing.resolve_with_sources(None, ckpt.preprocessing, read=read)[1])
-
-
-def _sources_caption(resolved, probed_on: str | None) -> str:
-    src = resolved.sources
-    meta = {"probe": {"split": probed_on}}
-
-    def said(field: str) -> str:
-        words = SOURCE_WORDS.get(src[field]) or provenance.source_text(src[field], meta)
-        return f"**{words}**" if src[field] in ("probed", "default") else words
-
-    norm = said("mean") if src["mean"] == src["std"] else f"{said('mean')} / {said('std')}"
-    return (
-        f"Where these come from: image size {said('image_size')} · mean/std {norm} · resize "
-        f"{said('resize')} · {resolved.prep.channels} channel(s) {said('channels')}."
-    )
-
-
-def _probe_table(record: dict) -> pd.DataFrame:
-    rows = [
-        {
-            "": "✓" if i == record["chosen"] else "",
-            "size": c["image_size"],
-            "accuracy": c["accuracy"],
-            "normalisation": c.get("normalisation") or provenance.candidate_label(c),
-        }  # fmt: skip
-        for i, c in enumerate(record["candidates"])
-    ]
-    # Best first (skipped candidates last), so the narrow sidebar shows what won and by how much.
-    return pd.DataFrame(rows).sort_values("accuracy", ascending=False, na_position="last")
-
-
-def _preprocessing_fields(ckpt: models.Checkpoint, data_path: Path, probe_key: str):
-    """Render the preprocessing fields with their sources (and the probe's result); return
-    (the resolved preprocessing, the typed overrides, whether the file leaves some unknown)."""
-    sha = ckpt.sha256
-    unknown = _file_unknown(ckpt)
-    probe_now = bool(unknown) and probe_key in st.session_state
-    try:
-        typed = _typed_values(sha)
-        resolved = _resolve(ckpt, data_path, typed, probe_now=probe_now)
-        bad = ""
-    except ClassLensError as exc:  # a typed value that does not parse or fit: the fields stay
-        typed, bad = {}, str(exc)  # on screen (as typed) to be fixed; the rest as the file says
-        resolved = _resolve(ckpt, data_path, typed, probe_now=probe_now)
-    for field in PREP_FIELDS:  # what the user did not type follows the file and the probe
-        if field not in _typed_set(sha):
-            st.session_state[_wkey(field, sha)] = _shown(field, resolved.prep)
-    c1, c2 = st.columns(2)
-    c1.number_input("Image size", 1, 4096, key=_wkey("image_size", sha),
-                    on_change=_mark_typed, args=(sha, "image_size"))  # fmt: skip
-    c2.selectbox("Resize", preprocessing.RESIZE_MODES, key=_wkey("resize", sha),
-                 on_change=_mark_typed, args=(sha, "resize"))  # fmt: skip
-    for field in ("mean", "std"):
-        st.text_input(PREP_FIELDS[field][1], key=_wkey(field, sha),
-                      on_change=_mark_typed, args=(sha, field))  # fmt: skip
-    record = resolved.probe
-    st.caption(_sources_caption(resolved, (record or {}).get("split")))
-    if resolved.note:
-        st.warning(resolved.note)
-    if record is not None:
-        tried = sum(c["accuracy"] is not None for c in record["candidates"])
-        st.caption(
-            f"Probe: {tried} settings on {record['n_images']} {record['split']} images "
-            f"(never the test split alone); {record['reason']}."
-        )
-        rows = len(record["candidates"]) + 1
-        st.dataframe(
-            _probe_table(record), hide_index=True, height=min(36 * rows, 260),
-            column_config={"accuracy": st.column_config.NumberColumn(format="percent")},
-        )  # fmt: skip
-    elif unknown and probe_key not in st.session_state:
-        st.caption(
-            f"{' and '.join(u.replace('_', ' ') for u in unknown).capitalize()} not in the "
-            "checkpoint: **Probe preprocessing** measures them on a sample of the train split "
-            "(Evaluate probes first otherwise)."
-        )
-    if bad:
-        raise ClassLensError(bad)
-    return resolved, typed, bool(unknown)
-
-
-def _new_run_form() -> None:
+def form() -> None:
     settings = current()
     try:
         ckpt_paths, trusted = _choose_checkpoint(settings)
@@ -400,12 +179,12 @@ def _new_run_form() -> None:
     st.caption(f"{ckpt.format} · {arch_label} · {ckpt.in_channels or '?'} channel(s)")
     probe_key = f"_probe_{ckpt.sha256}|{data_path.resolve()}|{arch}"
     try:
-        resolved, typed, unknown = _preprocessing_fields(ckpt, data_path, probe_key)
+        resolved, typed, unknown = prep_fields.fields(ckpt, data_path, probe_key)
     except ClassLensError as exc:  # a typed value that is not a number, a class mismatch
         st.error(for_form(str(exc), trust=trust_label))
-        if _typed_set(ckpt.sha256):
-            st.button("Forget typed values", key=f"forget_{ckpt.sha256}", on_click=_forget_typed,
-                      args=(ckpt.sha256,))  # fmt: skip
+        if prep_fields.typed_set(ckpt.sha256):
+            st.button("Forget typed values", key=f"forget_{ckpt.sha256}",
+                      on_click=prep_fields.forget_typed, args=(ckpt.sha256,))  # fmt: skip
         return
 
     def job_key(prep: preprocessing.Preprocessing) -> str:
@@ -419,17 +198,17 @@ def _new_run_form() -> None:
         "Evaluate", type="primary", disabled=job is not None and not job.finished
     )
     if unknown and probe_key not in st.session_state:
-        c2.button("Probe preprocessing", on_click=_request_probe, args=(probe_key,))
+        c2.button("Probe preprocessing", on_click=prep_fields.request_probe, args=(probe_key,))
     if typed:
         st.button(
-            "Forget typed values", key=f"forget_{ckpt.sha256}", on_click=_forget_typed,
+            "Forget typed values", key=f"forget_{ckpt.sha256}", on_click=prep_fields.forget_typed,
             args=(ckpt.sha256,), help="Back to the values the file gives or the probe measured.",
         )  # fmt: skip
     if evaluate_clicked:
         if unknown and probe_key not in st.session_state:  # the form shows what will run
-            _request_probe(probe_key)
+            prep_fields.request_probe(probe_key)
             try:
-                resolved = _resolve(ckpt, data_path, typed, probe_now=True)
+                resolved = prep_fields.resolve(ckpt, data_path, typed, probe_now=True)
             except ClassLensError as exc:
                 st.error(for_form(str(exc), trust=trust_label))
                 return
@@ -494,10 +273,3 @@ def _job_status(keys: tuple[str, ...]) -> None:
         st.session_state[jobs.FOLLOW_KEY] = keys
     if any(j is not None and not j.finished for j in map(jobs.get, keys)):
         st.caption("Evaluating: the progress shows above the page.")
-
-
-def open_run(run_id: str) -> None:
-    """Open ``run_id`` on Overview: the sidebar's picker takes it before drawing its widget."""
-    st.session_state[PENDING_KEY] = run_id
-    st.query_params["run"] = run_id
-    st.switch_page("pages/overview.py")
