@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,27 @@ def _floats(text: str) -> tuple[float, ...]:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, as argparse does, plus a hint
         self.exit(2, f"error: {message} (see python -m core {self.prog.split()[-1]} --help)\n")
+
+
+# Terminal control: C0 controls but tab and newline, DEL, and C1 (a lone ESC starts a sequence
+# that can recolour, retitle or rewrite the terminal). Names in runs and files reach the CLI's
+# output, so every character of it passes through here.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class _Printable:
+    """A text stream that writes everything but terminal control characters (a progress
+    bar's leading carriage return, written with its line, stays)."""
+
+    def __init__(self, stream) -> None:  # noqa: ANN001
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        lead = "\r" if text.startswith("\r") else ""
+        return self._stream.write(lead + _CONTROL.sub("", text[len(lead) :]))
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - flush, isatty, fileno, encoding...
+        return getattr(self._stream, name)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,6 +179,15 @@ def _archs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Printable(sys.stdout), _Printable(sys.stderr)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"evaluate": _evaluate, "runs": _runs, "archs": _archs}[args.command](args)
