@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis import confusion
+from core.figures import confusion as confusion_fig
 from core.figures import confusion_image
 from core.images import gallery
 from ui import downloads
@@ -89,11 +90,11 @@ targets = confusion_image.target_cells(results.cm, shown) if image_mode else []
 def _select_from_chart() -> None:
     points = st.session_state["cm_chart"]["selection"]["points"]
     if image_mode:
-        cell = confusion.selected_cell(
+        cell = confusion_fig.selected_cell(
             points, shown, cells=targets, trace=confusion_image.TARGET_TRACE
         )
     else:
-        cell = confusion.selected_cell(points, shown)
+        cell = confusion_fig.selected_cell(points, shown)
     if cell is not None:
         st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = cell
 
@@ -128,7 +129,7 @@ def _select_from_search() -> None:
 
 if image_mode:  # a square image beside the search and the pairs
     chart_col, side_col = st.columns([3, 2], gap="large")
-elif len(shown) > confusion.TEXT_MAX_CLASSES:  # a big matrix gets the full width
+elif len(shown) > confusion_fig.TEXT_MAX_CLASSES:  # a big matrix gets the full width
     chart_col, side_col = st.container(), st.container()
 else:
     chart_col, side_col = st.columns([5, 3], gap="large")
@@ -137,7 +138,7 @@ with chart_col:
     if image_mode:
         fig = _image_figure(run.run_id, split, view, tuple(shown), highlight, results.cm, names)
     else:
-        fig = confusion.heatmap_figure(
+        fig = confusion_fig.heatmap_figure(
             results.cm,
             names,
             normalize=confusion.VIEWS[view][1],

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.analysis import calibration as cal
+from core.figures import calibration as cal_fig
 
 
 def _loop_reference(conf, correct, n_bins):
@@ -122,15 +123,29 @@ def test_figures_draw_the_bins() -> None:
     conf = rng.uniform(0, 1, 300)
     correct = rng.uniform(0, 1, 300) < conf
     rel = cal.reliability(conf, correct)
-    fig = cal.reliability_figure(rel)
+    fig = cal_fig.reliability_figure(rel)
     counts, bars = fig.data[0], fig.data[1]
     assert list(counts.y) == rel.count.tolist()
     assert list(bars.hovertext) == cal.bin_labels(rel)
     assert list(bars.y) == pytest.approx(rel.accuracy.tolist())
     y_true = rng.integers(0, 3, 300)
     y_pred = np.where(correct, y_true, (y_true + 1) % 3)
-    hist = cal.confidence_histogram(y_true, y_pred, conf)
+    hist = cal_fig.confidence_histogram(y_true, y_pred, conf)
     assert sum(hist.data[0].y) == correct.sum() and sum(hist.data[1].y) == (~correct).sum()
+
+
+def test_outcome_counts_equal_numpy_histograms_of_right_and_wrong() -> None:
+    rng = np.random.default_rng(5)
+    conf = np.r_[rng.uniform(0, 1, 500), [0.0, 0.05, 0.5, 1.0]]  # edges: [lo, hi), last closed
+    y_true = rng.integers(0, 4, len(conf))
+    y_pred = np.where(rng.uniform(0, 1, len(conf)) < conf, y_true, (y_true + 1) % 4)
+    edges, right, wrong = cal.outcome_counts(y_true, y_pred, conf, n_bins=20)
+    ok = y_true == y_pred
+    np.testing.assert_allclose(edges, np.linspace(0, 1, 21))
+    assert right.tolist() == np.histogram(conf[ok], bins=20, range=(0, 1))[0].tolist()
+    assert wrong.tolist() == np.histogram(conf[~ok], bins=20, range=(0, 1))[0].tolist()
+    with pytest.raises(ValueError, match="probabilities"):
+        cal.outcome_counts([0], [0], [1.5])
 
 
 def _mixed_case() -> tuple[np.ndarray, np.ndarray]:

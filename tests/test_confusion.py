@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from core.analysis import confusion
+from core.figures import confusion as confusion_fig
 
 # A hand-counted case: 3 classes, 9 samples, row labels that are not positions.
 #   true:  a a a b b b c c c
@@ -212,11 +213,11 @@ def test_cell_text_blanks_empty_cells_and_writes_counts_or_percentages() -> None
 
 def test_selected_cell_maps_overlay_points_to_cells() -> None:
     shown = [2, 5, 7]
-    assert confusion.overlay_cells(shown)[4] == (5, 5)
-    assert confusion.selected_cell([{"point_index": 5, "curve_number": 1}], shown) == (5, 7)
-    assert confusion.selected_cell([{"point_index": 5, "curve_number": 0}], shown) is None
-    assert confusion.selected_cell([], shown) is None
-    assert confusion.selected_cell([{"point_index": 99, "curve_number": 1}], shown) is None
+    assert confusion_fig.overlay_cells(shown)[4] == (5, 5)
+    assert confusion_fig.selected_cell([{"point_index": 5, "curve_number": 1}], shown) == (5, 7)
+    assert confusion_fig.selected_cell([{"point_index": 5, "curve_number": 0}], shown) is None
+    assert confusion_fig.selected_cell([], shown) is None
+    assert confusion_fig.selected_cell([{"point_index": 99, "curve_number": 1}], shown) is None
 
 
 @pytest.mark.parametrize("norm", [None, "true", "pred"])
@@ -224,8 +225,8 @@ def test_heatmap_shows_the_matrix_and_clickable_cells(norm: str | None) -> None:
     y_true, y_pred = _random(3, 5)
     cm = sk_confusion_matrix(y_true, y_pred, labels=range(5))
     names = list("vwxyz")
-    fig = confusion.heatmap_figure(cm, names, normalize=norm, highlight=(1, 3))
-    heat, overlay = fig.data[0], fig.data[confusion.OVERLAY_TRACE]
+    fig = confusion_fig.heatmap_figure(cm, names, normalize=norm, highlight=(1, 3))
+    heat, overlay = fig.data[0], fig.data[confusion_fig.OVERLAY_TRACE]
     expected = sk_confusion_matrix(y_true, y_pred, labels=range(5), normalize=norm)
     np.testing.assert_allclose(np.asarray(heat.z, dtype=float), expected, atol=1e-12)
     assert list(heat.x) == names and list(heat.y) == names
@@ -237,7 +238,7 @@ def test_heatmap_shows_the_matrix_and_clickable_cells(norm: str | None) -> None:
         sk_confusion_matrix(y_true, y_pred, labels=range(5), normalize="true"),
         (sk_confusion_matrix(y_true, y_pred, labels=range(5), normalize="pred")),
     )
-    for p, (i, j) in enumerate(confusion.overlay_cells(range(5))):
+    for p, (i, j) in enumerate(confusion_fig.overlay_cells(range(5))):
         true_name, pred_name, count, row_share, col_share, noun = overlay.customdata[p]
         assert noun == ("image" if count == 1 else "images")
         assert (overlay.y[p], overlay.x[p]) == (names[i], names[j])
@@ -253,45 +254,45 @@ def test_heatmap_of_a_class_subset_and_many_classes_hides_cell_text() -> None:
     y_true, y_pred = _random(4, 40, n=2000)
     cm = sk_confusion_matrix(y_true, y_pred, labels=range(40))
     names = [f"c{i}" for i in range(40)]
-    full = confusion.heatmap_figure(cm, names)
+    full = confusion_fig.heatmap_figure(cm, names)
     assert full.data[0].text is None
     assert [s.type for s in full.layout.shapes] == ["line"]  # one diagonal line, no boxes
-    assert full.layout.height > confusion.heatmap_figure(cm[:5, :5], names[:5]).layout.height
+    assert full.layout.height > confusion_fig.heatmap_figure(cm[:5, :5], names[:5]).layout.height
     shown = [4, 9, 30]
-    sub = confusion.heatmap_figure(cm, names, normalize="true", classes=shown)
+    sub = confusion_fig.heatmap_figure(cm, names, normalize="true", classes=shown)
     assert list(sub.data[0].x) == ["c4", "c9", "c30"]
     row_share = sk_confusion_matrix(y_true, y_pred, labels=range(40), normalize="true")
     # shares stay relative to the whole true class, not to the shown subset
     np.testing.assert_allclose(np.asarray(sub.data[0].z), row_share[np.ix_(shown, shown)])
     assert sub.data[0].text is not None
     points = [{"point_index": 7, "curve_number": 1}]
-    assert confusion.selected_cell(points, shown) == (30, 9)
+    assert confusion_fig.selected_cell(points, shown) == (30, 9)
     with pytest.raises(ValueError, match="classes is empty"):
-        confusion.heatmap_figure(cm, names, classes=[])
+        confusion_fig.heatmap_figure(cm, names, classes=[])
 
 
 def test_word_class_names_stay_readable_on_the_axes() -> None:
     names = ["airplane", "golden_retriever", "Staffordshire_bullterrier_mix", "cat"]
     cm = np.array([[5, 1, 0, 0], [0, 4, 2, 0], [1, 0, 6, 0], [0, 0, 0, 3]])
-    fig = confusion.heatmap_figure(cm, names)
+    fig = confusion_fig.heatmap_figure(cm, names)
     for axis in (fig.layout.xaxis, fig.layout.yaxis):
         assert axis.automargin is True  # labels push the margin instead of being clipped
         assert list(axis.tickvals) == names  # the categories stay the full names...
         shown = list(axis.ticktext)  # ...the ticks cut the long one, marked with "…"
         assert shown[:2] == names[:2] and shown[3] == "cat"
-        assert shown[2] == names[2][: confusion.TICK_CHARS - 1] + "…"
-        assert all(len(t) <= confusion.TICK_CHARS for t in shown)
+        assert shown[2] == names[2][: confusion_fig.TICK_CHARS - 1] + "…"
+        assert all(len(t) <= confusion_fig.TICK_CHARS for t in shown)
     # few classes: plotly tilts the labels when they would overlap (no fixed 0° angle)
     assert fig.layout.xaxis.tickangle is None
     # the hover of a cell names both classes in full
-    overlay = fig.data[confusion.OVERLAY_TRACE]
-    p = confusion.overlay_cells(range(4)).index((2, 1))
+    overlay = fig.data[confusion_fig.OVERLAY_TRACE]
+    p = confusion_fig.overlay_cells(range(4)).index((2, 1))
     assert list(overlay.customdata[p][:2]) == [names[2], names[1]]
-    many = confusion.heatmap_figure(np.eye(13, dtype=int), [f"class_{i}" for i in range(13)])
+    many = confusion_fig.heatmap_figure(np.eye(13, dtype=int), [f"class_{i}" for i in range(13)])
     assert many.layout.xaxis.tickangle == -45
 
 
 def test_tick_text_cuts_only_long_names() -> None:
-    assert confusion.tick_text("cat") == "cat"
-    assert confusion.tick_text("x" * confusion.TICK_CHARS) == "x" * confusion.TICK_CHARS
-    assert confusion.tick_text("abcdefgh", max_chars=5) == "abcd…"
+    assert confusion_fig.tick_text("cat") == "cat"
+    assert confusion_fig.tick_text("x" * confusion_fig.TICK_CHARS) == "x" * confusion_fig.TICK_CHARS
+    assert confusion_fig.tick_text("abcdefgh", max_chars=5) == "abcd…"

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from core.figures import gallery as gallery_fig
 from core.images import gallery
 
 
@@ -176,10 +177,10 @@ def test_thumbnail_of_a_broken_file_raises_oserror(tmp_path: Path) -> None:
 
 def test_probability_figure_orders_bars_and_colours_true_and_predicted() -> None:
     probs = np.array([0.05, 0.6, 0.3, 0.05])
-    fig = gallery.probability_figure(probs, list("abcd"), y_true=2, y_pred=1)
+    fig = gallery_fig.probability_figure(probs, list("abcd"), y_true=2, y_pred=1)
     bar = fig.data[0]
     assert list(bar.y) == ["b", "c", "a", "d"]
     assert list(bar.x) == pytest.approx([0.6, 0.3, 0.05, 0.05])
     assert bar.marker.color[0] == "#c92a2a" and bar.marker.color[1] == "#2b8a3e"
-    assert len(gallery.probability_figure(np.ones(50) / 50, [str(i) for i in range(50)],
+    assert len(gallery_fig.probability_figure(np.ones(50) / 50, [str(i) for i in range(50)],
                                           y_true=0, y_pred=0).data[0].y) == 30  # fmt: skip

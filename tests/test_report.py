@@ -197,7 +197,7 @@ def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
     import plotly.io as pio
     from streamlit.elements.lib.streamlit_plotly_theme import configure_streamlit_plotly_theme
 
-    from core.analysis import confusion
+    from core.figures import confusion as confusion_fig
     from core.figures import report
 
     before = pio.templates.default
@@ -205,7 +205,7 @@ def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
         configure_streamlit_plotly_theme()
         assert pio.templates.default == "streamlit"
         assert pio.templates["streamlit"].layout.xaxis.automargin is None  # the cause
-        fig = report.report_layout(confusion.heatmap_figure(np.eye(3, dtype=int), list("abc")))
+        fig = report.report_layout(confusion_fig.heatmap_figure(np.eye(3, dtype=int), list("abc")))
         assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin
         assert fig.layout.template.layout.xaxis.automargin is True
         html_text = build_report(evil_run, "test")
@@ -226,9 +226,12 @@ def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
 def test_every_figure_keeps_room_for_its_axis_labels() -> None:
     """Each figure the dashboard shows sets automargin on all its axes (Streamlit's template
     has none: the 10 px margins clipped titles such as the reliability diagram's)."""
-    from core.analysis import calibration, confusion, tables, thresholds
+    from core.analysis import calibration, tables, thresholds
     from core.analysis.metrics import split_report
+    from core.figures import calibration as calibration_fig
     from core.figures import charts
+    from core.figures import confusion as confusion_fig
+    from core.figures import thresholds as thresholds_fig
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 200)
@@ -240,11 +243,13 @@ def test_every_figure_keeps_room_for_its_axis_labels() -> None:
     figures = {
         "recall_bars": charts.recall_bars(table, Thresholds(), accuracy=m["accuracy"]),
         "per_class_bars": charts.per_class_bars(table),
-        "reliability": calibration.reliability_figure(calibration.top_label(y, pred, probs.max(1))),
-        "confidence": calibration.confidence_histogram(y, pred, probs.max(1)),
-        "pr": thresholds.pr_figure(curves, class_name="a"),
-        "roc": thresholds.roc_figure(curves, class_name="a"),
-        "confusion": confusion.heatmap_figure(m["confusion_matrix"], ["a", "b", "c"]),
+        "reliability": calibration_fig.reliability_figure(
+            calibration.top_label(y, pred, probs.max(1))
+        ),
+        "confidence": calibration_fig.confidence_histogram(y, pred, probs.max(1)),
+        "pr": thresholds_fig.pr_figure(curves, class_name="a"),
+        "roc": thresholds_fig.roc_figure(curves, class_name="a"),
+        "confusion": confusion_fig.heatmap_figure(m["confusion_matrix"], ["a", "b", "c"]),
     }
     for name, fig in figures.items():
         layout = fig.to_plotly_json()["layout"]

@@ -21,6 +21,7 @@ from sklearn.metrics import (
 from bench import synthetic
 from core import runs
 from core.analysis import calibration, confusion, tables, thresholds
+from core.figures import confusion as confusion_fig
 from core.figures import confusion_image as ci
 from core.runs import RunStore
 
@@ -150,7 +151,7 @@ def test_image_heatmap_is_small_and_its_targets_open_cells(many: runs.Run) -> No
     k = 5  # the 6th target, clicked, names its cell; its rows are the cell's images
     i, j = cells[k]
     point = {"curve_number": ci.TARGET_TRACE, "point_index": k}
-    assert confusion.selected_cell([point], [], cells=cells, trace=ci.TARGET_TRACE) == (i, j)
+    assert confusion_fig.selected_cell([point], [], cells=cells, trace=ci.TARGET_TRACE) == (i, j)
     assert fig.data[ci.TARGET_TRACE].customdata[k][2] == res.cm[i, j] == len(res.cell_rows(i, j))
 
 

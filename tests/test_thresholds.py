@@ -9,6 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 from core.analysis import thresholds as th
+from core.figures import thresholds as th_fig
 
 
 def _random(seed: int, n: int = 300, k: int = 4, decimals: int = 2):
@@ -109,11 +110,11 @@ def test_figures_mark_the_point_and_name_the_auc() -> None:
     y, p = _random(6)
     cur = th.class_curves(y, p, 0)
     point = th.at_threshold(y, p, 0, 0.4)
-    pr = th.pr_figure(cur, class_name="cat", point=point)
+    pr = th_fig.pr_figure(cur, class_name="cat", point=point)
     marker = pr.data[-1]
     assert (marker.x[0], marker.y[0]) == (point.recall, point.precision)
     assert pr.data[0].name == f"AP {skm.average_precision_score(y == 0, p[:, 0]):.3f}"
-    roc = th.roc_figure(cur, class_name="cat", point=point)
+    roc = th_fig.roc_figure(cur, class_name="cat", point=point)
     assert roc.data[0].name == f"AUC {skm.roc_auc_score(y == 0, p[:, 0]):.3f}"
     assert roc.data[-1].x[0] == point.fp / int((y != 0).sum())
 

@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from core.figures import gallery as gallery_fig
 from core.hosting import tasks
 from core.images import gallery
 from core.runs import Run
@@ -279,7 +280,7 @@ def full_view(run: Run, idx: int) -> None:
         )
     with right:
         st.plotly_chart(
-            gallery.probability_figure(
+            gallery_fig.probability_figure(
                 run.probs()[idx], names, y_true=int(row["y_true"]), y_pred=int(row["y_pred"])
             ),
             key=f"probs-{idx}",

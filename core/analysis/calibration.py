@@ -1,4 +1,5 @@
-"""Calibration: does a confidence of 80% mean right 80% of the time? Pure: numpy and plotly.
+"""Calibration: does a confidence of 80% mean right 80% of the time? Pure: numpy and pandas
+(core.figures.calibration draws these numbers).
 
 Reliability bins are equal-width over [0, 1], 15 by default, as torchmetrics'
 ``CalibrationError(norm="l1")``: a confidence ``x`` falls in bin
@@ -16,14 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
-from core.figures.charts import label_room
 
 N_BINS = 15
-ACC_COLOR, CONF_COLOR, COUNT_COLOR = "#4c78a8", "#d62728", "#c7c7c7"
-OUTCOME_COLORS = {"correct": "#2ca02c", "wrong": "#d62728"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +70,23 @@ def bin_index(confidence: Any, *, n_bins: int = N_BINS) -> np.ndarray:
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     idx = np.searchsorted(edges, np.asarray(confidence, dtype=np.float64), side="right") - 1
     return np.clip(idx, 0, n_bins - 1)
+
+
+def outcome_counts(
+    y_true: Any, y_pred: Any, confidence: Any, *, n_bins: int = 20
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (edges (n_bins + 1,), correct (n_bins,), wrong (n_bins,)): the predictions per
+    equal-width confidence bin (:func:`bin_index`), split by outcome.
+
+    y_true, y_pred: (n,) class indices; confidence: (n,) the predicted class's probability.
+    """
+    confidence, correct = _check(confidence, np.asarray(y_true) == np.asarray(y_pred), n_bins)
+    idx = bin_index(confidence, n_bins=n_bins)
+    return (
+        np.linspace(0.0, 1.0, n_bins + 1),
+        np.bincount(idx[correct], minlength=n_bins),
+        np.bincount(idx[~correct], minlength=n_bins),
+    )
 
 
 def reliability(confidence: Any, correct: Any, *, n_bins: int = N_BINS) -> Reliability:
@@ -302,123 +314,3 @@ def reading(rel: Reliability) -> str:
             f"{100 * d.under:.1f} from underconfident ones."
         )
     return f"{head} The model is {lean}."
-
-
-def reliability_figure(rel: Reliability, *, title: str = "Reliability diagram") -> go.Figure:
-    """Return the reliability diagram: accuracy bars per bin against the diagonal, each bin's
-    mean confidence, and a lower panel of images per bin. Both bar traces' points are bins."""
-    width = np.diff(rel.edges)
-    centers = (rel.edges[:-1] + width / 2).tolist()
-    labels = bin_labels(rel)
-    acc = [None if np.isnan(a) else float(a) for a in rel.accuracy]
-    conf = [None if np.isnan(c) else float(c) for c in rel.confidence]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22])
-    fig.add_trace(
-        go.Bar(
-            x=centers,
-            y=rel.count.tolist(),
-            width=(width * 0.9).tolist(),
-            marker_color=COUNT_COLOR,
-            name="images per bin",
-            hovertext=labels,
-            hovertemplate="%{hovertext}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=centers,
-            y=acc,
-            width=(width * 0.9).tolist(),
-            marker_color=ACC_COLOR,
-            name="accuracy",
-            hovertext=labels,
-            hovertemplate="%{hovertext}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=centers,
-            y=conf,
-            mode="markers",
-            marker={
-                "color": CONF_COLOR,
-                "symbol": "line-ew-open",
-                "size": 18,
-                "line": {"width": 3},
-            },
-            name="mean confidence",
-            hovertemplate="mean confidence %{y:.1%}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line={"color": "#555", "dash": "dash", "width": 1},
-            name="perfect calibration",
-            hoverinfo="skip",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left"},
-        height=500,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0},
-        plot_bgcolor="white",
-        clickmode="event+select",
-    )
-    fig.update_xaxes(range=[0, 1], tickformat=".0%", dtick=0.1, gridcolor="#eee")
-    fig.update_xaxes(title="confidence", row=2, col=1)
-    fig.update_yaxes(title="accuracy", range=[0, 1.02], tickformat=".0%", gridcolor="#eee", row=1)
-    fig.update_yaxes(title="images", rangemode="tozero", gridcolor="#eee", row=2, col=1)
-    return label_room(fig)
-
-
-def confidence_histogram(
-    y_true: Any, y_pred: Any, confidence: Any, *, n_bins: int = 20, title: str = "Confidence"
-) -> go.Figure:
-    """Return side-by-side counts of correct and wrong predictions per confidence bin.
-
-    y_true, y_pred: (n,) class indices; confidence: (n,) the predicted class's probability.
-    """
-    confidence, correct = _check(confidence, np.asarray(y_true) == np.asarray(y_pred), n_bins)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = bin_index(confidence, n_bins=n_bins)
-    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
-    fig = go.Figure()
-    for name, mask in (("correct", correct), ("wrong", ~correct)):
-        counts = np.bincount(idx[mask], minlength=n_bins)
-        fig.add_trace(
-            go.Bar(
-                x=centers,
-                y=counts.tolist(),
-                name=f"{name} ({int(mask.sum()):,})",
-                marker_color=OUTCOME_COLORS[name],
-                customdata=[f"{lo:.2f}–{hi:.2f}" for lo, hi in zip(edges, edges[1:], strict=False)],
-                hovertemplate=f"{name}<br>confidence %{{customdata}}<br>%{{y:,}} images"
-                "<extra></extra>",
-            )
-        )
-    fig.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left"},
-        height=360,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        plot_bgcolor="white",
-        barmode="group",
-        bargap=0.1,
-    )
-    fig.update_xaxes(
-        title="confidence", range=[0, 1], tickformat=".0%", dtick=0.1, gridcolor="#eee"
-    )
-    fig.update_yaxes(title="images", gridcolor="#eee")
-    return label_room(fig)

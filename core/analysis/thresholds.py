@@ -1,5 +1,6 @@
 """One-vs-rest decision thresholds: precision-recall and ROC curves per class, and what a
-threshold on ``P(class)`` buys ("predict c when P(c) >= t"). Pure: numpy and plotly only.
+threshold on ``P(class)`` buys ("predict c when P(c) >= t"). Pure: numpy and pandas only
+(core.figures.thresholds draws the curves).
 
 For class ``c`` the positives are the rows with ``y_true == c`` and the score is
 ``probs[:, c]``. Curves follow scikit-learn's conventions (``precision_recall_curve``,
@@ -17,11 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-
-from core.figures.charts import label_room, plot_text
-
-PR_COLOR, ROC_COLOR, POINT_COLOR, CHANCE_COLOR = "#4c78a8", "#f58518", "#d62728", "#999999"
 
 
 def _check(y_true: Any, scores: Any, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -336,100 +332,3 @@ def argmax_sentence(r: ArgmaxRecall, class_name: str) -> str:
     if r.gained:
         why.append(f"{r.gained:,} {q} images reach {t} although another class is more likely")
     return text + (" " + "; ".join(why) + "." if why else "")
-
-
-def _square(fig: go.Figure, *, title: str, x: str, y: str) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left"},
-        height=420,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        plot_bgcolor="white",
-    )
-    fig.update_xaxes(title=x, range=[-0.01, 1.01], tickformat=".0%", gridcolor="#eee")
-    fig.update_yaxes(title=y, range=[-0.01, 1.03], tickformat=".0%", gridcolor="#eee")
-    return label_room(fig)
-
-
-def _marker(x: float, y: float, point: ThresholdPoint) -> go.Scatter:
-    return go.Scatter(
-        x=[x],
-        y=[y],
-        mode="markers",
-        marker={"size": 13, "color": POINT_COLOR, "symbol": "circle-open", "line": {"width": 3}},
-        name=f"P ≥ {point.threshold:.3g}",
-        hovertemplate=f"threshold {point.threshold:.3g}<br>%{{x:.1%}}, %{{y:.1%}}<extra></extra>",
-    )
-
-
-def pr_figure(
-    curves: ClassCurves, *, class_name: str, point: ThresholdPoint | None = None
-) -> go.Figure:
-    """Return the precision-recall curve of one class, with ``point`` (a threshold) marked."""
-    thr = ["none"] + [f"{t:.3g}" for t in curves.thresholds]
-    fig = go.Figure(
-        go.Scatter(
-            x=curves.recall.tolist(),
-            y=curves.precision.tolist(),
-            mode="lines",
-            line={"shape": "hv", "color": PR_COLOR, "width": 2},
-            customdata=thr,
-            name=f"AP {curves.average_precision:.3f}",
-            hovertemplate="P ≥ %{customdata}<br>recall %{x:.1%}<br>precision %{y:.1%}"
-            "<extra></extra>",
-        )
-    )
-    if curves.n_pos + curves.n_neg:
-        base = curves.n_pos / (curves.n_pos + curves.n_neg)
-        fig.add_trace(
-            go.Scatter(
-                x=[0, 1],
-                y=[base, base],
-                mode="lines",
-                line={"color": CHANCE_COLOR, "dash": "dot"},
-                name=f"chance {base:.1%}",
-                hoverinfo="skip",
-            )
-        )
-    if point is not None and not np.isnan(point.recall) and not np.isnan(point.precision):
-        fig.add_trace(_marker(point.recall, point.precision, point))
-    return _square(
-        fig, title=f"Precision-recall: '{plot_text(class_name)}'", x="recall", y="precision"
-    )
-
-
-def roc_figure(
-    curves: ClassCurves, *, class_name: str, point: ThresholdPoint | None = None
-) -> go.Figure:
-    """Return the ROC curve of one class with its AUC in the legend and ``point`` marked."""
-    thr = ["none"] + [f"{t:.3g}" for t in curves.thresholds]
-    fig = go.Figure(
-        go.Scatter(
-            x=curves.fpr.tolist(),
-            y=curves.tpr.tolist(),
-            mode="lines",
-            line={"color": ROC_COLOR, "width": 2},
-            customdata=thr,
-            name=f"AUC {curves.roc_auc:.3f}",
-            hovertemplate="P ≥ %{customdata}<br>false-positive rate %{x:.1%}<br>"
-            "recall %{y:.1%}<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line={"color": CHANCE_COLOR, "dash": "dot"},
-            name="chance (AUC 0.5)",
-            hoverinfo="skip",
-        )
-    )
-    if point is not None and curves.n_neg and curves.n_pos:
-        fig.add_trace(_marker(point.fp / curves.n_neg, point.recall, point))
-    return _square(
-        fig,
-        title=f"ROC: '{plot_text(class_name)}'",
-        x="false-positive rate",
-        y="recall (true-positive rate)",
-    )

@@ -2,57 +2,34 @@
 
 Data go in as plain lists (not numpy), so a figure's JSON is readable and checkable as is.
 
-Every builder takes numbers that core.analysis.tables / core.analysis.diagnostics already computed
-and only
-draws them, so a chart can never disagree with the table beside it. Class names are drawn on
-category axes (digit names such as "8" must not become numbers).
+Every builder takes numbers that core.analysis.tables / core.analysis.diagnostics already
+computed and only draws them, so a chart can never disagree with the table beside it. Class
+names are drawn on category axes (digit names such as "8" must not become numbers).
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from core.analysis.diagnostics import ClassGap, Thresholds, level_of, pct_brief
+from core.figures import theme
+from core.figures.theme import OUTCOME_COLORS, plot_text
+from core.figures.theme import label_room as label_room  # its home is theme; kept for callers
 
-COLORS = {"bad": "#d62728", "needs attention": "#ff9f1c", "good": "#2ca02c"}
+COLORS = theme.LEVEL_COLORS
 METRIC_COLORS = {"precision": "#4c78a8", "recall": "#f58518", "f1": "#54a24b"}
 SPLIT_COLORS = {"train": "#7f7f7f", "val": "#9467bd", "test": "#1f77b4"}
-OUTCOME_COLORS = {"correct": COLORS["good"], "wrong": COLORS["bad"]}
 MANY_CLASSES = 30  # from this many classes on, bar charts turn horizontal
 ROW_PX = 22  # height per class in horizontal bar charts
 BARS_MAX = 60  # beyond this many classes the recall chart shows the worst ones only: 1,000
 # bars would be a 22,000-pixel chart (the per-class table has every class)
 
 
-def plot_text(name: object) -> str:
-    """Return ``name`` safe as plotly text (labels, hover, titles): plotly reads a small HTML
-    subset there, so a class called <b>x</b> or <script> must be entity-escaped to show as
-    typed (plotly decodes the entities back for display)."""
-    return html.escape(str(name), quote=False)
-
-
-def label_room(fig: go.Figure) -> go.Figure:
-    """Return ``fig`` with automargin on every axis: the figures keep 10 px margins, and
-    Streamlit's plotly template (the default inside the dashboard) has no automargin, so axis
-    titles and tick labels were clipped at the edges."""
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
-    return fig
-
-
 def _layout(fig: go.Figure, *, title: str, height: int = 380) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left"},
-        height=height,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        bargap=0.25,
-    )
-    return label_room(fig)
+    return theme.layout(fig, title=title, height=height, bargap=0.25)
 
 
 def _line(

@@ -22,9 +22,10 @@ import plotly.io as pio
 import plotly.offline
 from PIL import Image
 
-from core.analysis import confusion, diagnostics, health, tables
+from core.analysis import diagnostics, health, tables
 from core.analysis.diagnostics import Thresholds, pct
 from core.figures import charts
+from core.figures import confusion as confusion_fig
 from core.images import checkup, gallery
 from core.runs import Run
 
@@ -73,7 +74,7 @@ def build_report(
         _per_class(m, t),
         "<h2>Confusion matrix</h2>",
         '<p class="muted">Rows: true class; columns: predicted class.</p>',
-        _figure(confusion.heatmap_figure(m["confusion_matrix"], run.class_names), "confusion"),
+        _figure(confusion_fig.heatmap_figure(m["confusion_matrix"], run.class_names), "confusion"),
         _overfitting(run, t),
         _mistakes(run, split, top_mistakes),
     ]
