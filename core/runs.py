@@ -148,8 +148,10 @@ class Run:
         key: names the subset in its run id, ``<run id>~<key>`` (default: a hash of the rows).
         Predictions and probs are the kept rows (index 0..m-1); metrics.json is recomputed with
         core.analysis.metrics.split_report, as the engine does, for each split that keeps a
-        row (skipped files are not images of the slice: none listed). meta keeps the parent's
-        fields and adds "slice": {label, n, of, n_by_split, of_by_split, parent}.
+        row (skipped files are not images of the slice: none listed; classes with no image
+        in the slice are "absent", as the engine marks classes the dataset has no folder for).
+        meta keeps the parent's fields and adds "slice": {label, n, of, n_by_split,
+        of_by_split, parent}.
         """
         from core.analysis import metrics as metrics_mod  # pure numpy; imported when used
 
@@ -166,7 +168,11 @@ class Run:
         df = full.iloc[rows].reset_index(drop=True)
         probs = self.probs()[rows]
         names = self.class_names
-        absent = [names.index(a) for a in self.meta.get("absent_classes", []) if a in names]
+        # As the engine marks classes without a folder in the dataset: a class with no image
+        # in the slice (any split) is absent, left out of macro averages.
+        present = set(np.unique(df["y_true"].to_numpy()).tolist())
+        gone = {names.index(a) for a in self.meta.get("absent_classes", []) if a in names}
+        absent = sorted(gone | {i for i in range(len(names)) if i not in present})
         split_of = df["split"].to_numpy()
         report: dict[str, Any] = {}
         for split in self.splits:
@@ -188,6 +194,7 @@ class Run:
             **self.meta,
             "n_predictions": len(df),
             "skipped": [],
+            "absent_classes": [names[i] for i in absent],
             "slice": {
                 "label": label,
                 "n": len(df),

@@ -204,15 +204,21 @@ def test_derived_caches_are_the_parents_cut_to_the_rows(run: Run) -> None:
 
 
 @pytest.mark.slow
-def test_equals_a_run_evaluated_on_only_those_images(tmp_path: Path, runs_dir: Path) -> None:
-    """The acceptance: the subset's numbers are those of a run of only its images."""
+@pytest.mark.parametrize("how", ["every third image", "true class 3 or 8"])
+def test_equals_a_run_evaluated_on_only_those_images(
+    tmp_path: Path, runs_dir: Path, how: str
+) -> None:
+    """The acceptance: the subset's numbers are those of a run of only its images (classes
+    without an image in the slice are absent there as in a dataset without their folder)."""
     digits = REPO / "sample_data" / "digits"
     ckpt = REPO / "sample_data" / "checkpoints" / "good.safetensors"
     full = evaluate(ckpt, digits, runs_dir=runs_dir, device="cpu", probe_preprocessing=False)
     df = full.predictions()
-    # every third image of each class: every class and split keeps images
-    keep = (df.groupby(["split", "y_true"]).cumcount() % 3 == 0).to_numpy()
-    sub = full.subset(keep, "every third image")
+    if how == "every third image":  # every class and split keeps images
+        keep = (df.groupby(["split", "y_true"]).cumcount() % 3 == 0).to_numpy()
+    else:
+        keep = df["y_true"].isin([3, 8]).to_numpy()
+    sub = full.subset(keep, how)
     copy = tmp_path / "digits-third"
     for split, path in zip(df["split"][keep], df["path"][keep], strict=True):
         (copy / split / path).parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +226,7 @@ def test_equals_a_run_evaluated_on_only_those_images(tmp_path: Path, runs_dir: P
     alone = evaluate(ckpt, copy, runs_dir=runs_dir, device="cpu", probe_preprocessing=False)
     assert alone.meta["preprocessing"] == full.meta["preprocessing"]
     assert sub.splits == alone.splits
+    assert sub.meta["absent_classes"] == alone.meta["absent_classes"]
     for split in alone.splits:
         ours, theirs = sub.metrics["splits"][split], alone.metrics["splits"][split]
         assert ours["confusion_matrix"] == theirs["confusion_matrix"]
@@ -234,3 +241,22 @@ def test_equals_a_run_evaluated_on_only_those_images(tmp_path: Path, runs_dir: P
     a = sub.predictions().sort_values(["split", "path"]).reset_index(drop=True)
     b = alone.predictions().sort_values(["split", "path"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-5)
+
+
+def test_classes_without_an_image_in_the_slice_are_absent(run: Run) -> None:
+    df = run.predictions()
+    keep = df["y_true"].isin([1, 4]).to_numpy()
+    sub = run.subset(keep, "true class is bee or eel")
+    assert sub.meta["absent_classes"] == ["ant", "cat", "dog", "fox"]
+    test = sub.metrics["splits"]["test"]
+    rows = keep & (df["split"] == "test").to_numpy()
+    y_true, y_pred = df["y_true"].to_numpy()[rows], df["y_pred"].to_numpy()[rows]
+    for avg in ("precision", "recall", "f1"):
+        want = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=[1, 4], average="macro", zero_division=0
+        )[("precision", "recall", "f1").index(avg)]
+        assert test["macro"][avg] == pytest.approx(want, abs=1e-12)
+    assert [c.get("absent", False) for c in test["per_class"]] == [True, False] + [True] * 2 + [
+        False,
+        True,
+    ]
