@@ -32,18 +32,31 @@ def list_runs() -> list[Run]:
 
 @st.cache_resource(max_entries=16)
 def load_run(run_id: str) -> Run | None:
-    """Return one run; runs are immutable, so its predictions are read once per server."""
+    """Return one run; runs are immutable, so its predictions are read once per server.
+
+    ``<run id>~<where text>`` is that run under the slice filter (ui.slice_filter.cut);
+    MissingColumns/ValueError when the filter does not apply to it.
+    """
+    base, sliced, text = run_id.partition("~")
+    if sliced:
+        from ui.slice_filter import cut  # ui.slice_filter imports this module
+
+        run = load_run(base)
+        return None if run is None else cut(run, text)
     return RunStore().get(run_id)
 
 
 def current_run() -> Run:
-    """Return the run chosen in the sidebar, or tell the user how to make one and stop."""
+    """Return the run chosen in the sidebar under the sidebar's slice filter (ui.slice_filter:
+    a ``Run.subset``, with "n of N images" shown), or tell the user how to make one and stop."""
     rid = st.session_state.get(RUN_KEY)
     run = load_run(rid) if rid else None
     if run is None:
         st.info("Choose a run in the sidebar, or make one under **New run**.")
         st.stop()
-    return run
+    from ui.slice_filter import narrowed  # ui.slice_filter imports this module
+
+    return narrowed(run)
 
 
 def split_picker(run: Run, *, key: str = "split", label: str = "Split") -> str:
