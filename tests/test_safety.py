@@ -332,3 +332,53 @@ def test_hosted_scan_skips_symlinked_images_that_lead_out_of_the_roots(
     monkeypatch.delenv("CLASSLENS_HOSTED")
     monkeypatch.delenv("CLASSLENS_ALLOWED_ROOTS")
     assert "cat/link.png" in {it.path for it in data.scan(root).items}  # locally: allowed
+
+
+def test_a_zip_of_folders_counts_them_as_entries() -> None:
+    """One image among 20 folder entries: max_zip_files counts entries, not only files."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i in range(20):
+            z.writestr(f"d/{i}/", b"")  # a directory entry
+        z.writestr("d/0/a.png", _png(0, 0))
+    with pytest.raises(ClassLensError, match=r"dirs\.zip holds 21 files, over .* limit of 5 "):
+        safety.extract_dataset_zip(buf.getvalue(), "dirs.zip", Settings(max_zip_files=5))
+
+
+def test_entry_count_is_read_from_the_end_record_before_parsing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The declared count is checked before zipfile builds one object per entry."""
+    blob = _zip({f"d/0/{i}.png": b"x" for i in range(6)})
+
+    def never(*_a: object, **_k: object) -> None:
+        raise AssertionError("zipfile.ZipFile opened before the entry count was checked")
+
+    monkeypatch.setattr(safety.zipfile, "ZipFile", never)
+    with pytest.raises(ClassLensError, match=r"holds 6 files, over .* limit of 5"):
+        safety.extract_dataset_zip(blob, "many2.zip", Settings(max_zip_files=5))
+
+
+@pytest.mark.parametrize("hosted", [False, True], ids=["local", "hosted"])
+def test_a_nul_byte_in_a_server_path_is_a_clear_error(tmp_path: Path, hosted: bool) -> None:
+    settings = Settings(hosted=hosted, allowed_roots=(tmp_path,) if hosted else ())
+    with pytest.raises(ClassLensError, match=r"holds a NUL character.*without it"):
+        safety.check_server_path(f"{tmp_path}/da\0ta", settings)
+
+
+def test_secrets_file_is_git_ignored() -> None:
+    """A secrets.toml written beside the app (passwords, the OIDC client secret, the cookie
+    secret) can never be committed by `git add`."""
+
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    found = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", ".streamlit/secrets.toml"],
+        cwd=repo,
+        check=False,
+    )
+    assert found.returncode == 0, ".streamlit/secrets.toml is not in .gitignore"

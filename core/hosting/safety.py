@@ -45,6 +45,11 @@ def check_server_path(text: str | Path, settings: Settings | None = None) -> Pat
     no ``..`` components, and the path with every symlink followed must lie inside a root.
     """
     settings = settings or current()
+    if "\0" in str(text):  # the OS refuses it (ValueError deep in os.stat); say so here
+        raise ClassLensError(
+            f"{str(text)!r} holds a NUL character, which no file path can. Type or paste the "
+            "path again without it."
+        )
     raw = Path(str(text)).expanduser()
     if not settings.hosted and not settings.allowed_roots:
         return raw
@@ -193,6 +198,25 @@ def _bad_entry(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _refuse_count(name: str, entries: int, files: int, limit: int) -> None:
+    """Refuse a zip of more than ``limit`` entries: folders count too (each one is created
+    on extraction, and a million of them cost memory and inodes as files do)."""
+    if entries > limit:
+        folders = "" if entries == files else " (folders count as files)"
+        raise ClassLensError(
+            f"{name} holds {entries:,} files, over this server's limit of {limit:,}{folders}. "
+            "Upload a smaller dataset, or ask the administrator to raise CLASSLENS_MAX_ZIP_FILES."
+        )
+
+
+def _check_entry_count(stream: BinaryIO, name: str, limit: int) -> None:
+    """Refuse a zip whose end record declares more than ``limit`` entries, before
+    ``zipfile`` builds an object for each of them; an unreadable record is left to zipfile."""
+    end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]  # stable since Python 2
+    if end:
+        _refuse_count(name, int(end[zipfile._ECD_ENTRIES_TOTAL]), -1, limit)  # type: ignore[attr-defined]
+
+
 def _copy_capped(src: BinaryIO, dst: BinaryIO, budget: int, zip_name: str, cap_mb: int) -> int:
     """Copy ``src`` into ``dst`` and return the bytes written, refusing past ``budget``."""
     written = 0
@@ -244,6 +268,11 @@ def extract_dataset_zip(
     if final.is_dir():
         return _dataset_root(final)
     try:
+        if isinstance(source, bytes):
+            _check_entry_count(io.BytesIO(source), name, settings.max_zip_files)
+        else:
+            with open(source, "rb") as stream:
+                _check_entry_count(stream, name, settings.max_zip_files)
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, OSError, EOFError):
         raise ClassLensError(
@@ -260,12 +289,7 @@ def extract_dataset_zip(
                     "zip the dataset folder with relative paths only."
                 )
         files = [i for i in infos if not i.is_dir()]
-        if len(files) > settings.max_zip_files:
-            raise ClassLensError(
-                f"{name} holds {len(files):,} files, over this server's limit of "
-                f"{settings.max_zip_files:,}. Upload a smaller dataset, or ask the "
-                "administrator to raise CLASSLENS_MAX_ZIP_FILES."
-            )
+        _refuse_count(name, len(infos), len(files), settings.max_zip_files)
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=base))
         try:
