@@ -9,7 +9,7 @@ from core.analysis import compare
 from core.analysis.tables import CELL_COLORS
 from core.errors import ClassLensError
 from core.images import gallery
-from ui import downloads
+from ui import downloads, slice_filter
 from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.gallery import md_names, pager, thumbnail_grid
@@ -49,6 +49,7 @@ def _comparison(
 
 
 run = current_run()
+whole = run.parent or run  # the stored run (current_run is under the sidebar's slice filter)
 st.title("Compare runs")
 st.caption(
     "Two or more checkpoints on the same images. A few points of accuracy can be luck of the "
@@ -67,10 +68,10 @@ def _default_runs() -> list[str]:
     same = [
         r
         for r in runs.values()
-        if r.run_id != run.run_id and r.meta["dataset"]["fingerprint"] == fingerprint
+        if r.run_id != whole.run_id and r.meta["dataset"]["fingerprint"] == fingerprint
     ]
     same.sort(key=lambda r: r.meta.get("created", ""))
-    return [run.run_id, *[r.run_id for r in same[:1]]]
+    return [whole.run_id, *[r.run_id for r in same[:1]]]
 
 
 keep("cmp_runs", _default_runs, options=runs, many=True)
@@ -85,7 +86,7 @@ write_link("with", ids, list(runs), many=True)
 if len(ids) < 2:
     st.info("Pick at least two runs of the same dataset to compare.", icon=":material/info:")
     st.stop()
-chosen = [runs[rid] for rid in ids]
+chosen = [slice_filter.restrict(runs[rid]) for rid in ids]  # each under the slice filter
 try:
     compare.check_same_dataset(chosen)
 except ClassLensError as exc:
@@ -110,7 +111,7 @@ with c_split:
     split = split_picker(chosen[0])
 
 try:
-    aligned, boot, tests = _comparison(tuple(ids), split)
+    aligned, boot, tests = _comparison(tuple(r.run_id for r in chosen), split)
 except ClassLensError as exc:
     st.error(str(exc), icon=":material/block:")
     st.stop()
