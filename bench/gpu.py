@@ -118,7 +118,7 @@ def main() -> int:
         for precision in PRECISIONS:
             runner = inference.prepare(ckpt.module, device, precision=precision)
             batches = [
-                inference._normalise(pixels[i : i + BATCH_SIZE], prep, device)
+                inference.normalise_batch(pixels[i : i + BATCH_SIZE], prep, device)
                 for i in range(0, len(pixels), BATCH_SIZE)
             ]
             bare = max(time_bare(runner, batches, device) for _ in range(2))

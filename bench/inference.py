@@ -120,7 +120,7 @@ def bare_batches(checkpoint: Path, dataset: Path, device: torch.device) -> list[
     ds = data.scan(dataset)
     pixels = [torch.from_numpy(data.decode(ds.abspath(it), prep)) for it in ds.items]
     return [
-        inference._normalise(torch.stack(pixels[i : i + BATCH_SIZE]), prep, device)
+        inference.normalise_batch(torch.stack(pixels[i : i + BATCH_SIZE]), prep, device)
         for i in range(0, len(pixels), BATCH_SIZE)
     ]
 

@@ -80,14 +80,15 @@ def default_batch_size(device: torch.device) -> int:
     return CUDA_FIRST_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
 
 
-def _normalise(
+def normalise_batch(
     batch: torch.Tensor,
     prep: Preprocessing,
     device: torch.device,
     *,
     mean_std: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """uint8 (B, C, H, W) on the host -> normalised float32 on ``device``."""
+    """Return the uint8 (B, C, H, W) host batch as normalised float32 on ``device``: the one
+    pixel transform of evaluation, Grad-CAM and embeddings (mean_std: precomputed tensors)."""
     mean, std = mean_std or _mean_std(prep, device)
     x = batch.to(device, non_blocking=True).float().div_(255.0)
     return x.sub_(mean).div_(std)
@@ -398,7 +399,9 @@ def predict(
                 keep = torch.tensor([not e for e in errors], dtype=torch.bool)
                 images, idx = images[keep], idx[keep]
             if len(idx):
-                pending.append((idx, forward(_normalise(images, prep, device, mean_std=mean_std))))
+                pending.append(
+                    (idx, forward(normalise_batch(images, prep, device, mean_std=mean_std)))
+                )
                 if sum(p[1].numel() for p in pending) >= _FLUSH_FLOATS:
                     outs += [(i, logp.cpu()) for i, logp in pending]
                     pending.clear()

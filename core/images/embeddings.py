@@ -21,7 +21,7 @@ from PIL import Image
 from torch import nn
 
 from core.engine import data
-from core.engine.inference import _normalise, resolve_device
+from core.engine.inference import normalise_batch, resolve_device
 from core.engine.preprocessing import Preprocessing
 from core.errors import ClassLensError
 from core.images import gallery, gradcam, leakage
@@ -101,7 +101,7 @@ def embed(
                 continue
             chunk.append(i)
         if chunk:
-            x = _normalise(torch.from_numpy(np.stack(pixels)), prep, device)
+            x = normalise_batch(torch.from_numpy(np.stack(pixels)), prep, device)
             f = features(x).float()
             f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
             rows.append((chunk, f.cpu().numpy()))

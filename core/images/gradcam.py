@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.engine import data, models
-from core.engine.inference import _normalise, logits_of
+from core.engine.inference import logits_of, normalise_batch
 from core.engine.preprocessing import Preprocessing
 from core.errors import ClassLensError
 
@@ -224,7 +224,7 @@ def overlays(
     for start in range(0, len(ok), BATCH):
         chunk = ok[start : start + BATCH]
         batch = torch.from_numpy(np.stack([decoded[i] for i in chunk]))
-        x = _normalise(batch, prep, device)
+        x = normalise_batch(batch, prep, device)
         want = None if targets is None else [int(targets[i]) for i in chunk]
         cams, _ = gradcam(module, x, targets=want)
         for i, cam in zip(chunk, cams, strict=True):
