@@ -6,27 +6,24 @@ in the selectbox or click its bar), correct-vs-wrong confidence, and ECE per cla
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from core.analysis import calibration as cal
 from core.analysis import exports
 from core.analysis.thresholds import split_rows
+from core.figures import calibration as cal_fig
 from core.images import gallery
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
 from ui.page_state import keep, put
 from ui.state import current_run, split_picker
+from ui.tables import class_table, pct
 
 ensure_app()
 
+SPIN = "Computing the calibration of every class…"
 BIN_KEY = "cal_bin"
-
-
-def _pct(x: float) -> str:
-    return "—" if math.isnan(x) else f"{x:.1%}"
 
 
 st.title("Calibration")
@@ -49,18 +46,18 @@ rel = cal.top_label(y_true, y_pred, confidence)
 m = c_info.columns(3)
 m[0].metric(
     "ECE",
-    _pct(rel.ece),
+    pct(rel.ece),
     help=f"Expected calibration error: |accuracy - confidence| per bin ({cal.N_BINS} "
     "equal-width bins), weighted by the bin's images. 0 is perfect.",
 )
-m[1].metric("MCE", _pct(rel.mce), help="Maximum calibration error: the largest bin gap.")
+m[1].metric("MCE", pct(rel.mce), help="Maximum calibration error: the largest bin gap.")
 m[2].metric("Images", f"{len(rows):,}")
 st.markdown(cal.reading(rel))
 
 left, right = st.columns([3, 2])
 with left:
     event = st.plotly_chart(
-        cal.reliability_figure(rel),
+        cal_fig.reliability_figure(rel),
         width="stretch",
         key="cal_diagram",
         on_select="rerun",
@@ -78,7 +75,7 @@ downloads.offer(
     key="cal_bins",
 )
 right.plotly_chart(
-    cal.confidence_histogram(y_true, y_pred, confidence, title="Confidence: correct vs wrong"),
+    cal_fig.confidence_histogram(y_true, y_pred, confidence, title="Confidence: correct vs wrong"),
     width="stretch",
     key="cal_hist",
 )
@@ -108,7 +105,7 @@ chosen = st.selectbox(
 in_bin = rows.iloc[rel.rows[chosen]]
 st.markdown(
     f"**{len(in_bin):,}** images in this bin · mean confidence "
-    f"{_pct(rel.confidence[chosen])} · accuracy {_pct(rel.accuracy[chosen])}"
+    f"{pct(rel.confidence[chosen])} · accuracy {pct(rel.accuracy[chosen])}"
 )
 page, size = pager(len(in_bin), key="cal_gallery", reset_on=(run.run_id, split, chosen))
 thumbnail_grid(
@@ -118,16 +115,9 @@ thumbnail_grid(
 )
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing the calibration of every class…")
-def _class_table(run_id: str, split: str, _y_true, _probs, _names):
-    """Return cal.class_table of one run's split, once per server: runs never change and at
-    1,000 classes it takes seconds."""
-    return cal.class_table(_y_true, _probs, _names)
-
-
 st.subheader("Calibration per class")
 st.dataframe(
-    _class_table(run.run_id, split, y_true, probs, names),
+    class_table(cal.class_table, run.run_id, split, y_true, probs, names, spinner=SPIN),
     hide_index=True,
     column_config={
         "class": st.column_config.TextColumn("class"),

@@ -7,25 +7,22 @@ table of every class come from core.analysis.thresholds.
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from core.analysis import exports
 from core.analysis import thresholds as th
+from core.figures import thresholds as th_fig
 from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import md_escape, md_names
 from ui.page_state import keep
 from ui.state import current_run, seed_from_link, split_picker, write_link
+from ui.tables import class_table, pct
 
 ensure_app()
 
+SPIN = "Computing AP and ROC AUC of every class…"
 MODES = {"threshold": "Pick a threshold", "recall": "Reach a recall"}
-
-
-def _pct(x: float) -> str:
-    return "—" if math.isnan(x) else f"{x:.1%}"
 
 
 st.title("Thresholds")
@@ -88,9 +85,9 @@ if point is not None:
     m = st.columns(6)
     m[0].metric("Threshold", f"{point.threshold:.3g}")
     m[1].metric(
-        "Precision", _pct(point.precision), help=f"Of the flagged images, share of '{md_name}'"
+        "Precision", pct(point.precision), help=f"Of the flagged images, share of '{md_name}'"
     )
-    m[2].metric("Recall", _pct(point.recall), help=f"Of the '{md_name}' images, share flagged")
+    m[2].metric("Recall", pct(point.recall), help=f"Of the '{md_name}' images, share flagged")
     m[3].metric("Flagged", f"{point.flagged:,}", help="Images with P ≥ threshold")
     m[4].metric("False alarms", f"{point.fp:,}", help=f"Flagged images that are not '{md_name}'")
     m[5].metric("Missed", f"{point.fn:,}", help=f"'{md_name}' images below the threshold")
@@ -112,9 +109,11 @@ if curves.n_pos == 0:
     )
 
 left, right = st.columns(2)
-left.plotly_chart(th.pr_figure(curves, class_name=name, point=point), width="stretch", key="th_pr")
+left.plotly_chart(
+    th_fig.pr_figure(curves, class_name=name, point=point), width="stretch", key="th_pr"
+)
 right.plotly_chart(
-    th.roc_figure(curves, class_name=name, point=point), width="stretch", key="th_roc"
+    th_fig.roc_figure(curves, class_name=name, point=point), width="stretch", key="th_roc"
 )
 downloads.offer(
     lambda: exports.curve_table(curves),
@@ -129,16 +128,9 @@ st.caption(
 )
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing AP and ROC AUC of every class…")
-def _class_table(run_id: str, split: str, _y_true, _probs, _names):
-    """Return th.class_table of one run's split, once per server: runs never change and at
-    1,000 classes it takes seconds."""
-    return th.class_table(_y_true, _probs, _names)
-
-
 st.subheader("Every class")
 st.dataframe(
-    _class_table(run.run_id, split, y_true, probs, names),
+    class_table(th.class_table, run.run_id, split, y_true, probs, names, spinner=SPIN),
     hide_index=True,
     column_config={
         "class": st.column_config.TextColumn("class"),
@@ -154,7 +146,7 @@ st.dataframe(
 )
 st.caption("One-vs-rest, from P(class) alone. Click a header to sort; empty cells: no images.")
 downloads.offer(
-    lambda: _class_table(run.run_id, split, y_true, probs, names),
+    lambda: class_table(th.class_table, run.run_id, split, y_true, probs, names, spinner=SPIN),
     what="AP and AUC per class",
     stem=downloads.file_stem(run, split, "ap-auc"),
     key="th_classes",

@@ -1,0 +1,43 @@
+"""What several pages share about tables: per-run tables cached once per server, and the one
+percentage format of their metric tiles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+ClassTable = Callable[[np.ndarray, np.ndarray, Sequence[str]], pd.DataFrame]
+
+
+def pct(x: float) -> str:
+    """Return ``x`` as a percentage with one decimal, or "—" when it is undefined (NaN)."""
+    return "—" if math.isnan(x) else f"{x:.1%}"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _class_table(
+    build: ClassTable, run_id: str, split: str, _y_true: np.ndarray, _probs: np.ndarray,
+    _names: Sequence[str],
+) -> pd.DataFrame:  # fmt: skip
+    return build(_y_true, _probs, _names)
+
+
+def class_table(
+    build: ClassTable,
+    run_id: str,
+    split: str,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    names: Sequence[str],
+    *,
+    spinner: str,
+) -> pd.DataFrame:
+    """Return ``build(y_true, probs, names)`` (one row per class) of one run's split, computed
+    once per server: runs never change, so ``build``, the run id and the split are the key,
+    and at 1,000 classes it takes seconds (``spinner`` says what is computed meanwhile)."""
+    with st.spinner(spinner):
+        return _class_table(build, run_id, split, y_true, probs, names)
