@@ -1,0 +1,126 @@
+"""Failure clusters: a planted group of degraded images is the top cluster (precision and
+recall reported), the ranking by the Wilson bound (checked against statsmodels' formula by
+hand), and the distinctions against pandas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from core.analysis import failure_clusters as fc
+
+
+def _planted(seed: int = 0) -> dict:
+    """10 class blobs of 100 images in 32-D (5% random mistakes), plus 40 images of classes
+    0-4 all degraded the same way: most of their class signal gone (a tenth of their class
+    centre left) and shifted along one direction, 85% of them mistaken as class 8."""
+    rng = np.random.default_rng(seed)
+    d, n_classes, per = 32, 10, 100
+    centres = rng.normal(scale=4, size=(n_classes, d))
+    y_true = np.repeat(np.arange(n_classes), per)
+    emb = centres[y_true] + rng.normal(size=(len(y_true), d))
+    y_pred = y_true.copy()
+    flip = rng.random(len(y_true)) < 0.05
+    y_pred[flip] = (y_true[flip] + 1) % n_classes
+    n_planted = 40
+    pt = rng.integers(0, 5, n_planted)
+    blur = rng.normal(scale=4, size=d)  # the common degradation direction
+    p_emb = 0.1 * centres[pt] + blur * 3 + rng.normal(size=(n_planted, d))
+    p_pred = np.where(rng.random(n_planted) < 0.85, 8, pt)  # mostly called "8"
+    brightness = np.concatenate([rng.normal(0.5, 0.1, len(y_true)), rng.normal(0.2, 0.05, 40)])
+    return {
+        "emb": np.vstack([emb, p_emb]).astype(np.float32),
+        "y_true": np.concatenate([y_true, pt]),
+        "y_pred": np.concatenate([y_pred, p_pred]),
+        "planted": np.arange(len(y_true), len(y_true) + n_planted),
+        "columns": pd.DataFrame({"brightness": brightness, "correct": True}),
+    }
+
+
+def test_planted_degraded_group_is_the_top_cluster() -> None:
+    case = _planted()
+    k = fc.default_k(len(case["emb"]), 10)
+    assert k == 12
+    labels = fc.cluster(case["emb"], k=k, seed=0)
+    clusters = fc.failure_clusters(
+        case["emb"], labels, case["y_true"], case["y_pred"], columns=case["columns"]
+    )
+    top = clusters[0]
+    planted = set(case["planted"].tolist())
+    found = set(top.rows.tolist())
+    precision = len(found & planted) / len(found)
+    recall = len(found & planted) / len(planted)
+    print(f"planted cluster: precision {precision:.2f}, recall {recall:.2f}, size {top.size}")
+    assert precision >= 0.9 and recall >= 0.9
+    assert top.pairs[0][1] == 8  # the commonest mistake is "→ 8"
+    wrong = case["y_true"] != case["y_pred"]
+    rest = np.ones(len(labels), bool)
+    rest[top.rows] = False
+    assert math.isclose(top.accuracy_outside, 1 - wrong[rest].mean())
+    assert top.distinctions[0].column == "brightness" and top.distinctions[0].effect < -2
+    assert all(d.column != "correct" for d in top.distinctions)
+    assert set(top.nearest.tolist()) <= found and len(top.nearest) == fc.NEAREST
+
+
+def test_clustering_does_not_depend_on_labels_or_predictions() -> None:
+    case = _planted(1)
+    a = fc.cluster(case["emb"], k=12, seed=0)
+    b = fc.cluster(case["emb"], k=12, seed=0)
+    np.testing.assert_array_equal(a, b)  # deterministic; the function has no label argument
+
+
+def test_wilson_lower_bound_by_hand() -> None:
+    # 8 errors in 10 at z = 1.96: p=0.8, (p + z²/2n - z*sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
+    z = fc.Z95
+    p, n = 0.8, 10
+    by_hand = (p + z**2 / (2 * n) - z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))) / (
+        1 + z**2 / n
+    )
+    assert math.isclose(fc.wilson_lower(8, 10), by_hand)
+    assert math.isclose(by_hand, 0.4902, abs_tol=1e-4)  # the published Wilson interval value
+    assert fc.wilson_lower(0, 0) == 0.0
+    # a small all-wrong cluster ranks below a large mostly-wrong one
+    assert fc.wilson_lower(3, 3) < fc.wilson_lower(40, 60)
+
+
+def test_ranking_and_pairs_hand_counted() -> None:
+    emb = np.vstack([np.full((3, 2), 5.0), np.full((60, 2), -5.0), np.full((100, 2), 0.1)])
+    emb += np.random.default_rng(0).normal(scale=0.01, size=emb.shape)
+    labels = np.array([0] * 3 + [1] * 60 + [2] * 100)
+    y_true = np.zeros(163, int)
+    y_pred = np.zeros(163, int)
+    y_pred[:3] = 1  # cluster 0: 3 of 3 wrong
+    y_pred[3:43] = 2  # cluster 1: 40 of 60 wrong, 30 as 0 → 2 ...
+    y_true[33:43] = 1  # ... and 10 as 1 → 2
+    clusters = fc.failure_clusters(emb, labels, y_true, y_pred)
+    assert [c.label for c in clusters] == [1, 0, 2]
+    assert clusters[0].pairs == ((0, 2, 30), (1, 2, 10))
+    assert clusters[0].n_wrong == 40 and clusters[0].size == 60
+    assert math.isclose(clusters[0].accuracy_outside, 100 / 103)
+    s = fc.worst_sentence(clusters[0], ["a", "b", "c"], "test")
+    assert s == (
+        "The worst failure cluster holds 60 test images at 33% accuracy (97% for the rest of "
+        "the split); mistakes mostly 'a' → 'c' (30)."
+    )
+
+
+def test_distinctions_numeric_and_categorical_against_pandas() -> None:
+    rng = np.random.default_rng(0)
+    inside = np.zeros(200, bool)
+    inside[:50] = True
+    df = pd.DataFrame(
+        {
+            "sharpness": np.where(inside, rng.normal(10, 2, 200), rng.normal(20, 2, 200)),
+            "format": np.where(inside, "JPEG", np.where(np.arange(200) % 2, "PNG", "JPEG")),
+            "noise": rng.normal(size=200),
+            "true class": np.where(inside, "a", "b"),  # never a distinction
+        }
+    )
+    found = fc.distinctions(df, inside, ~inside)
+    assert [d.column for d in found] == ["sharpness", "format"]
+    a, b = df["sharpness"][inside], df["sharpness"][~inside]
+    pooled = math.sqrt(((len(a) - 1) * a.var() + (len(b) - 1) * b.var()) / (len(a) + len(b) - 2))
+    assert math.isclose(found[0].effect, (a.mean() - b.mean()) / pooled)
+    assert found[1].inside == "JPEG 100%" and found[1].outside == "JPEG 50%"
