@@ -166,6 +166,7 @@ def _new_conditions(column: str, kind: str, df: pd.DataFrame) -> list[Condition]
     """Draw the value inputs for ``column`` and return the conditions they make (or [])."""
     series = df[column]
     if kind in ("categorical", "bool"):
+        keep("slice_new_op_cat", "is", options=["is", "is not"])
         op = st.segmented_control(
             "Images whose value", ["is", "is not"], key="slice_new_op_cat", required=True
         )
@@ -181,6 +182,7 @@ def _new_conditions(column: str, kind: str, df: pd.DataFrame) -> list[Condition]
                 )
             ]
         return [Condition(column, "is not", v) for v in chosen]
+    keep("slice_new_op_num", "between", options=["between", "<", ">="])
     op = st.segmented_control(
         "Images whose value is", ["between", "<", ">="], key="slice_new_op_num", required=True
     )
