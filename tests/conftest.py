@@ -12,12 +12,13 @@ used to pin exit codes and error wording for many inputs cheaply.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,63 @@ torch.set_num_threads(1)
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return a session-wide temporary cache directory (the arch key index is built once)."""
     return tmp_path_factory.mktemp("classlens-cache")
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a temporary folder shared by every pytest-xdist worker of this session (the
+    session's base folder itself when not under xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_arch_signatures(shared_tmp: Path) -> Iterator[None]:
+    """Build torchvision's architecture signatures (seconds to a minute) once per session,
+    not once per xdist worker: the first worker to need them builds them into a shared folder
+    under a file lock; the others wait and read that file. Still lazy: a session that detects
+    no architecture builds nothing."""
+    from filelock import FileLock
+
+    from core.engine import archs
+
+    original = archs.signatures
+    folder = shared_tmp / "arch-signatures"
+
+    @functools.lru_cache(maxsize=1)
+    def signatures() -> dict[str, dict[str, tuple[int, ...]]]:
+        folder.mkdir(exist_ok=True)
+        with FileLock(str(folder / "build.lock")), pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CLASSLENS_CACHE_DIR", str(folder))
+            original.cache_clear()
+            try:
+                return original()
+            finally:
+                original.cache_clear()
+
+    archs.signatures = signatures
+    archs._key_index.cache_clear()
+    yield
+    archs.signatures = original
+
+
+@pytest.fixture(scope="session")
+def sample_store(shared_tmp: Path) -> Path:
+    """Return a run store holding the three bundled sample runs, evaluated once per test
+    session: the first worker evaluates under a file lock, the others wait and find them.
+
+    Shared and read-only: copy it (``shutil.copytree``) before anything writes into it.
+    """
+    from filelock import FileLock
+
+    from core.engine.sample import ensure_sample_runs
+
+    folder = shared_tmp / "sample-store"
+    folder.mkdir(exist_ok=True)
+    with FileLock(str(shared_tmp / "sample-store.lock")), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSLENS_CACHE_DIR", str(folder / "cache"))
+        ensure_sample_runs(folder / "runs")  # finds the runs when another worker made them
+    return folder / "runs"
 
 
 @pytest.fixture(autouse=True)

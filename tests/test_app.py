@@ -3,54 +3,41 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
+import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
-def store_with_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CLASSLENS_RUNS_DIR", str(tmp_path / "runs"))
+def store_with_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_store: Path
+) -> tuple[Path, str]:
+    """Return (a run store holding two of the three sample runs, the id of the missing one):
+    `make run` must evaluate that one and find the other two."""
+    runs = tmp_path / "runs"
+    shutil.copytree(sample_store, runs)
+    missing = sorted(p for p in runs.iterdir() if not p.name.startswith("."))[0]
+    shutil.rmtree(missing)
+    monkeypatch.setenv("CLASSLENS_RUNS_DIR", str(runs))
     monkeypatch.setenv("CLASSLENS_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "runs"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return runs, missing.name
 
 
 @pytest.mark.slow
-def test_make_run_serves_the_dashboard_and_answers_health(store_with_sample: Path) -> None:
+def test_make_run_serves_the_dashboard_and_answers_health(
+    store_with_sample: tuple[Path, str], tmp_path: Path
+) -> None:
     """`make run` as a user types it (on a free loopback port): sample runs, then the server."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["make", "-s", "run", f"PORT={port}", "ADDRESS=127.0.0.1"],
-        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,  # make's children share its process group: stop them all
-    )  # fmt: skip
-    try:
-        body = b""
-        deadline = time.monotonic() + 240  # bounded: the sample is evaluated first
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                url = f"http://127.0.0.1:{port}/_stcore/health"
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    body = r.read()
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert body == b"ok"
-        runs = [p for p in store_with_sample.iterdir() if not p.name.startswith(".")]
-        assert len(runs) == 3, "make run evaluates the 3 samples"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    runs, missing = store_with_sample
+    port = free_port()
+    cmd = ["make", "-s", "run", f"PORT={port}", "ADDRESS=127.0.0.1"]
+    # serving() waits for /_stcore/health to answer `ok` (bounded: a sample is evaluated first)
+    with serving(cmd, port, cwd=ROOT, env=os.environ, log=tmp_path / "make.log", seconds=240):
+        made = sorted(p.name for p in runs.iterdir() if not p.name.startswith("."))
+        assert len(made) == 3, "make run evaluates the 3 samples"
+        assert missing in made, "the sample missing from the store was evaluated again"

@@ -20,7 +20,7 @@ import pytest
 from streamlit import config as st_config
 
 from deploy.config_flags import flags
-from tests.browser.conftest import _free_port, _wait_healthy
+from tests.servers import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "deploy" / "streamlit-config.toml"
@@ -53,10 +53,16 @@ def test_production_config_names_real_options_with_safe_values() -> None:
 
 
 @pytest.fixture(scope="module")
-def entrypoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, Path]]:
-    """Run deploy/entrypoint.sh on a free port; yield (base url, server pid, run store)."""
+def entrypoint(
+    tmp_path_factory: pytest.TempPathFactory, sample_store: Path
+) -> Iterator[tuple[str, int, Path, str]]:
+    """Run deploy/entrypoint.sh on a free port over a run store holding two of the three
+    sample runs; yield (base url, server pid, run store, id of the run it had to make)."""
     base = tmp_path_factory.mktemp("entrypoint")
-    port = _free_port()
+    shutil.copytree(sample_store, base / "runs")
+    missing = sorted(p for p in (base / "runs").iterdir() if not p.name.startswith("."))[-1]
+    shutil.rmtree(missing)
+    port = free_port()
     env = {
         **os.environ,
         "PYTHON": sys.executable,
@@ -65,25 +71,10 @@ def entrypoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         "CLASSLENS_RUNS_DIR": str(base / "runs"),
         "CLASSLENS_CACHE_DIR": str(base / "cache"),
     }
-    log = open(base / "server.log", "w")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [str(ROOT / "deploy" / "entrypoint.sh")],  # as the image runs it: shebang, exec bit
-        cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        try:
-            _wait_healthy(port, proc, seconds=300)  # first start evaluates the sample runs
-        except RuntimeError:
-            log.flush()
-            raise RuntimeError((base / "server.log").read_text()[-3000:]) from None
-        yield f"http://127.0.0.1:{port}", proc.pid, base / "runs"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    cmd = [str(ROOT / "deploy" / "entrypoint.sh")]  # as the image runs it: shebang, exec bit
+    # the first start evaluates the missing sample run
+    with serving(cmd, port, cwd=base, env=env, log=base / "server.log", seconds=300) as proc:
+        yield f"http://127.0.0.1:{port}", proc.pid, base / "runs", missing.name
 
 
 def _status(request: urllib.request.Request) -> int:
@@ -96,9 +87,10 @@ def _status(request: urllib.request.Request) -> int:
 
 @pytest.mark.slow
 def test_entrypoint_builds_the_sample_and_serves_the_production_config(entrypoint) -> None:
-    url, pid, runs = entrypoint
-    # The sample runs were made before the server started.
+    url, pid, runs, missing = entrypoint
+    # The sample runs were made before the server started (the missing one evaluated).
     assert len([p for p in runs.iterdir() if (p / "meta.json").is_file()]) == 3
+    assert (runs / missing / "meta.json").is_file()
     # `exec` replaced the shell: the server process got every production option as a flag.
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     for line in flags(_production()):

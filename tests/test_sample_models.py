@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,27 +17,37 @@ from core.engine.sample import CHECKPOINTS, DATASET
 from core.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+# One worker runs them all under `--dist loadgroup`: the CLI fixture runs once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sample_models")]
 
 
 @pytest.fixture(scope="module")
-def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Evaluate every sample checkpoint once through the CLI; return {name: run dir}."""
+def sample_runs(tmp_path_factory: pytest.TempPathFactory, sample_store: Path) -> dict[str, Path]:
+    """Return {name: run dir} as the CLI prints it for every sample checkpoint, over a copy of
+    the session's evaluated sample store (evaluated once per session by the same
+    ``evaluate`` the CLI calls). The CLI must resolve the very inputs that made each run (the
+    run id hashes checkpoint, data and preprocessing) and print that run's folder."""
     base = tmp_path_factory.mktemp("sample")
+    shutil.copytree(sample_store, base / "runs")
     env = {
         **os.environ,
         "CLASSLENS_RUNS_DIR": str(base / "runs"),
         "CLASSLENS_CACHE_DIR": str(base / "cache"),
+        "OMP_NUM_THREADS": "1",
     }
+    procs = {}
+    for name, ckpt in CHECKPOINTS.items():  # at once: interpreter start-up dominates
+        cmd = [sys.executable, "-m", "core", "evaluate", "--checkpoint", str(ckpt),
+               "--data", str(DATASET), "--device", "cpu"]  # fmt: skip
+        procs[name] = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     out = {}
-    for name, ckpt in CHECKPOINTS.items():
-        proc = subprocess.run(
-            [sys.executable, "-m", "core", "evaluate", "--checkpoint", str(ckpt),
-             "--data", str(DATASET), "--device", "cpu"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        out[name] = Path(proc.stdout.strip().splitlines()[-1])
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        out[name] = Path(stdout.strip().splitlines()[-1])
+        assert (sample_store / out[name].name).is_dir(), f"{name}: not the stored run\n{stderr}"
     return out
 
 

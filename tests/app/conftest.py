@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """Return {"good" | "overfit" | "imbalanced": run} in a session-wide private run store.
+def sample_runs(tmp_path_factory: pytest.TempPathFactory, sample_store: Path) -> dict[str, Run]:
+    """Return {"good" | "overfit" | "imbalanced": run} in a session-wide private run store:
+    a copy of the session's evaluated sample store (tests here add runs to it).
 
     The store is exported through CLASSLENS_RUNS_DIR so the app under AppTest reads it too.
     """
     base = tmp_path_factory.mktemp("app-store")
+    shutil.copytree(sample_store, base / "runs")
     os.environ["CLASSLENS_RUNS_DIR"] = str(base / "runs")
     os.environ["CLASSLENS_CACHE_DIR"] = str(base / "cache")
-    return ensure_sample_runs(base / "runs")
+    return ensure_sample_runs(base / "runs")  # finds the copied runs: no inference
 
 
 def open_page(page: str, run: Run, **query: str) -> AppTest:

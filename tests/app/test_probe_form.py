@@ -89,6 +89,7 @@ def test_probe_fills_the_unknown_fields_and_the_run_says_probed(
         )
 
 
+@pytest.mark.slow  # trains the 64-px checkpoint (module fixture) and probes it in the form
 def test_typed_fields_win_and_bad_values_name_the_field(
     sample_runs: dict[str, Run], ckpt64: Path
 ) -> None:

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,31 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port, serving
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "tests" / "screenshots"
 CHROMIUM = os.environ.get("CLASSLENS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:  # bounded
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            url = f"http://127.0.0.1:{port}/_stcore/health"
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("server did not answer /_stcore/health in time")
 
 
 @dataclass(frozen=True)
@@ -56,12 +34,17 @@ class Server:
 
 @contextmanager
 def start_server(
-    base: Path, *, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    base: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+    runs: Path | None = None,
 ) -> Iterator[Server]:
     """Run `streamlit run app.py` on a free loopback port with a private run store in ``base``.
 
     ``env`` adds environment variables (e.g. CLASSLENS_HOSTED), ``args`` extra command-line
-    options (e.g. ``--secrets.files <file>``).
+    options (e.g. ``--secrets.files <file>``). ``runs``: a store of evaluated sample runs to
+    copy in (the session's ``sample_store``); without it the sample is evaluated first.
     """
     env = {
         **os.environ,
@@ -69,34 +52,28 @@ def start_server(
         "CLASSLENS_CACHE_DIR": str(base / "cache"),
         **(env or {}),
     }
-    # Evaluate the sample first (as `make run` does) so page loads measure the dashboard.
-    subprocess.run([sys.executable, "-m", "core.engine.sample"], cwd=ROOT, env=env, check=True)
-    port = _free_port()
-    log = open(base / "server.log", "w")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false",
-         # As in production: a file edited while tests run must not rerun the sessions.
-         "--server.fileWatcherType", "none", *args],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        _wait_healthy(port, proc)
+    # The sample is in the store before the server starts (as after `make run`), so page
+    # loads measure the dashboard.
+    if runs is not None:
+        shutil.copytree(runs, base / "runs")
+    else:
+        cmd = [sys.executable, "-m", "core.engine.sample"]
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true",
+           "--browser.gatherUsageStats", "false",
+           # As in production: a file edited while tests run must not rerun the sessions.
+           "--server.fileWatcherType", "none", *args]  # fmt: skip
+    with serving(cmd, port, cwd=ROOT, env=env, log=base / "server.log"):
         yield Server(f"http://127.0.0.1:{port}", base / "runs")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Start `streamlit run app.py` on a free loopback port with a private run store."""
-    with start_server(tmp_path_factory.mktemp("browser-store")) as srv:
+def server(tmp_path_factory: pytest.TempPathFactory, sample_store: Path) -> Iterator[Server]:
+    """Start `streamlit run app.py` on a free loopback port with a private copy of the
+    session's sample store."""
+    with start_server(tmp_path_factory.mktemp("browser-store"), runs=sample_store) as srv:
         yield srv
 
 

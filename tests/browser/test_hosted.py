@@ -24,8 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from core.engine.sample import CHECKPOINTS
-from tests.browser.conftest import ROOT, Server, _free_port, start_server
+from tests.browser.conftest import ROOT, Server, start_server
 from tests.browser.test_e2e import error_count, settle, shoot
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 EDITOR = "editor@example.org"
@@ -40,7 +41,7 @@ def provider() -> Iterator[str]:
     """Return the issuer URL of a local OIDC provider that knows the two test users."""
     users = [User(sub=e, claims={"email": e, "email_verified": True}) for e in (VIEWER, EDITOR)]
     server = werkzeug.serving.make_server(
-        "127.0.0.1", _free_port(), oidc_app(user_claims=users), threaded=True
+        "127.0.0.1", free_port(), oidc_app(user_claims=users), threaded=True
     )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
@@ -53,7 +54,9 @@ def provider() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def hosted(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[Server]:
+def hosted(
+    tmp_path_factory: pytest.TempPathFactory, provider: str, sample_store: Path
+) -> Iterator[Server]:
     """Start the dashboard in hosted OIDC mode with its secrets in a private file."""
     base = tmp_path_factory.mktemp("hosted")
     secrets = base / "secrets.toml"
@@ -70,7 +73,7 @@ def hosted(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[
         'auth = "oidc"\n'
         f'editors = ["{EDITOR}"]\n'
     )
-    with start_server(base, args=["--secrets.files", str(secrets)]) as srv:
+    with start_server(base, args=["--secrets.files", str(secrets)], runs=sample_store) as srv:
         yield srv
 
 
