@@ -41,6 +41,7 @@ PAGES = [
     st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
     st.Page("pages/leakage.py", title="Leakage", icon=":material/content_copy:"),
     st.Page("pages/suspicious.py", title="Suspicious labels", icon=":material/flag:"),
+    st.Page("pages/slices.py", title="Slices", icon=":material/filter_alt:"),
     st.Page("pages/runs.py", title="All runs", icon=":material/list:"),
 ]
 

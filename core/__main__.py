@@ -96,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow formats that run code from the file (TorchScript, .pt2, pickled modules)",
     )
+    ev.add_argument(
+        "--metadata",
+        type=Path,
+        help="per-image metadata CSV/Parquet keyed by a 'path' column relative to --data "
+        "(default: metadata.csv or metadata.parquet in --data, when there)",
+    )
+    sl = sub.add_parser("slices", help="print a run's weak segments (slices worse than the rest)")
+    sl.add_argument("run", help="run folder or run id")
+    sl.add_argument("--metadata", type=Path, help="attach this metadata file first")
+    sl.add_argument("--split", default="test", help="split to judge (default test)")
+    sl.add_argument("--json", action="store_true", help="print JSON instead of sentences")
+    sl.add_argument("--runs-dir", type=Path, help="run store for a run id")
     rs = sub.add_parser("runs", help="list stored runs with headline metrics")
     rs.add_argument("--runs-dir", type=Path)
     sub.add_parser("archs", help="list the architectures --arch accepts")
@@ -139,6 +151,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             return 0
     else:
         run = evaluate(args.checkpoint, args.data, progress=ProgressBar(), **options)
+    if args.metadata is not None:
+        _attach(run, args.metadata)
     for split, m in run.metrics["splits"].items():
         print(
             f"{split}: n={m['n']} accuracy={m['accuracy']:.4f} "
@@ -146,6 +160,76 @@ def _evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(run.path)
+    return 0
+
+
+def _attach(run, file: Path) -> None:  # noqa: ANN001 - a Run
+    from core.engine import metadata
+    from core.images.columns import root_paths
+
+    info = metadata.attach(run, file, root_paths(run))
+    m = info["match"]
+    print(
+        f"metadata: {len(info['columns'])} columns, {m['matched']:,} of {m['images']:,} images "
+        "matched",
+        file=sys.stderr,
+    )
+    for warning in info["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _find_run(text: str, runs_dir: Path | None):  # noqa: ANN202 - a Run
+    from core.runs import RunStore
+
+    folder = Path(text)
+    store = RunStore(folder.parent) if folder.is_dir() else RunStore(runs_dir)
+    run = store.get(folder.name if folder.is_dir() else text)
+    if run is None:
+        raise ClassLensError(
+            f"no run {text!r} (in {store.root}). Pass a run folder as printed by "
+            "'python -m core evaluate', or a run id listed by 'python -m core runs'."
+        )
+    return run
+
+
+def _slices(args: argparse.Namespace) -> int:
+    import json
+
+    from core.engine import metadata
+    from core.engine.progress import ProgressBar
+    from core.images import checkup
+
+    run = _find_run(args.run, args.runs_dir)
+    if args.split not in run.splits:
+        raise ClassLensError(
+            f"run {run.run_id} has no split {args.split!r} (it has {', '.join(run.splits)}); "
+            "pass --split with one of them."
+        )
+    if args.metadata is not None:
+        _attach(run, args.metadata)
+    search = checkup.weak_segments(
+        run, args.split, measure=True, progress=ProgressBar(label="properties")
+    )
+    if (why := metadata.problem(run)) is not None:
+        print(f"warning: the dataset's metadata file was not used: {why}", file=sys.stderr)
+    if args.json:
+        out = {
+            "run": run.run_id,
+            "split": search.split,
+            "images": search.images,
+            "tried": search.tried,
+            "columns": list(search.columns),
+            "segments": [s.to_dict() for s in search.segments],
+        }
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    print(
+        f"{search.tried:,} slices of {search.split} tried over {len(search.columns)} columns; "
+        f"{len(search.segments)} significantly worse than the rest",
+        file=sys.stderr,
+    )
+    for s in search.segments:
+        print(s.sentence())
     return 0
 
 
@@ -190,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"evaluate": _evaluate, "runs": _runs, "archs": _archs}[args.command](args)
+        return {"evaluate": _evaluate, "runs": _runs, "archs": _archs, "slices": _slices}[
+            args.command
+        ](args)
     except ClassLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -35,6 +35,14 @@ RARE_KEEP = 20
 LEAKS = 6  # training images copied (brightened) into test/, for the Leakage page
 LEAK_BRIGHTEN = 3  # grey levels added to each leaked copy: a near-copy, not a duplicate
 MLP_WIDTH = 512
+# metadata.csv: every image gets a scanner and a writer (seeded). The DEGRADED scanner's TEST
+# images are darkened and blurred (train is untouched, so the checkpoints do not change): the
+# Slices page and the weak-segment search should find it. "writer" is noise: nothing to find.
+SCANNERS = ("A", "B", "C", "D")
+DEGRADED = "D"
+DARKEN = 0.85  # pixel values scaled by this (0.5 makes the good model fail 3 in 4 of them)
+BLUR = 1.0  # Gaussian blur radius in pixels (32-px images)
+WRITERS = tuple(f"w{i:02d}" for i in range(1, 13))
 # Std of the frozen first layer: higher = sharper kernel = more memorisation, lower test accuracy.
 MLP_SCALE = 0.1325
 DESCRIPTIONS = {
@@ -53,15 +61,32 @@ def write_dataset() -> None:
     train_idx, test_idx = train_test_split(
         index, test_size=0.3, stratify=digits.target, random_state=0
     )
+    rng = np.random.default_rng(0)  # its own generator: the split above is unchanged
+    scanner = rng.choice(SCANNERS, len(index))
+    writer = rng.choice(WRITERS, len(index))
     shutil.rmtree(DATA, ignore_errors=True)
+    rows = ["path,scanner,writer"]
     for split, idx in (("train", train_idx), ("test", test_idx)):
         for i in sorted(idx):
             pixels = np.round(digits.images[i] * 255.0 / 16.0).astype(np.uint8)
             image = Image.fromarray(pixels).resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+            if split == "test" and scanner[i] == DEGRADED:
+                image = degrade(image)
             folder = DATA / split / str(digits.target[i])
             folder.mkdir(parents=True, exist_ok=True)
             image.save(folder / f"{i:05d}.png")
-    write_leaks(sorted(train_idx)[:LEAKS], digits)
+            rows.append(f"{split}/{digits.target[i]}/{i:05d}.png,{scanner[i]},{writer[i]}")
+    leaks = sorted(train_idx)[:LEAKS]
+    write_leaks(leaks, digits)
+    # a leaked copy carries its source's metadata (it is the same scan)
+    rows += [f"test/{digits.target[i]}/leak-{i:05d}.png,{scanner[i]},{writer[i]}" for i in leaks]
+    (DATA / "metadata.csv").write_text("\n".join(rows) + "\n")
+
+
+def degrade(image: Image.Image) -> Image.Image:
+    """Return the image darker (x DARKEN) and blurred (Gaussian, BLUR px): a worn scanner."""
+    dark = np.round(np.asarray(image, dtype=np.float64) * DARKEN).astype(np.uint8)
+    return Image.fromarray(dark).filter(ImageFilter.GaussianBlur(BLUR))
 
 
 def write_leaks(indices: list[int], digits) -> None:  # noqa: ANN001 - sklearn Bunch
@@ -228,6 +253,10 @@ repository root, CPU only, deterministic, a few minutes).
 - `digits/{{train,test}}/<digit>/<index>.png`: scikit-learn's bundled 8x8 digits, upscaled to
   32x32 grayscale (bicubic); stratified 70/30 split, `random_state=0`; `<index>` is the position
   in `sklearn.datasets.load_digits()`.
+- `digits/metadata.csv`: a `scanner` (A-D) and a `writer` (w01-w12) per image, seeded; the
+  test images of scanner {degraded} are darker (x {darken}) and blurred (Gaussian, {blur} px) when
+  the sample is built, so the good model does worse on them (the Slices page finds it). Train
+  images are untouched; `--data-only` rewrites the images and figures without retraining.
 - `checkpoints/*.safetensors`: three models; their metadata (`classlens` key) holds the
   architecture, class names, preprocessing (mean {mean}, std {std}) and a description.
   - `good`: a small CNN, healthy on every class.
@@ -241,8 +270,33 @@ repository root, CPU only, deterministic, a few minutes).
 """
 
 
-def main() -> None:
-    """Rebuild digits/, checkpoints/, figures.json and README.md."""
+def load_checkpoints() -> list[tuple[str, str, nn.Module]]:
+    """Return the stored checkpoints as (name, architecture, model), untouched on disk."""
+    from safetensors.torch import load_file
+
+    out = []
+    for name, arch in (
+        ("good", "digits_cnn"),
+        ("overfit", "digits_wide_mlp"),
+        ("imbalanced", "digits_cnn"),
+    ):
+        if arch == "digits_cnn":
+            model: nn.Module = DigitsCNN(num_classes=len(CLASS_NAMES), in_channels=1)
+        else:
+            model = DigitsWideMLP(
+                num_classes=len(CLASS_NAMES), in_channels=1, input_size=SIZE, width=MLP_WIDTH
+            )
+        model.load_state_dict(load_file(str(CKPTS / f"{name}.safetensors")))
+        out.append((name, arch, model.eval()))
+    return out
+
+
+def main(data_only: bool = False) -> None:
+    """Rebuild digits/ (and metadata.csv), checkpoints/, figures.json and README.md.
+
+    data_only: keep the checkpoints as they are (the train split they learnt from does not
+    change) and only rewrite the images, metadata and figures.
+    """
     start = time.time()
     np.random.seed(0)
     torch.use_deterministic_algorithms(True)
@@ -253,20 +307,32 @@ def main() -> None:
     norm = (round(x.double().mean().item(), 4), round(x.double().std().item(), 4))
     rare = CLASS_NAMES.index(RARE_DIGIT)
     keep = (y != rare) | (torch.cumsum(y == rare, 0) <= RARE_KEEP)
-    models = [  # (name, architecture, model)
-        ("good", "digits_cnn", train_cnn(x, y, norm, seed=0)),
-        ("overfit", "digits_wide_mlp", fit_overfit_mlp(x, y, norm, seed=0)),
-        ("imbalanced", "digits_cnn", train_cnn(x[keep], y[keep], norm, seed=0)),
-    ]
-    shutil.rmtree(CKPTS, ignore_errors=True)
-    CKPTS.mkdir()
+    if data_only:
+        models = load_checkpoints()
+    else:
+        models = [  # (name, architecture, model)
+            ("good", "digits_cnn", train_cnn(x, y, norm, seed=0)),
+            ("overfit", "digits_wide_mlp", fit_overfit_mlp(x, y, norm, seed=0)),
+            ("imbalanced", "digits_cnn", train_cnn(x[keep], y[keep], norm, seed=0)),
+        ]
+        shutil.rmtree(CKPTS, ignore_errors=True)
+        CKPTS.mkdir()
     figures: dict = {"mean": norm[0], "std": norm[1], "checkpoints": {}}
     for name, arch, model in models:
-        save_checkpoint(model, name, arch, DESCRIPTIONS[name], norm)
+        if not data_only:
+            save_checkpoint(model, name, arch, DESCRIPTIONS[name], norm)
         figures["checkpoints"][name] = {"architecture": arch, **evaluate(model, splits, norm)}
     figures["checkpoints"]["imbalanced"]["rare_class"] = RARE_DIGIT
     (HERE / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
-    readme = README.format(mean=norm[0], std=norm[1], keep=RARE_KEEP, table=table(figures))
+    readme = README.format(
+        mean=norm[0],
+        std=norm[1],
+        keep=RARE_KEEP,
+        table=table(figures),
+        degraded=DEGRADED,
+        darken=DARKEN,
+        blur=BLUR,
+    )
     (HERE / "README.md").write_text(readme.replace("RARE", RARE_DIGIT))
     print(table(figures))
     print(f"mean {norm[0]}, std {norm[1]}; built in {time.time() - start:.0f} s")
@@ -274,4 +340,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(data_only="--data-only" in sys.argv[1:])

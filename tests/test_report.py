@@ -14,6 +14,7 @@ from sklearn import metrics as skm
 from core.analysis.diagnostics import Thresholds, health
 from core.engine.evaluate import evaluate
 from core.figures.report import build_report
+from core.images import checkup
 from core.runs import Run
 from tests.conftest import classlens_meta, make_model, save_safetensors, write_dataset
 
@@ -171,6 +172,7 @@ def test_report_carries_the_overviews_health_summary(report: str, evil_run: Run)
             )
         ),
         leak=leak,
+        segments=checkup.weak_segments(evil_run, "test"),  # issue 14: the Slices page's search
     )
     rows = re.findall(
         r"<tr data-check='(\w+)' data-level='([\w ]+)'><td[^>]*>[^<]*</td><td>([^<]*)</td>"

@@ -121,3 +121,15 @@ def test_target_class_judges_recall() -> None:
     dog = df[(df["split"] == "test") & (df["true class"] == "dog")]
     assert search.images == len(dog)
     assert "true class" not in search.columns
+
+
+def test_segment_as_filter_selects_the_same_rows() -> None:
+    from core.analysis import where
+
+    df, kinds = _table(3000, 7, planted=True)
+    df["x0"] = df["x0"].astype(float)
+    for column, kind in (("c2", "categorical"), ("x0", "numeric")):
+        for cond in slices.conditions_for(df, column, kind):
+            w = slices.to_where((cond,))
+            text = where.to_query(w)
+            np.testing.assert_array_equal(where.mask(where.parse(text), df), cond.mask(df))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis import calibration, health, provenance
+from core.analysis import calibration, health, provenance, slices
 from core.analysis.diagnostics import Thresholds
 from core.errors import ClassLensError
 from core.images import checkup, leakage
@@ -45,6 +45,11 @@ def _reliability(run_id: str, split: str) -> calibration.Reliability:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _suspicious(run_id: str, split: str) -> int:
     return checkup.suspicious_count(_run(run_id), split)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _segments(run_id: str, split: str) -> slices.Search:
+    return checkup.weak_segments(_run(run_id), split)
 
 
 @st.cache_data(max_entries=32, show_spinner="Looking for test images that copy training images…")
@@ -117,6 +122,7 @@ def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
         embedding_leak=emb,
         embedding_unavailable=emb_unavailable,
         preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
+        segments=_segments(rid, split) if n else None,
     )
 
 

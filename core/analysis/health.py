@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.analysis import calibration, diagnostics
+from core.analysis import calibration, diagnostics, slices
 from core.analysis.diagnostics import SplitMetrics, Thresholds, pct_brief
 
 LEVELS = ("pass", "attention", "fail")  # computed levels, least to most serious
@@ -30,6 +30,7 @@ PAGES = {  # the page behind each check -> its title in the navigation
     "pages/calibration.py": "Calibration",
     "pages/suspicious.py": "Suspicious labels",
     "pages/overview.py": "Overview",
+    "pages/slices.py": "Slices",
 }
 SOURCES = {  # meta["preprocessing_source"] values (core.engine.preprocessing.SOURCES) -> in words
     "declared": "declared in the checkpoint",
@@ -474,6 +475,39 @@ def check_preprocessing(meta: Mapping[str, Any], warning: str | None = None) -> 
     return Check("preprocessing", title, "pass", _first_upper(f"{said}."), page)
 
 
+def check_segments(search: slices.Search | None, split: str) -> Check:
+    """Return the weak-segment check: the worst significant segment of ``split`` found by
+    core.analysis.slices.weak_segments (None: not computed yet)."""
+    title, page = "Weak segments", "pages/slices.py"
+    if search is None:
+        return Check("segments", title, NOT_COMPUTED, "Not computed yet.", page)
+    if not search.tried:
+        return Check(
+            "segments", title, NOT_AVAILABLE, f"No {split} slices with enough images.", page
+        )
+    if not search.segments:
+        return Check(
+            "segments",
+            title,
+            "pass",
+            f"No slice of {split} is significantly worse than the rest "
+            f"({search.tried:,} slices tried, false discovery rate {pct_brief(slices.ALPHA)}).",
+            page,
+        )
+    top = search.segments[0]
+    more = len(search.segments) - 1
+    tail = f" {more} more segment{'s' if more > 1 else ''} on Slices." if more else ""
+    return Check(
+        "segments",
+        title,
+        "attention",
+        top.sentence() + tail,
+        page,
+        reason=f"weak segment, {top.text()}: accuracy {100 * top.accuracy:.0f}% vs "
+        f"{100 * top.rest_accuracy:.0f}% elsewhere",
+    )
+
+
 # --- the summary --------------------------------------------------------------------------------
 
 
@@ -522,6 +556,7 @@ def summary(
     embedding_leak: LeakFinding | None = None,
     embedding_unavailable: str | None = None,
     preprocessing_warning: str | None = None,
+    segments: slices.Search | None | bool = False,
 ) -> Summary:
     """Return the health summary of ``split`` of a run (metrics.json, meta.json).
 
@@ -531,7 +566,9 @@ def summary(
     and by model embeddings on the held-out split (None: not computed yet; the *_unavailable
     message when the run cannot have them); preprocessing_warning: core.analysis.provenance's
     warning
-    that the run's accuracy is near chance while its preprocessing is in doubt.
+    that the run's accuracy is near chance while its preprocessing is in doubt; segments:
+    core.analysis.slices.weak_segments on the split (None: not computed yet; False, the
+    default: the check is left out).
     """
     m = metrics["splits"][split]
     return summarize(
@@ -550,6 +587,7 @@ def summary(
             ),
             check_calibration(reliability, split, limits),
             check_suspicious(suspicious, int(m["n"]), split, limits),
+            *([] if segments is False else [check_segments(segments or None, split)]),
             check_imbalance(m, t),
             check_skipped(m, split, limits),
             check_preprocessing(meta, preprocessing_warning),

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from core.analysis import where as where_
+
 N_BINS = 4  # quantile bins per numeric column
 BOOTSTRAP = 2000  # resamples for the 95% intervals
 SEED = 0
@@ -394,6 +396,7 @@ def weak_segments(
         acc = k / n
         rest = np.where(rest_n > 0, rest_k / np.maximum(rest_n, 1), np.nan)
     found = np.nonzero(testable & (q <= alpha) & (acc < rest))[0]
+    found = _without_restatements(found, groups, n)
     score = (rest[found] - acc[found]) * n[found]
     order = found[np.lexsort((np.arange(len(found)), -score))]
     segments = tuple(
@@ -411,6 +414,40 @@ def weak_segments(
         for g in order
     )
     return Search(segments, tried, split, n_total, tuple(searched))
+
+
+SAME_FINDING = 0.9  # a pair keeping this share of a found single condition's images restates it
+
+
+def _without_restatements(
+    found: np.ndarray, groups: list[tuple[int, ...]], n: np.ndarray
+) -> np.ndarray:
+    """Return ``found`` without pairs that keep >= SAME_FINDING of the images of one of their
+    own conditions that was found alone: the same finding said with an extra clause (still
+    counted among the slices tried)."""
+    singles = {groups[g][0] for g in found if len(groups[g]) == 1}
+    keep = []
+    for g in found:
+        parts = groups[g]
+        if len(parts) == 2 and any(c in singles and n[g] >= SAME_FINDING * n[c] for c in parts):
+            continue
+        keep.append(g)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def to_where(conditions: tuple[Condition, ...] | list[Condition]) -> where_.Where:
+    """Return the slice filter (core.analysis.where) selecting the same rows as ``conditions``
+    ([lo, hi) bins become ``>= lo`` and ``< hi``, as the filter's between includes hi)."""
+    out: list[where_.Condition] = []
+    for c in conditions:
+        if c.op == "==":
+            out.append(where_.Condition(c.column, "is", _plain(c.value)))
+        elif c.op == "between":
+            lo, hi = c.value
+            out += [where_.Condition(c.column, ">=", lo), where_.Condition(c.column, "<", hi)]
+        else:
+            out.append(where_.Condition(c.column, c.op, c.value))
+    return where_.Where(tuple(out))
 
 
 def segments_table(search: Search) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 It holds the verdict and the health checklist (core.analysis.health, as on the Overview), the
 headline
 metrics, the per-class table, the interactive confusion matrix and recall chart (plotly.js
-inlined once, no CDN), the overfitting comparison when the run has a train split, and the
+inlined once, no CDN), the overfitting comparison when the run has a train split, the top
+weak segments (core.analysis.slices), and the
 most confidently wrong images as embedded PNG thumbnails. It opens offline: nothing is
 fetched, every image is a ``data:`` URI. Every class name, file name and message is
 HTML-escaped (plotly escapes ``<``/``/`` in its JSON itself).
@@ -29,6 +30,7 @@ from core.figures import confusion as confusion_fig
 from core.images import checkup, gallery
 from core.runs import Run
 
+TOP_SEGMENTS = 5  # weak segments listed (core.analysis.slices)
 TOP_MISTAKES = 24  # thumbnails embedded: enough to see a pattern, small enough to mail
 THUMB_PX = 96
 LEVEL_COLORS = {"good": "#e8f5e9", "needs attention": "#fff4e0", "bad": "#fdecea"}
@@ -76,6 +78,7 @@ def build_report(
         '<p class="muted">Rows: true class; columns: predicted class.</p>',
         _figure(confusion_fig.heatmap_figure(m["confusion_matrix"], run.class_names), "confusion"),
         _overfitting(run, t),
+        _segments(run, split),
         _mistakes(run, split, top_mistakes),
     ]
     return (
@@ -182,6 +185,24 @@ def _overfitting(run: Run, t: Thresholds) -> str:
         f"<table><tr><th></th>{header}</tr>{rows}</table>"
         + _figure(charts.gap_bars(ov.class_gaps, t, other=ov.other))
     )
+
+
+def _segments(run: Run, split: str, top: int = TOP_SEGMENTS) -> str:
+    """Return the weak segments of ``split`` (the Slices page's search), best first."""
+    search = checkup.weak_segments(run, split)
+    head = (
+        f"<h2>Weak segments</h2><p class='muted'>{search.tried:,} slices of {escape(split)} "
+        "tried (metadata, sub-folders, measured image properties, true and predicted class; "
+        "single conditions and pairs); Fisher's exact test with Benjamini-Hochberg correction."
+        "</p>"
+    )
+    if not search.segments:
+        return head + "<p>No slice is significantly worse than the rest.</p>"
+    items = "".join(
+        f"<li data-segment='{escape(s.text())}'>{escape(s.sentence())}</li>"
+        for s in search.segments[:top]
+    )
+    return head + f'<ol id="segments">{items}</ol>'
 
 
 def _mistakes(run: Run, split: str, top: int) -> str:

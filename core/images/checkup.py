@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core.analysis import calibration, health, provenance, suspicious
+from core.analysis import calibration, health, provenance, slices, suspicious
 from core.analysis.diagnostics import Thresholds
 from core.images import leakage
 from core.runs import Run
@@ -99,6 +99,19 @@ def no_leakage(run: Run, split: str) -> str | None:
     )
 
 
+def weak_segments(
+    run: Run, split: str, *, measure: bool = False, progress: Any = None
+) -> slices.Search:
+    """Return the weak-segment search on ``split`` over the slice table: metadata, classes and
+    subfolders always; image properties when already measured, or ``measure`` (reads every
+    image once, reporting (done, total) to ``progress``)."""
+    from core.images import columns, properties
+
+    with_props = measure or properties.has_cached_properties(run)
+    df = columns.slice_columns(run, with_properties=with_props, progress=progress)
+    return slices.weak_segments(df, columns.column_kinds(df), split=split)
+
+
 def run_summary(run: Run, split: str, t: Thresholds = Thresholds()) -> health.Summary:
     """Return the health summary of ``split`` with every input that is cheap now: pixel
     leakage when :func:`hashes_ready`, embedding leakage when its cache exists."""
@@ -120,4 +133,5 @@ def run_summary(run: Run, split: str, t: Thresholds = Thresholds()) -> health.Su
         embedding_leak=emb,
         embedding_unavailable=emb_unavailable,
         preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
+        segments=weak_segments(run, split) if n else None,
     )

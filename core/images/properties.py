@@ -136,18 +136,37 @@ def cache_path(run: Any) -> Path:
     return Path(run.path) / CACHE_FILE
 
 
-def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
+def _keys(split: Any, path: Any) -> pd.Index:
+    return pd.Index(pd.Series(split).astype(str).to_numpy() + "\0" + pd.Series(path).to_numpy())
+
+
+def _read_table(run: Any) -> pd.DataFrame | None:
     try:
         cached = pq.read_table(cache_path(run)).to_pandas()
     except (OSError, ValueError, pa.ArrowException):
         return None
-    expected = ["split", "path", *COLUMNS, "readable"]
-    if list(cached.columns) != expected or len(cached) != len(predictions):
+    if list(cached.columns) != ["split", "path", *COLUMNS, "readable"]:
         return None
-    same = (cached["split"].to_numpy() == predictions["split"].to_numpy()).all() and (
-        cached["path"].to_numpy() == predictions["path"].to_numpy()
-    ).all()
-    return cached.set_axis(predictions.index) if same else None
+    return cached
+
+
+def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
+    """Return the cached rows of ``predictions`` (by split and path, in its order and index),
+    or None when the cache is missing, unreadable or lacks some of them (e.g. a run subset
+    reads its parent's cache)."""
+    cached = _read_table(run)
+    if cached is None:
+        return None
+    wanted = _keys(predictions["split"], predictions["path"])
+    have = _keys(cached["split"], cached["path"])
+    if len(have) == len(wanted) and (have == wanted).all():
+        return cached.set_axis(predictions.index)
+    if not have.is_unique:
+        return None
+    pos = have.get_indexer(wanted)
+    if (pos < 0).any():
+        return None
+    return cached.iloc[pos].set_axis(predictions.index)
 
 
 def _write_cache(run: Any, table: pd.DataFrame) -> None:
@@ -190,7 +209,7 @@ def run_properties(
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if len(files) > 4 * CHUNK else 0
     props = measure_files(files, workers=workers, progress=progress)
-    table = pd.concat(
+    fresh = pd.concat(
         [
             pd.DataFrame(
                 {
@@ -202,5 +221,11 @@ def run_properties(
         ],
         axis=1,
     )
+    old = _read_table(run)
+    if old is not None and len(old) > len(fresh):  # a subset: add to the cache, never shrink it
+        table = pd.concat([old, fresh], ignore_index=True)
+        table = table[~_keys(table["split"], table["path"]).duplicated(keep="last")]
+    else:
+        table = fresh
     _write_cache(run, table)
-    return table.set_axis(predictions.index)
+    return fresh.set_axis(predictions.index)

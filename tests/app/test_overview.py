@@ -244,6 +244,7 @@ def test_every_check_links_to_its_page(sample_runs: dict[str, Run]) -> None:
         "Leakage (embeddings)": "leakage",
         "Calibration": "calibration",
         "Suspicious labels": "suspicious",
+        "Weak segments": "slices",  # issue 14
         "Class imbalance (accuracy paradox)": "per_class",
         "Skipped files": None,  # Overview itself: pointed down to its Run facts, no self link
         "Preprocessing": None,
