@@ -84,7 +84,9 @@ def test_apply_as_filter_narrows_every_page(sample_runs: dict[str, Run]) -> None
     assert notes and "scanner" in notes[0]
 
 
-def test_column_choices_hold_metadata_and_properties_not_outcomes(sample_runs: dict[str, Run]) -> None:
+def test_column_choices_hold_metadata_and_properties_not_outcomes(
+    sample_runs: dict[str, Run],
+) -> None:
     at = _open(sample_runs["good"])
     options = at.selectbox(key="sl_column").options
     assert "scanner" in options and "writer" in options and "brightness" in options
