@@ -242,11 +242,19 @@ class _WithSoftmax(nn.Module):
         return torch.log_softmax(z, 1) if self.log else torch.softmax(z, 1)
 
 
-def _onnx(model: nn.Module, path: Path, channels: int = 3) -> Path:
-    x = torch.zeros((2, channels, RGB_SIZE, RGB_SIZE))
-    torch.onnx.export(
-        model, (x,), str(path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False
-    )
+def _onnx(
+    model: nn.Module,
+    path: Path,
+    channels: int = 3,
+    *,
+    shape: tuple[int, ...] | None = None,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Export ``model`` to ONNX at ``path`` (legacy exporter) from a zero input of ``shape``
+    (default: 2 NCHW images of RGB_SIZE), its batch dimension dynamic unless told otherwise."""
+    x = torch.zeros(shape or (2, channels, RGB_SIZE, RGB_SIZE))
+    axes = {"x": {0: "b"}} if dynamic_batch else None
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], dynamic_axes=axes, dynamo=False)
     return path
 
 
@@ -335,6 +343,7 @@ def _tv_model(name: str, transform_input: bool, images: list[Path]) -> nn.Module
     return calibrate_bn(model, x)
 
 
+@pytest.mark.slow  # full-size torchvision networks built, calibrated and evaluated
 @pytest.mark.parametrize(
     "name,flag", [("googlenet", True), ("googlenet", False), ("inception_v3", True)]
 )
@@ -457,6 +466,7 @@ def _edited_resnet(edit: str, images: list[Path]) -> tuple[nn.Module, dict]:
     raise AssertionError(edit)
 
 
+@pytest.mark.slow  # full-size torchvision networks built, calibrated and evaluated
 @pytest.mark.parametrize(
     "edit", ["backbone_head", "sequential_head", "gray_conv1", "head_without_bias"]
 )
@@ -488,6 +498,7 @@ EDIT_NOTES = {
 }
 
 
+@pytest.mark.slow  # full-size torchvision networks built, calibrated and evaluated
 def test_inception_with_its_aux_head_is_evaluated_without_it(
     tmp_path: Path, capsys, runs_dir: Path
 ) -> None:
@@ -777,10 +788,7 @@ class _Nhwc(nn.Module):
 def test_onnx_nhwc_input_is_detected_and_transposed(tmp_path: Path, capsys, runs_dir: Path) -> None:
     root = rgb_dataset(tmp_path / "data")
     net = _convnet(3)
-    ckpt = tmp_path / "nhwc.onnx"
-    x = torch.zeros((2, RGB_SIZE, RGB_SIZE, 3))
-    torch.onnx.export(_Nhwc(net).eval(), (x,), str(ckpt), input_names=["x"],
-                      dynamic_axes={"x": {0: "b"}}, dynamo=False)  # fmt: skip
+    ckpt = _onnx(_Nhwc(net).eval(), tmp_path / "nhwc.onnx", shape=(2, RGB_SIZE, RGB_SIZE, 3))
 
     run = evaluate_cli(capsys, runs_dir, ckpt, root)  # size and channels read from the shape
 
@@ -794,9 +802,8 @@ def test_onnx_with_a_fixed_batch_size_is_run_in_batches_of_that_size(
 ) -> None:
     root = rgb_dataset(tmp_path / "data")  # 6 images: batches of 4 + 2 padded
     model = _convnet(3)
-    ckpt = tmp_path / "static.onnx"
-    x = torch.zeros((4, 3, RGB_SIZE, RGB_SIZE))
-    torch.onnx.export(model, (x,), str(ckpt), input_names=["x"], dynamo=False)
+    shape = (4, 3, RGB_SIZE, RGB_SIZE)
+    ckpt = _onnx(model, tmp_path / "static.onnx", shape=shape, dynamic_batch=False)
 
     run = evaluate_cli(capsys, runs_dir, ckpt, root)  # no --batch-size
 
@@ -951,7 +958,13 @@ def test_the_readme_lists_every_ecosystem_and_refers_timm_and_hf_to_onnx() -> No
     assert "| Hugging Face `transformers` | not yet: export to ONNX" in text
 
 
-@pytest.mark.parametrize("ecosystem", README_ECOSYSTEMS)
+@pytest.mark.parametrize(
+    "ecosystem",  # torchvision's line saves a full-size resnet18: slow
+    [
+        pytest.param(e, marks=pytest.mark.slow) if e == "torchvision" else e
+        for e in README_ECOSYSTEMS
+    ],
+)
 def test_the_readme_save_lines_evaluate_like_the_model(
     ecosystem: str, tmp_path: Path, capsys, runs_dir: Path, monkeypatch
 ) -> None:
