@@ -20,10 +20,10 @@ def pct(x: float) -> str:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _class_table(
-    build: ClassTable, run_id: str, split: str, _y_true: np.ndarray, _probs: np.ndarray,
-    _names: Sequence[str],
+    table: str, run_id: str, split: str, _build: ClassTable, _y_true: np.ndarray,
+    _probs: np.ndarray, _names: Sequence[str],
 ) -> pd.DataFrame:  # fmt: skip
-    return build(_y_true, _probs, _names)
+    return _build(_y_true, _probs, _names)
 
 
 def class_table(
@@ -40,4 +40,5 @@ def class_table(
     once per server: runs never change, so ``build``, the run id and the split are the key,
     and at 1,000 classes it takes seconds (``spinner`` says what is computed meanwhile)."""
     with st.spinner(spinner):
-        return _class_table(build, run_id, split, y_true, probs, names)
+        table = f"{build.__module__}.{build.__qualname__}"  # a function is not hashable
+        return _class_table(table, run_id, split, build, y_true, probs, names)
