@@ -74,10 +74,13 @@ def _check(at: AppTest, page: str, expected: dict[tuple[str, str], dict[str, obj
         assert at.segmented_control(key="split").value == "train", f"{page}: split not restored"
 
 
-def _content(at: AppTest, page: str) -> None:
+def _content(at: AppTest, page: str, sliced: str) -> None:
     """What the restored selections show: the chosen cell's gallery on its second page, the
-    filtered mistakes on theirs, the thresholds applied on the Overview."""
+    filtered mistakes on theirs, the thresholds applied on the Overview, and on every page of
+    a run the sidebar's slice filter ("n of N images")."""
     captions = [c.value for c in at.caption]
+    if page != "runs":
+        assert any(sliced in i.value for i in at.info), f"{page}: slice filter lost"
     if page == "confusion":
         assert any(re.search(r"images: true '3' predicted '3'", h.value) for h in at.subheader)
         assert "Page 2 of 6" in captions, captions  # 125 train images of '3', 24 a page
@@ -94,6 +97,14 @@ def test_every_page_keeps_its_selections_across_navigation(sample_runs: dict[str
     at.query_params["run"] = run.run_id
     at.run()
     assert not at.exception, at.exception
+    # the slice filter, set once in the sidebar: true class 3 or 8 (keeps the cells used below)
+    at.selectbox(key="slice_new_column").set_value("true class").run()
+    at.multiselect(key="slice_new_values-true class").set_value(["3", "8"]).run()
+    at.button(key="slice_add").click().run()
+    assert not at.exception, at.exception
+    df = run.predictions()
+    n = int(df["y_true"].isin([run.class_names.index("3"), run.class_names.index("8")]).sum())
+    sliced = f"**{n:,} of {len(df):,} images**"
 
     expected: dict[str, dict[tuple[str, str], object]] = {}
     for page in ORDER:  # first pass: change each page away from its defaults
@@ -107,8 +118,8 @@ def test_every_page_keeps_its_selections_across_navigation(sample_runs: dict[str
             at.run()
             assert not at.exception, f"{page}: {at.exception}"
         _check(at, page, expected)
-        _content(at, page)
+        _content(at, page, sliced)
     for page in [*reversed(ORDER), *ORDER]:  # back through every page, and forward again
         _visit(at, page)
         _check(at, page, expected)
-        _content(at, page)
+        _content(at, page, sliced)
