@@ -988,3 +988,86 @@ def test_the_readme_save_lines_evaluate_like_the_model(
     )  # fmt: skip
     meta = assert_same_predictions(run, root, model, transform)
     assert meta["class_names"] == names
+
+
+# --- timm: a state_dict built with timm's own registry and eval transform -----------------------
+
+
+def _odd_sized_dataset(root: Path) -> Path:
+    """Return an RGB dataset whose images are not square (the crop matters) and differ in size."""
+    rgb_dataset(root, per_class=2)
+    for i, path in enumerate(_images(root)):
+        with Image.open(path) as im:
+            im.resize((57 + 13 * i, 90 - 5 * i), Image.BILINEAR).save(path)
+    return root
+
+
+def _timm_model(name: str, images: list[Path], num_classes: int = 3) -> tuple[nn.Module, Callable]:
+    """Return (timm model with random weights made input-sensitive, timm's eval transform)."""
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    transform = create_transform(**resolve_data_config({}, model=model))
+    x = torch.stack([transform(Image.open(p).convert("RGB")) for p in images])
+    return calibrate_bn(model, x), transform
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["detected", "named", "train_py"])
+def test_timm_checkpoints_predict_like_timms_model_and_eval_transform(
+    how: str, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = _odd_sized_dataset(tmp_path / "data")
+    model, transform = _timm_model("resnet10t", _images(root))
+    extra: tuple[str, ...] = ()
+    if how == "detected":  # the file name only orders the candidates tried
+        ckpt = tmp_path / "resnet10t.safetensors"
+        from safetensors.torch import save_file
+
+        save_file(model.state_dict(), str(ckpt))
+    elif how == "named":
+        ckpt = tmp_path / "m.pth"
+        torch.save(model.state_dict(), ckpt)
+        extra = ("--arch", "timm:resnet10t")
+    else:  # what timm's train.py writes: the name under "arch", its args as a Namespace
+        ckpt = tmp_path / "model_best.pth.tar"
+        args = argparse.Namespace(model="resnet10t", lr=0.1)
+        torch.save({"epoch": 3, "arch": "resnet10t", "state_dict": model.state_dict(),
+                    "args": args, "metric": 71.2}, ckpt)  # fmt: skip
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, *extra)
+
+    meta = assert_same_predictions(run, root, model, transform)
+    prep, sources = meta["preprocessing"], meta["preprocessing_source"]
+    cfg = model.pretrained_cfg
+    assert prep["image_size"] == cfg["input_size"][1] == 176  # timm's cfg, not the default 224
+    assert (prep["interpolation"], prep["crop_pct"]) == ("bicubic", cfg["crop_pct"])
+    assert all(sources[k] == "read" for k in ("image_size", "mean", "std", "interpolation"))
+    assert meta["architecture"] == "timm:resnet10t"
+    assert "bicubic" in meta["facts"]["preprocessing"]
+    assert "pretrained=False" in meta["facts"]["weights"]["built"]
+
+
+@pytest.mark.slow
+def test_a_timm_checkpoint_that_matches_no_model_names_the_closest_and_onnx(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    model, _ = _timm_model("resnet10t", _images(root))
+    sd = model.state_dict()
+    sd["fc.weight"] = torch.zeros(3, 256)  # a head that no resnet10t has (512 features)
+    torch.save(sd, tmp_path / "resnet10t.pt")
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", tmp_path / "resnet10t.pt",
+                         "--data", root, "--device", "cpu")  # fmt: skip
+
+    line = assert_cli_error(proc, r"closest timm models: resnet10t \(\d+/\d+ tensors\)")
+    assert "ONNX" in line and "--arch timm:NAME" in line
+
+
+def test_an_unknown_timm_name_lists_close_ones(tmp_path: Path) -> None:
+    torch.save(_convnet(3).state_dict(), tmp_path / "m.pt")
+    with pytest.raises(ClassLensError, match=r"timm has no architecture 'resnet10x'.*timm:resnet10t"):
+        models.load_checkpoint(tmp_path / "m.pt", arch="timm:resnet10x")

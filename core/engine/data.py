@@ -9,6 +9,7 @@ decode are found during inference and listed the same way.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -221,10 +222,11 @@ def decode(path: Path, prep: Preprocessing) -> np.ndarray:
         img.load()  # forces a full decode: truncated files fail here, not later
         img = to_mode(img, prep.channels)
     size = prep.image_size
+    resample = _RESAMPLE[prep.interpolation]
     if prep.resize == "center_crop":
-        img = _center_crop(img, size)
+        img = _center_crop(img, size, prep.crop_pct, resample)
     elif img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
+        img = img.resize((size, size), resample)
     arr = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
@@ -251,16 +253,25 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
-def _center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Return torchvision's ``Resize(round(size / 0.875))`` then ``CenterCrop(size)`` of ``img``.
+_RESAMPLE = {
+    "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST
+}  # fmt: skip
+
+
+def _center_crop(
+    img: Image.Image, size: int, crop_pct: float | None = None, resample: int = Image.BILINEAR
+) -> Image.Image:
+    """Return torchvision's ``Resize(round(size / 0.875))`` then ``CenterCrop(size)`` of ``img``
+    (with ``crop_pct``: timm's eval transform, ``Resize(floor(size / crop_pct))`` first).
 
     Exactly its arithmetic: the shorter side becomes ``short``, the longer one is truncated
-    (``int``), the crop offsets are ``int(round(...))``; PIL's bilinear resize antialiases.
+    (``int``), the crop offsets are ``int(round(...))``; PIL's resize antialiases.
     """
-    short = round(size / 0.875)  # >= size: the crop never needs torchvision's padding
+    # >= size: the crop never needs torchvision's padding
+    short = round(size / 0.875) if crop_pct is None else math.floor(size / crop_pct)
     w, h = img.size
     img = img.resize(
-        (short, int(short * h / w)) if w <= h else (int(short * w / h), short), Image.BILINEAR
+        (short, int(short * h / w)) if w <= h else (int(short * w / h), short), resample
     )  # PIL returns a copy when the size is already right, as torchvision's Resize does
     left = int(round((img.width - size) / 2.0))
     top = int(round((img.height - size) / 2.0))

@@ -10,6 +10,7 @@ when ``core.hosting.settings.current()`` is hosted. Formats live in a registry, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -184,8 +185,8 @@ def _from_state_dict(
     arch: str | None,
 ) -> Checkpoint:
     sd = _strip_prefixes(sd)
-    name, module, adapted = _build(sd, arch or meta.get("architecture"))
     facts: dict[str, Any] = {k: meta[k] for k in ("transform_input",) if k in meta}
+    name, module, adapted = _build(sd, arch or meta.get("architecture"), path.stem, facts)
     if adapted is not None:
         facts["weights"] = {"architecture": name, "adapted": adapted}
     return Checkpoint(
@@ -202,23 +203,47 @@ def _from_state_dict(
 
 
 def _build(
-    sd: dict[str, torch.Tensor], name: str | None
+    sd: dict[str, torch.Tensor], name: str | None, hint: str = "", facts: dict | None = None
 ) -> tuple[str, nn.Module, list[str] | None]:
     """Return (architecture, module, what was adapted or None) for a state_dict: an exact
-    match first, else through a wrapper's prefix or an edited head (core.engine.adapt)."""
-    from core.engine import adapt
+    match first, else through a wrapper's prefix or an edited head (core.engine.adapt), else
+    a timm model (core.engine.timm_models, which adds what it read to ``facts``)."""
+    from core.engine import adapt, timm_models
 
+    facts = {} if facts is None else facts
+    if name is not None and (
+        name.startswith(timm_models.PREFIX)
+        or (name not in archs.OWN and name not in archs.registry() and timm_models.has(name))
+    ):  # --arch timm:NAME, or timm's train.py "arch" metadata
+        return _timm_build(name, sd, facts)
     try:
         exact = name or archs.detect(sd)
         return exact, archs.build(exact, sd), None
     except ClassLensError as exc:
         try:
             found, mapped, notes = adapt.fit(sd, only=name)
-        except ClassLensError:
+        except ClassLensError as refusal:
             if name is not None:
+                if timm_models.has(name):  # timm reuses torchvision's names (resnet50)
+                    with contextlib.suppress(ClassLensError):
+                        return _timm_build(name, sd, facts)
                 raise exc from None  # the named architecture's own message
-            raise
+            if not timm_models.installed():
+                raise
+            try:
+                found = timm_models.detect(sd, hint)
+            except ClassLensError as timm_refusal:
+                raise ClassLensError(f"{refusal} timm: {timm_refusal}") from None
+            return _timm_build(found, sd, facts)
         return found, archs.build(found, mapped), notes
+
+
+def _timm_build(name: str, sd: dict[str, torch.Tensor], facts: dict) -> tuple[str, nn.Module, None]:
+    from core.engine import timm_models
+
+    module, read = timm_models.build(name, sd)
+    facts.update(read)
+    return timm_models.PREFIX + timm_models.strip(name), module, None
 
 
 def _merge(embedded: dict[str, Any], sidecar: dict[str, Any]) -> dict[str, Any]:
@@ -538,8 +563,17 @@ def load_checkpoint(
             f"{path.name} is {fmt.what}, which runs code from the file when loaded. Refusing "
             "to load it; pass --trust-checkpoint only if you trust where it came from."
         )
-    if arch is not None:
-        archs.get(arch)  # an unknown --arch fails before any loading
+    if arch is not None:  # an unknown --arch fails before any loading
+        from core.engine import timm_models
+
+        if arch.startswith(timm_models.PREFIX):
+            timm_models.check_name(arch)
+        else:
+            try:
+                archs.get(arch)
+            except ClassLensError:
+                if not timm_models.has(arch):  # a bare timm name (resnet10t) is fine too
+                    raise
     load = _load_pickled if trusted and fmt.name == "state_dict" else fmt.load
     sidecar = _normalise_meta(_sidecar(path))
     try:

@@ -10,6 +10,7 @@ from typing import Any
 from core.errors import ClassLensError
 
 RESIZE_MODES = ("stretch", "center_crop")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # PIL's filters (timm, Hugging Face use them)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -25,6 +26,10 @@ class Preprocessing:
     # "stretch": resize to size x size; "center_crop": shorter side to size/0.875, then crop
     # (the torchvision ImageNet recipe).
     resize: str = "stretch"
+    interpolation: str = "bilinear"  # the resize filter; timm and Hugging Face models ask bicubic
+    # center_crop only: None is the recipe above (round(size / 0.875)); a fraction is timm's
+    # and Hugging Face's rule, shorter side floor(size / crop_pct) then crop.
+    crop_pct: float | None = None
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -44,11 +49,22 @@ class Preprocessing:
             raise ClassLensError(
                 f"unknown resize mode {self.resize!r}: use one of {', '.join(RESIZE_MODES)}."
             )
+        if self.interpolation not in INTERPOLATIONS:
+            raise ClassLensError(
+                f"unknown interpolation {self.interpolation!r}: use one of "
+                f"{', '.join(INTERPOLATIONS)}."
+            )
+        if self.crop_pct is not None and not 0.05 <= self.crop_pct <= 1.0:
+            raise ClassLensError(f"crop_pct must be in [0.05, 1], got {self.crop_pct}.")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (tuples become lists)."""
+        """Return a JSON-ready dict (tuples become lists); interpolation and crop_pct only when
+        not the defaults, so runs stored before they existed keep their run ids."""
         d = dataclasses.asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        for name, default in _QUIET_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
 
@@ -107,7 +123,7 @@ def resolve_with_sources(
                 values[name], sources[name] = given[name], source
                 break
     ch = int(values.get("channels") or 3)
-    base = {"resize": "stretch", **default_for(ch), "channels": ch}
+    base = {**_QUIET_DEFAULTS, "resize": "stretch", **default_for(ch), "channels": ch}
     for name in _FIELDS:
         if name not in values:
             values[name], sources[name] = base[name], "default"
@@ -122,7 +138,11 @@ def resolve_with_sources(
                 vals, sources[name] = tuple(default_for(ch)[name]), "default"
         values[name] = vals
     values["image_size"] = int(values["image_size"])
+    for name in _QUIET_DEFAULTS:  # listed, as in to_dict, only when something set them
+        if sources[name] == "default":
+            del sources[name]
     return Preprocessing(**{k: values[k] for k in _FIELDS}), sources
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Preprocessing))
+_QUIET_DEFAULTS: dict[str, Any] = {"interpolation": "bilinear", "crop_pct": None}

@@ -124,11 +124,13 @@ def size_candidates(native: int | None, *, first: int | None = None) -> list[int
 # --- what the file's structure says -----------------------------------------------------------
 
 
-def read_input(module: nn.Module, in_channels: int | None) -> dict[str, int]:
+def read_input(module: nn.Module, in_channels: int | None) -> dict[str, Any]:
     """Return the preprocessing the module's structure fixes: ``channels`` (its first
     convolution, as loading found it) and ``image_size`` when the input size is fixed (an ONNX
-    or torch.export input shape, the first layer of a network on flattened pixels)."""
-    read: dict[str, int] = {}
+    or torch.export input shape, the first layer of a network on flattened pixels), and what a
+    library's own configuration fixes (timm's pretrained_cfg, a Hugging Face
+    preprocessor_config.json: ``module.classlens_read``, set by core.engine.foreign)."""
+    read: dict[str, Any] = dict(getattr(module, "classlens_read", None) or {})
     if in_channels:
         read["channels"] = int(in_channels)
     size = _fixed_size(module, read.get("channels"))
