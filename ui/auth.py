@@ -78,8 +78,18 @@ def load_settings() -> Settings:
         # The environment keeps precedence, but an empty variable is unset: export over it.
         if name in table and not os.environ.get(env_name, "").strip():
             os.environ[env_name] = _env_text(table[name])
+    if settings.hosted:
+        _hide_error_details()
     _announce(settings)
     return settings
+
+
+def _hide_error_details() -> None:
+    """Show visitors of a hosted server no traceback (file paths, code, values), even when it
+    was started without deploy/streamlit-config.toml: errors still reach the server log."""
+    if st.get_option("client.showErrorDetails") not in ("none", False, "False", "false"):
+        st.set_option("client.showErrorDetails", "none")
+        print("classlens: hosted mode: client.showErrorDetails forced to none", file=sys.stderr)
 
 
 _announced: list[str] = []  # the settings line last written by this server process

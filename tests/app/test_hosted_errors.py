@@ -1,0 +1,48 @@
+"""A hosted server shows visitors no traceback, production config or not."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.runs import Run
+from tests.app.conftest import ROOT
+
+OPTION = "client.showErrorDetails"
+
+
+@pytest.fixture(autouse=True)
+def _restore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
+        monkeypatch.delenv(name)
+    before = st.get_option(OPTION)
+    st.set_option(OPTION, "full")  # as `streamlit run app.py` without the production config
+    yield
+    st.set_option(OPTION, before)
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
+        os.environ.pop(name)
+
+
+def _app(run: Run, classlens: dict) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if classlens:
+        at.secrets["classlens"] = classlens
+    at.query_params["run"] = run.run_id
+    return at.run()
+
+
+def test_hosted_forces_error_details_off(sample_runs: dict[str, Run]) -> None:
+    at = _app(sample_runs["good"], {"hosted": True, "editor_password": "long-enough-pw"})
+    assert not at.exception, at.exception
+    assert st.get_option(OPTION) == "none"
+
+
+def test_local_keeps_full_error_details(sample_runs: dict[str, Run]) -> None:
+    at = _app(sample_runs["good"], {})
+    assert not at.exception, at.exception
+    assert st.get_option(OPTION) == "full"
