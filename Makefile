@@ -9,7 +9,7 @@ ADDRESS ?= 127.0.0.1
 export CLASSLENS_RUNS_DIR ?= $(CURDIR)/.classlens/runs
 export CLASSLENS_CACHE_DIR ?= $(CURDIR)/.classlens/cache
 
-.PHONY: run test test-fast screenshots lint format sample bench clean
+.PHONY: run test test-fast screenshots lint typecheck format sample bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ screenshots: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+## Static types of core/ and ui/ ([tool.mypy] in pyproject.toml)
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
