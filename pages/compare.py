@@ -60,21 +60,7 @@ st.caption(
 
 runs = {r.run_id: r for r in list_runs()}
 seed_from_link("cmp_runs", "with", list(runs), many=True)  # ?with=<id>&with=<id>&baseline=<id>
-
-
-def _default_runs() -> list[str]:
-    """The chosen run and the oldest other run of its dataset (for the sample: good, overfit)."""
-    fingerprint = run.meta["dataset"]["fingerprint"]
-    same = [
-        r
-        for r in runs.values()
-        if r.run_id != whole.run_id and r.meta["dataset"]["fingerprint"] == fingerprint
-    ]
-    same.sort(key=lambda r: r.meta.get("created", ""))
-    return [whole.run_id, *[r.run_id for r in same[:1]]]
-
-
-keep("cmp_runs", _default_runs, options=runs, many=True)
+keep("cmp_runs", lambda: compare.default_runs(whole, list(runs.values())), options=runs, many=True)
 ids = st.multiselect(
     "Runs to compare",
     list(runs),

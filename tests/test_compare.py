@@ -91,6 +91,23 @@ def test_model_names_are_stems_made_unique_by_run_id() -> None:
     assert compare.model_names([runs[0], _run("c", [], name="overfit")]) == ["good", "overfit"]
 
 
+def test_default_runs_add_the_oldest_other_run_of_the_same_dataset() -> None:
+    def made(rid: str, created: str, fingerprint: str = "fp-digits") -> Run:
+        run = _run(rid, [], fingerprint=fingerprint)
+        run.meta["created"] = created
+        return run
+
+    chosen = made("new", "2026-03-01")
+    others = [
+        made("other-data", "2026-01-01", fingerprint="fp-other"),
+        made("mid", "2026-02-01"),
+        made("old", "2026-01-15"),
+        chosen,
+    ]
+    assert compare.default_runs(chosen, others) == ["new", "old"]
+    assert compare.default_runs(chosen, [chosen, others[0]]) == ["new"]  # nothing to pair with
+
+
 # --- bootstrap --------------------------------------------------------------------------
 
 

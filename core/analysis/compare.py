@@ -93,6 +93,19 @@ def model_names(runs: Sequence[Run]) -> list[str]:
     ]
 
 
+def default_runs(chosen: Run, runs: Sequence[Run]) -> list[str]:
+    """Return the run ids Compare opens on: ``chosen`` and the oldest other run of its dataset
+    (same fingerprint), when there is one (for the bundled sample: good, then overfit)."""
+    fingerprint = chosen.meta["dataset"]["fingerprint"]
+    same = [
+        r
+        for r in runs
+        if r.run_id != chosen.run_id and r.meta["dataset"]["fingerprint"] == fingerprint
+    ]
+    same.sort(key=lambda r: r.meta.get("created", ""))
+    return [chosen.run_id, *[r.run_id for r in same[:1]]]
+
+
 def check_same_dataset(runs: Sequence[Run]) -> None:
     """Raise ClassLensError unless there are 2+ runs, all of one dataset and class list."""
     if len(runs) < 2:
