@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from core.analysis.diagnostics import pct
 from core.runs import Run
 from tests.app.conftest import open_page
+from tests.app.test_calibration import _bins
 from tests.app.test_confusion import _array
 
 pytestmark = pytest.mark.slow
@@ -118,13 +119,7 @@ def test_calibration_is_the_slices(sample_runs: dict[str, Run]) -> None:
     rows, _ = _slice(run, UNSURE, "test")
     conf = rows["confidence"].to_numpy(dtype=np.float64)
     correct = (rows["y_true"] == rows["y_pred"]).to_numpy()
-    edges = np.linspace(0, 1, 11)
-    gaps = []
-    for b in range(10):  # bins [lo, hi), the last one closed, from a loop
-        inside = [i for i, x in enumerate(conf) if min(int(np.digitize(x, edges)) - 1, 9) == b]
-        if inside:
-            gaps.append((len(inside), abs(correct[inside].mean() - conf[inside].mean())))
-    ece = sum(n * g for n, g in gaps) / len(conf)
+    _, ece, _ = _bins(conf, correct)  # the page's 15 bins, from a per-image loop
     assert _metric(at, "Images") == f"{len(rows):,}"
     assert _metric(at, "ECE") == f"{ece:.1%}"
 
