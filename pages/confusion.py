@@ -58,9 +58,9 @@ pairs = confusion.most_confused_pairs(results.cm, names)
 # or split opens on its most confused pair. Kept across pages (ui.page_state).
 if st.session_state.get("cm_opened") != (run.run_id, split):
     st.session_state["cm_opened"] = (run.run_id, split)
-    first = (pairs["true_idx"].iloc[0], pairs["pred_idx"].iloc[0]) if len(pairs) else (0, 0)
-    put(TRUE_KEY, int(first[0]))
-    put(PRED_KEY, int(first[1]))
+    first = confusion.opening_cell(pairs)
+    put(TRUE_KEY, first[0])
+    put(PRED_KEY, first[1])
 for cell_key in (TRUE_KEY, PRED_KEY):
     keep(cell_key, 0, options=range(len(names)))
 
@@ -119,12 +119,8 @@ def _image_figure(run_id: str, split: str, view: str, shown: tuple, highlight: t
 def _select_from_search() -> None:
     """Open the searched class's most frequent mistake (as true class, else as predicted)."""
     c = st.session_state[f"cm_find-{run.run_id}"]
-    if c is None:
-        return
-    as_true, as_pred = pairs[pairs["true_idx"] == c], pairs[pairs["pred_idx"] == c]
-    row = as_true.iloc[0] if len(as_true) else as_pred.iloc[0] if len(as_pred) else None
-    cell = (c, c) if row is None else (int(row["true_idx"]), int(row["pred_idx"]))
-    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = cell
+    if c is not None:
+        st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = confusion.opening_cell(pairs, c)
 
 
 if image_mode:  # a square image beside the search and the pairs
@@ -178,7 +174,7 @@ with side_col:
             "its most frequent mistake.",
         )
     if found is not None:
-        pair_rows = pairs[(pairs["true_idx"] == found) | (pairs["pred_idx"] == found)]
+        pair_rows = confusion.pairs_of_class(pairs, found)
     else:
         pair_rows = pairs.head(PAIRS_SHOWN)
     if pairs.empty:

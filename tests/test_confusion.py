@@ -296,3 +296,23 @@ def test_tick_text_cuts_only_long_names() -> None:
     assert confusion_fig.tick_text("cat") == "cat"
     assert confusion_fig.tick_text("x" * confusion_fig.TICK_CHARS) == "x" * confusion_fig.TICK_CHARS
     assert confusion_fig.tick_text("abcdefgh", max_chars=5) == "abcd…"
+
+
+def test_opening_cell_and_pairs_of_class_on_a_hand_counted_matrix() -> None:
+    # true a: 2 taken for b; true b: 3 taken for c; true c: 1 taken for a
+    cm = np.array([[5, 2, 0], [0, 4, 3], [1, 0, 6]])
+    pairs = confusion.most_confused_pairs(cm, ["a", "b", "c"])
+    assert confusion.opening_cell(pairs) == (1, 2)  # the most frequent mistake
+    assert confusion.opening_cell(pairs, 0) == (0, 1)
+    assert confusion.opening_cell(pairs, 2) == (2, 0)
+    assert confusion.pairs_of_class(pairs, 1)[["true", "predicted"]].values.tolist() == [
+        ["b", "c"],
+        ["a", "b"],
+    ]
+    # b is never mistaken but a is taken for b: b opens on that cell (as predicted class)
+    only_pred = confusion.most_confused_pairs(np.array([[5, 2], [0, 4]]), ["a", "b"])
+    assert confusion.opening_cell(only_pred, 1) == (0, 1)
+    perfect = confusion.most_confused_pairs(np.eye(3, dtype=int) * 4, ["a", "b", "c"])
+    assert confusion.opening_cell(perfect) == (0, 0)
+    assert confusion.opening_cell(perfect, 2) == (2, 2)
+    assert confusion.pairs_of_class(perfect, 2).empty

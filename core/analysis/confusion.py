@@ -141,6 +141,30 @@ def most_confused_pairs(
     )
 
 
+def pairs_of_class(pairs: pd.DataFrame, c: int) -> pd.DataFrame:
+    """Return the rows of :func:`most_confused_pairs` that class ``c`` is in, as true or as
+    predicted class, in the same order (most frequent first)."""
+    return pairs[(pairs["true_idx"] == c) | (pairs["pred_idx"] == c)]
+
+
+def opening_cell(pairs: pd.DataFrame, c: int | None = None) -> tuple[int, int]:
+    """Return the (true, predicted) cell a view opens on, from :func:`most_confused_pairs`.
+
+    Without ``c``: the most confused pair, (0, 0) when nothing is confused. With class ``c``:
+    its most frequent mistake as true class, else as predicted class, else its own diagonal
+    cell (all its images right, and nothing taken for it).
+    """
+    if c is None:
+        rows = pairs
+    else:
+        rows = pairs[pairs["true_idx"] == c]
+        if rows.empty:
+            rows = pairs[pairs["pred_idx"] == c]
+    if rows.empty:
+        return (0, 0) if c is None else (c, c)
+    return int(rows["true_idx"].iloc[0]), int(rows["pred_idx"].iloc[0])
+
+
 def focus_classes(cm: Any, *, n_pairs: int = 10) -> list[int]:
     """Return the class indices in the ``n_pairs`` most confused pairs, in class order
     (every class when nothing is confused), the default class filter for large label sets."""
