@@ -85,7 +85,7 @@ def columns_for(run: Run, where: Where | None = None) -> pd.DataFrame:
     """Return ``run``'s slice table; image properties only when measured already or named by
     ``where`` (measuring reads every image once)."""
     wanted = where is not None and any(c in properties.COLUMNS for c in where.columns())
-    measured = properties.has_cached_properties(run)
+    measured = properties.cache_path(run.parent or run).exists()  # a stat, not a read
     return slice_table.slice_columns(run, with_properties=wanted or measured)
 
 
@@ -120,8 +120,8 @@ def narrowed(run: Run) -> Run:
     sliced = restrict(run)
     if sliced is not run and not len(sliced.predictions()):
         st.warning(
-            f"No image of this run has {sliced.meta['slice']['label']}. Change the filter or "
-            "pick **All images** under *Images* in the sidebar.",
+            f"No image of this run matches the filter ({sliced.meta['slice']['label']}). Change "
+            "it or pick **All images** under *Images* in the sidebar.",
             icon=":material/filter_alt_off:",
         )
         st.stop()

@@ -240,3 +240,15 @@ def test_a_link_that_does_not_apply_shows_all_images(
         w.value for w in at.warning
     ]
     assert _metric(at, "Images (test)") == f"{run.metrics['splits']['test']['n']:,}"
+
+
+def test_a_filter_no_image_meets_says_so_and_keeps_the_sidebar(sample_runs: dict[str, Run]) -> None:
+    run = sample_runs["imbalanced"]
+    at = open_page("per_class", run, where="confidence~lt~0")
+    assert any(
+        "No image of this run matches the filter (confidence < 0)" in w.value for w in at.warning
+    )
+    assert not at.dataframe
+    at.button(key="slice_clear").click().run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe[0].value) == len(run.class_names)
