@@ -11,6 +11,7 @@ import streamlit as st
 from core.analysis import diagnostics, tables
 from core.analysis.diagnostics import pct
 from core.figures import charts
+from core.hosting import settings
 from ui import downloads, health
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
@@ -145,7 +146,7 @@ with list_col:
         )
 
 st.subheader("Run")
-facts = tables.run_facts(run.meta, m_all)
+facts = tables.run_facts(run.meta, m_all, server_paths=not settings.current().hosted)
 for col, (section, items) in zip(st.columns(len(facts)), facts.items(), strict=True):
     with col.container(border=True):
         st.markdown(f"**{section}**")

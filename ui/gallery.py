@@ -266,7 +266,8 @@ def full_view(run: Run, idx: int) -> None:
     with left:
         pixels = thumbnail_png(str(path), FULL_PX)
         if pixels is None:
-            st.warning(f"Image not found: {md_escape(str(path))}", icon=":material/broken_image:")
+            where = md_escape(f"{row['split']}/{row['path']}")  # never the server's path
+            st.warning(f"Image not found: {where}", icon=":material/broken_image:")
         else:
             st.image(pixels, width=FULL_PX)
         correct = row["y_true"] == row["y_pred"]

@@ -287,14 +287,22 @@ def _classes_text(meta: dict[str, Any]) -> str:
     return f"{n} ({len(absent)} not in the dataset: {shown})"
 
 
+def _root_text(root: str | None, server_paths: bool) -> str:
+    if not root:
+        return "–"
+    return root if server_paths else (Path(root).name or "–")
+
+
 def run_facts(
-    meta: dict[str, Any], metrics: dict[str, Any] | None = None
+    meta: dict[str, Any], metrics: dict[str, Any] | None = None, *, server_paths: bool = True
 ) -> dict[str, list[tuple[str, str]]]:
     """Return the run's facts as {section: [(label, text), ...]} from meta.json, formatted.
 
     Sections: Checkpoint, Model, Dataset, Evaluation. Missing fields read "–". With
     ``metrics`` a split whose evaluated count differs from the files found reads
     "599 evaluated of 600 found", as the headline shows the evaluated count.
+    ``server_paths=False`` (hosted mode) gives the dataset root as its folder name only: a
+    visitor learns nothing of the server's file system.
     """
     ck = meta.get("checkpoint", {})
     ds = meta.get("dataset", {})
@@ -327,7 +335,7 @@ def run_facts(
             ("mean / std", provenance.normalisation_text(meta)),
         ],
         "Dataset": [
-            ("root", ds.get("root", "–")),
+            ("root", _root_text(ds.get("root"), server_paths)),
             *((f"{s} images", _found(s)) for s in ordered_splits(counts)),
             ("skipped files", str(len(meta.get("skipped", [])))),
         ],
