@@ -124,3 +124,26 @@ def test_distinctions_numeric_and_categorical_against_pandas() -> None:
     pooled = math.sqrt(((len(a) - 1) * a.var() + (len(b) - 1) * b.var()) / (len(a) + len(b) - 2))
     assert math.isclose(found[0].effect, (a.mean() - b.mean()) / pooled)
     assert found[1].inside == "JPEG 100%" and found[1].outside == "JPEG 50%"
+
+
+def test_health_line_for_the_worst_cluster() -> None:
+    from core.analysis import health
+
+    emb = np.vstack([np.full((60, 2), -5.0), np.full((100, 2), 0.1)])
+    labels = np.array([0] * 60 + [1] * 100)
+    y_true = np.zeros(160, int)
+    y_pred = np.zeros(160, int)
+    y_pred[:40] = 1  # 40 of 60 wrong inside, none outside
+    worst = fc.failure_clusters(emb, labels, y_true, y_pred)[0]
+    check = health.check_clusters(worst, ["a", "b"], "test")
+    assert check.level == "attention" and check.page == "pages/failure_clusters.py"
+    assert check.sentence.startswith("The worst failure cluster holds 60 test images at 33%")
+    assert "33% accuracy vs 100% elsewhere" in check.reason
+    # a cluster no worse than the rest: 1 of 60 wrong inside, 2 of 100 outside -> pass
+    y_pred[:] = 0
+    y_pred[0] = 1
+    y_pred[100:102] = 1
+    worst = fc.failure_clusters(emb, labels, y_true, y_pred)[0]
+    assert health.check_clusters(worst, ["a", "b"], "test").level == "pass"
+    assert health.check_clusters(None, ["a"], "test").level == health.NOT_COMPUTED
+    assert health.check_clusters(None, ["a"], "t", unavailable="no").level == health.NOT_AVAILABLE

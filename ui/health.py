@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis import calibration, health, provenance, slices
+from core.analysis import calibration, failure_clusters, health, provenance, slices
 from core.analysis.diagnostics import Thresholds
 from core.errors import ClassLensError
 from core.images import checkup, leakage
@@ -60,6 +60,13 @@ def _pixel_leak(run_id: str, split: str) -> health.LeakFinding:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _embedding_leak(run_id: str, split: str) -> health.LeakFinding | None:
     return checkup.embedding_leak(_run(run_id), split)
+
+
+@st.cache_data(max_entries=16, show_spinner="Clustering the images by their embeddings…")
+def _worst_cluster(run_id: str, split: str, embedded: bool) -> failure_clusters.Cluster | None:
+    """The worst failure cluster; ``embedded`` (the embeddings cache exists) keys the cache,
+    so a None from before the embeddings were computed is not kept after."""
+    return checkup.worst_cluster(_run(run_id), split) if embedded else None
 
 
 def _compute(run: Run, kind: str) -> None:
@@ -123,6 +130,8 @@ def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
         embedding_unavailable=emb_unavailable,
         preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
         segments=_segments(rid, split) if n else None,
+        clusters=_worst_cluster(rid, split, embeddings.cache_path(run).exists()) if n else None,
+        clusters_unavailable=checkup.no_clusters(run),
     )
 
 

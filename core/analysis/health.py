@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.analysis import calibration, diagnostics, slices
+from core.analysis import calibration, diagnostics, failure_clusters, slices
 from core.analysis.diagnostics import SplitMetrics, Thresholds, pct_brief
 
 LEVELS = ("pass", "attention", "fail")  # computed levels, least to most serious
@@ -29,6 +29,7 @@ PAGES = {  # the page behind each check -> its title in the navigation
     "pages/leakage.py": "Leakage",
     "pages/calibration.py": "Calibration",
     "pages/suspicious.py": "Suspicious labels",
+    "pages/failure_clusters.py": "Failure clusters",
     "pages/overview.py": "Overview",
     "pages/slices.py": "Slices",
 }
@@ -508,6 +509,44 @@ def check_segments(search: slices.Search | None, split: str) -> Check:
     )
 
 
+def check_clusters(
+    worst: failure_clusters.Cluster | None,
+    class_names: Sequence[str],
+    split: str,
+    *,
+    unavailable: str | None = None,
+) -> Check:
+    """Return the failure-cluster check: the worst cluster of core.analysis.failure_clusters on
+    ``split`` (None: not computed yet; ``unavailable``: why the run cannot have it). It needs
+    attention when even the lower end of the cluster's 95% error-rate interval is above the
+    rest of the split's error rate."""
+    title, page = "Failure clusters", "pages/failure_clusters.py"
+    if unavailable is not None:
+        return Check("clusters", title, NOT_AVAILABLE, unavailable, page)
+    if worst is None:
+        return Check(
+            "clusters",
+            title,
+            NOT_COMPUTED,
+            "Not computed yet: it needs the model's embeddings; open Failure clusters.",
+            page,
+        )
+    sentence = failure_clusters.worst_sentence(worst, class_names, split)
+    if worst.score > 1 - worst.accuracy_outside:
+        return Check(
+            "clusters",
+            title,
+            "attention",
+            sentence,
+            page,
+            reason=f"a failure cluster of {worst.size:,} images at {worst.accuracy:.0%} "
+            f"accuracy vs {worst.accuracy_outside:.0%} elsewhere",
+        )
+    return Check(
+        "clusters", title, "pass", sentence + " No cluster fails clearly more than the rest.", page
+    )
+
+
 # --- the summary --------------------------------------------------------------------------------
 
 
@@ -557,6 +596,8 @@ def summary(
     embedding_unavailable: str | None = None,
     preprocessing_warning: str | None = None,
     segments: slices.Search | None | bool = False,
+    clusters: failure_clusters.Cluster | None | bool = False,
+    clusters_unavailable: str | None = None,
 ) -> Summary:
     """Return the health summary of ``split`` of a run (metrics.json, meta.json).
 
@@ -568,7 +609,9 @@ def summary(
     warning
     that the run's accuracy is near chance while its preprocessing is in doubt; segments:
     core.analysis.slices.weak_segments on the split (None: not computed yet; False, the
-    default: the check is left out).
+    default: the check is left out); clusters: the worst cluster of
+    core.analysis.failure_clusters on the split (None: not computed yet; False: left out),
+    clusters_unavailable: why the run cannot have it.
     """
     m = metrics["splits"][split]
     return summarize(
@@ -588,6 +631,18 @@ def summary(
             check_calibration(reliability, split, limits),
             check_suspicious(suspicious, int(m["n"]), split, limits),
             *([] if segments is False else [check_segments(segments or None, split)]),
+            *(
+                []
+                if clusters is False
+                else [
+                    check_clusters(
+                        clusters or None,
+                        metrics.get("classes", []),
+                        split,
+                        unavailable=clusters_unavailable,
+                    )
+                ]
+            ),
             check_imbalance(m, t),
             check_skipped(m, split, limits),
             check_preprocessing(meta, preprocessing_warning),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core.analysis import calibration, health, provenance, slices, suspicious
+from core.analysis import calibration, failure_clusters, health, provenance, slices, suspicious
 from core.analysis.diagnostics import Thresholds
 from core.images import leakage
 from core.runs import Run
@@ -112,6 +112,35 @@ def weak_segments(
     return slices.weak_segments(df, columns.column_kinds(df), split=split)
 
 
+CLUSTER_MAX = 20_000  # a split larger than this is clustered on its page, not on Overview
+
+
+def no_clusters(run: Run) -> str | None:
+    """Return why this run cannot have failure clusters (its checkpoint hides its layers)."""
+    if no_embeddings(run) is None:
+        return None
+    fmt = run.meta["checkpoint"].get("format")
+    return f"Failure clusters need the model's embeddings; a {fmt} checkpoint hides its layers."
+
+
+def worst_cluster(run: Run, split: str) -> failure_clusters.Cluster | None:
+    """Return the worst failure cluster of ``split`` (core.analysis.failure_clusters, default
+    k, seed 0, as the Failure clusters page), or None when the run's embeddings were never
+    computed or the split is larger than CLUSTER_MAX (this never runs the model)."""
+    from core.images import embeddings
+
+    rows = np.flatnonzero(run.predictions()["split"].to_numpy() == split)
+    if not len(rows) or len(rows) > CLUSTER_MAX or not embeddings.has_cached_embeddings(run):
+        return None
+    emb = embeddings.run_embeddings(run)[rows]
+    p = run.predictions()
+    k = failure_clusters.default_k(len(rows), len(run.class_names))
+    labels = failure_clusters.cluster(emb, k=k, seed=0)
+    y_true, y_pred = p["y_true"].to_numpy()[rows], p["y_pred"].to_numpy()[rows]
+    found = failure_clusters.failure_clusters(emb, labels, y_true, y_pred)
+    return found[0] if found else None
+
+
 def run_summary(run: Run, split: str, t: Thresholds = Thresholds()) -> health.Summary:
     """Return the health summary of ``split`` with every input that is cheap now: pixel
     leakage when :func:`hashes_ready`, embedding leakage when its cache exists."""
@@ -134,4 +163,7 @@ def run_summary(run: Run, split: str, t: Thresholds = Thresholds()) -> health.Su
         embedding_unavailable=emb_unavailable,
         preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
         segments=weak_segments(run, split) if n else None,
+        # the line only when the embeddings exist (the Overview also says "not computed")
+        clusters=(worst_cluster(run, split) or False) if n else False,
+        clusters_unavailable=no_clusters(run),
     )
