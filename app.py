@@ -42,6 +42,8 @@ PAGES = [
     st.Page("pages/leakage.py", title="Leakage", icon=":material/content_copy:"),
     st.Page("pages/suspicious.py", title="Suspicious labels", icon=":material/flag:"),
     st.Page("pages/slices.py", title="Slices", icon=":material/filter_alt:"),
+    st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
+    st.Page("pages/failure_clusters.py", title="Failure clusters", icon=":material/bubble_chart:"),
     st.Page("pages/runs.py", title="All runs", icon=":material/list:"),
 ]
 
