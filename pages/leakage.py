@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis import tables
+from core.analysis import deltas
 from core.hosting import tasks
 from core.images import embeddings, gallery, leakage
 from core.runs import Run
@@ -30,11 +30,6 @@ DEFAULT_SIMILARITY = 0.998
 MIN_SIMILARITY = 0.90
 PAIR_PX = 96
 PAIRS_PER_ROW = 3
-METRICS = {
-    "accuracy": ("Accuracy", lambda m: m["accuracy"]),
-    "balanced_accuracy": ("Balanced accuracy", lambda m: m["balanced_accuracy"]),
-    "macro_f1": ("Macro F1", lambda m: m["macro"]["f1"]),
-}
 
 
 def _shared(run: Run, kind: str) -> object:
@@ -144,22 +139,16 @@ if n_differ:
     )
 
 st.subheader(f"{split.capitalize()} metrics without the leaked images")
-before = run.metrics["splits"][split]
-after = leakage.metrics_without(run, split, leaked)
-cols = st.columns(len(METRICS) + 1)
-cols[0].metric(
-    "Images",
-    f"{after['n']:,}",
-    delta=tables.count_delta(before["n"], after["n"]),
-    delta_color="off",
-    help=f"{split} images left after removing the leaked ones (of {before['n']:,}).",
-)
-for col, (label, value) in zip(cols[1:], METRICS.values(), strict=True):
+tiles = deltas.changes(run.metrics["splits"][split], leakage.metrics_without(run, split, leaked))
+for col, t in zip(st.columns(len(tiles)), tiles, strict=True):
     col.metric(
-        label,
-        f"{value(after):.1%}",
-        delta=tables.points_delta(value(before), value(after)),
-        help=f"With every {split} image: {value(before):.1%}.",
+        t.label,
+        t.shown(t.after),
+        delta=t.delta,
+        delta_color="off" if t.count else "normal",
+        help=f"{split} images left after removing the leaked ones (of {t.shown(t.before)})."
+        if t.count
+        else f"With every {split} image: {t.shown(t.before)}.",
     )
 st.caption(
     "Δ: without the leaked images minus with them; none where both show the same. A "
