@@ -24,6 +24,38 @@ CHROMIUM = os.environ.get("CLASSLENS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
+WAIT_MS = 90_000  # bound on any one wait (a busy CI box; the first Leakage visit hashes images)
+
+
+def idle(page, timeout_ms: float = WAIT_MS) -> None:  # noqa: ANN001
+    """Wait until the script run the last action started has finished (the app's own state,
+    not a fixed pause)."""
+    from playwright.sync_api import expect
+
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout_ms)
+
+
+def pick(page, label: str, option: str, tries: int = 3) -> None:  # noqa: ANN001
+    """Choose ``option`` in the selectbox or multiselect ``label``: typed, so the list shows
+    it however little room it has; re-opened if a rerun closes it first (bounded)."""
+    for attempt in range(tries):
+        page.get_by_role("combobox", name=label).click()
+        page.keyboard.type(option)
+        item = page.get_by_role("option", name=option, exact=True)
+        try:
+            item.click(timeout=10_000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            idle(page)
+            continue
+        page.keyboard.press("Escape")  # a multiselect stays open
+        idle(page)
+        return
+
+
 @dataclass(frozen=True)
 class Server:
     """A running dashboard."""

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from playwright.sync_api import expect
 from safetensors.torch import load_file
 
 from core.engine.sample import CHECKPOINTS
-from tests.browser.conftest import SHOTS, Server
+from tests.browser.conftest import SHOTS, WAIT_MS, Server, pick
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PAGES = {
@@ -34,6 +35,10 @@ PAGES = {
     "runs": "All runs",
 }
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+SCREENSHOTS_ONLY = pytest.mark.skipif(
+    os.environ.get("CLASSLENS_SCREENSHOTS") != "1",
+    reason="asserted by AppTests; run for its screenshot by `make screenshots`",
+)
 VERDICT_RED = (
     '[class*="st-key-verdict"] [data-testid="stAlertContentError"]'  # a red verdict, on purpose
 )
@@ -82,25 +87,6 @@ def shoot(page, name: str) -> Path | None:
     return path
 
 
-def choose(page, label: str, option: str, tries: int = 3) -> None:
-    """Pick ``option`` in the selectbox ``label``; a rerun landing on the click can close the
-    list before it opens, so re-open it (bounded)."""
-    for attempt in range(tries):
-        page.get_by_role("combobox", name=label).click()
-        item = page.get_by_role("option", name=option, exact=True)
-        try:
-            item.wait_for(timeout=10_000)
-        except Exception:
-            if attempt == tries - 1:
-                raise
-            page.keyboard.press("Escape")
-            settle(page)
-            continue
-        item.click()
-        settle(page)
-        return
-
-
 def run_id_for(server: Server, page, checkpoint: str) -> str:
     """Return the id of the sample run of ``checkpoint``, read from the All runs page URL."""
     page.goto(f"{server.url}/runs")
@@ -125,13 +111,25 @@ def test_every_page_renders_without_errors(server: Server, page) -> None:
 @pytest.mark.parametrize(
     ("checkpoint", "path", "verdict"),
     [
-        ("imbalanced.safetensors", "", "recall on '8'"),
-        ("imbalanced.safetensors", "mistakes", "misclassified images match"),
-        ("overfit.safetensors", "overfitting", "Overfitting: train accuracy"),
+        # Imbalanced Overview and Mistakes: their verdicts are AppTests' (test_overview,
+        # test_mistakes) and test_journey opens both pages in a browser without an error,
+        # so here they only take the README's screenshots (`make screenshots`).
+        pytest.param(
+            "imbalanced.safetensors", "", "recall on '8'", marks=SCREENSHOTS_ONLY, id="overview"
+        ),
+        pytest.param(
+            "imbalanced.safetensors",
+            "mistakes",
+            "misclassified images match",
+            marks=SCREENSHOTS_ONLY,
+            id="mistakes",
+        ),
+        pytest.param(
+            "overfit.safetensors", "overfitting", "Overfitting: train accuracy", id="overfitting"
+        ),
     ],
     # Confusion and Per-class of the imbalanced model: the cell test and the AppTests cover
     # them (the suite keeps near 10 minutes)
-    ids=["overview", "mistakes", "overfitting"],
 )
 def test_the_lessons_show_on_the_sample_models(
     server: Server, page, checkpoint: str, path: str, verdict: str
@@ -149,10 +147,14 @@ def test_deep_link_on_first_visit_opens_the_full_app(server: Server, page) -> No
     rid = run_id_for(server, page, "imbalanced.safetensors")
     page.goto(f"{server.url}/per_class?run={rid}")
     settle(page)
-    assert page.get_by_role("heading", name="Per-class metrics").count() >= 1
-    assert page.locator('[data-testid="stSidebarNav"]').get_by_text("Overview").count() == 1
-    chosen = page.get_by_role("combobox", name="Stored runs").input_value()
-    assert chosen.startswith("imbalanced.safetensors")
+    # Waits on what the page must show (a count taken right after navigating failed on a busy
+    # machine): the page, the whole app's navigation, and the linked run chosen.
+    heading = page.get_by_role("heading", name="Per-class metrics").first
+    expect(heading).to_be_visible(timeout=WAIT_MS)
+    nav = page.get_by_test_id("stSidebarNav").get_by_text("Overview")
+    expect(nav).to_have_count(1, timeout=WAIT_MS)
+    chosen = page.get_by_role("combobox", name="Stored runs")
+    expect(chosen).to_have_value(re.compile(r"^imbalanced\.safetensors"), timeout=WAIT_MS)
 
 
 def test_confusion_cell_selection_shows_that_cells_images(server: Server, page) -> None:
@@ -172,14 +174,14 @@ def test_confusion_cell_selection_shows_that_cells_images(server: Server, page) 
     assert clicked.inner_text().startswith(f"{cm[8][6]} images")
     assert page.locator('[data-testid="stImage"]').count() == min(cm[8][6], 24)
     # choose true '8', predicted '0' with the cell pickers
-    choose(page, "True class", "8")
-    choose(page, "Predicted class", "0")
+    pick(page, "True class", "8")
+    pick(page, "Predicted class", "0")
     expected = cm[8][0]
     heading = page.get_by_role("heading", name=re.compile(r"images: true '8' predicted '0'"))
     heading.wait_for(timeout=30_000)
     assert heading.inner_text().startswith(f"{expected} images")
     thumbs = page.locator('[data-testid="stImage"]')
-    assert thumbs.count() == min(expected, 24)
+    expect(thumbs).to_have_count(min(expected, 24), timeout=WAIT_MS)
     assert error_count(page) == 0
     shoot(page, "confusion-cell")
 

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import Server
+from tests.browser.conftest import WAIT_MS, Server, idle, pick
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 NAV = {  # sidebar link -> the page's title
@@ -30,15 +30,6 @@ NAV = {  # sidebar link -> the page's title
 ERRORS = '[data-testid="stException"]'  # the imbalanced model's verdict is red on purpose
 SPLIT_PAGES = ("Overview", "Confusion matrix", "Per-class metrics", "Compare", "Thresholds",
                "Calibration")  # fmt: skip
-WAIT_MS = 90_000  # bound on any one wait (a busy CI box; the first Leakage visit hashes images)
-
-
-def _idle(page) -> None:
-    """Wait until the script run the last action started has finished."""
-    from playwright.sync_api import expect
-
-    app = page.get_by_test_id("stApp")
-    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
 
 
 def _after(page, shown) -> None:  # noqa: ANN001
@@ -46,7 +37,7 @@ def _after(page, shown) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
     expect(shown.first).to_be_visible(timeout=WAIT_MS)
-    _idle(page)
+    idle(page)
 
 
 def _go(page, link: str) -> None:
@@ -54,25 +45,6 @@ def _go(page, link: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_text(link, exact=True).click()
     _after(page, page.get_by_role("heading", name=NAV[link], exact=True))
     assert page.locator(ERRORS).count() == 0, f"{link}: {page.locator(ERRORS).first.inner_text()}"
-
-
-def _pick(page, label: str, option: str, tries: int = 3) -> None:
-    """Choose ``option`` in the selectbox or multiselect ``label``: typed, so the list shows
-    it however little room it has; re-opened if a rerun closes it first (bounded)."""
-    for attempt in range(tries):
-        page.get_by_role("combobox", name=label).click()
-        page.keyboard.type(option)
-        item = page.get_by_role("option", name=option, exact=True)
-        try:
-            item.click(timeout=5_000)
-        except Exception:
-            if attempt == tries - 1:
-                raise
-            page.keyboard.press("Escape")
-            _idle(page)
-            continue
-        page.keyboard.press("Escape")  # a multiselect stays open
-        return
 
 
 def _radio(page, group: str, option: str):  # noqa: ANN202
@@ -98,17 +70,17 @@ def _interact(page, link: str, cell: tuple[str, str], n_mistakes: int) -> None:
         _radio(page, "Split", "train").click()
         _after(page, page.get_by_role("heading", name="Classes on the train split"))
     elif link == "Confusion matrix":
-        _pick(page, "True class", cell[0])
+        pick(page, "True class", cell[0])
         _after(page, page.get_by_role("heading", name=re.compile(f"true '{cell[0]}' predicted")))
-        _pick(page, "Predicted class", cell[1])
+        pick(page, "Predicted class", cell[1])
         _after(page, page.get_by_role("heading", name=re.compile(_cell_title(cell))))
         _to_page(page, 2)
     elif link == "Mistakes":
-        _pick(page, "True class", "8")
+        pick(page, "True class", "8")
         _after(page, page.get_by_text(f"{n_mistakes} misclassified images match"))
         _to_page(page, 2)
     elif link == "Thresholds":
-        _pick(page, "Class", "8")
+        pick(page, "Class", "8")
         _after(page, page.get_by_text(re.compile(r"'8' images flagged")))
     elif link == "Suspicious labels":
         _radio(page, "Split", "train").click()
