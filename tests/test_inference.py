@@ -42,7 +42,7 @@ def _reference_probs(model: torch.nn.Module, paths: list[Path], prep: Preprocess
     """The float path: PIL resize, torchvision to_tensor (float on the host) and normalize."""
     xs = []
     for p in paths:
-        img = Image.open(p).convert("RGB").resize((prep.image_size,) * 2, Image.BILINEAR)
+        img = Image.open(p).convert("RGB").resize((prep.image_size,) * 2, Image.Resampling.BILINEAR)
         xs.append(TF.normalize(TF.to_tensor(img), list(prep.mean), list(prep.std)))
     with torch.inference_mode():
         return torch.softmax(model(torch.stack(xs)), dim=1).numpy()

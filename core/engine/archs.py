@@ -170,12 +170,13 @@ def fit_first_conv(model: nn.Module, state_dict: StateDict) -> None:
             if int(weight.shape[1]) == 1 and layer.in_channels == 3:
                 parent, _, child = name.rpartition(".")
                 conv = nn.Conv2d(
-                    1, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                    layer.dilation, 1, layer.bias is not None, layer.padding_mode,
+                    1, layer.out_channels, layer.kernel_size, layer.stride,  # type: ignore[arg-type]
+                    layer.padding, layer.dilation, 1, layer.bias is not None,  # type: ignore[arg-type]
+                    layer.padding_mode,
                 )  # fmt: skip
                 setattr(model.get_submodule(parent) if parent else model, child, conv)
                 if hasattr(model, "transform_input"):  # inception's re-normalisation is RGB
-                    model.transform_input = False
+                    model.transform_input = False  # type: ignore[assignment]
             return
 
 

@@ -215,13 +215,15 @@ def decode(path: Path, prep: Preprocessing) -> np.ndarray:
         # Our own limit is checked before any decoding; PIL's bomb warning (for limits raised
         # past its own) must not turn into an error under -W error.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        img = Image.open(path)
+        img: Image.Image = Image.open(path)
     with img:
         if img.width * img.height > limit:
             raise ValueError(f"image too large ({img.width}x{img.height}); not decoded")
         img.load()  # forces a full decode: truncated files fail here, not later
         img = to_mode(img, prep.channels)
     size = prep.image_size
+    if prep.backend == "hf_torchvision":
+        return _hf_torchvision(img, prep)
     resample = _RESAMPLE[prep.interpolation]
     if prep.resize == "center_crop":
         img = _center_crop(img, size, prep.crop_pct, resample)
@@ -241,7 +243,7 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     """
     target = "L" if channels == 1 else "RGB"
     if img.mode.startswith("I;16") or img.mode == "I":
-        arr = np.asarray(img).astype(np.int64)
+        arr: np.ndarray = np.asarray(img).astype(np.int64)
         if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
             arr = np.clip(arr, 0, 65535) >> 8
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
@@ -254,12 +256,17 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
 
 
 _RESAMPLE = {
-    "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST
-}  # fmt: skip
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
 
 
 def _center_crop(
-    img: Image.Image, size: int, crop_pct: float | None = None, resample: int = Image.BILINEAR
+    img: Image.Image,
+    size: int,
+    crop_pct: float | None = None,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
 ) -> Image.Image:
     """Return torchvision's ``Resize(round(size / 0.875))`` then ``CenterCrop(size)`` of ``img``
     (with ``crop_pct``: timm's eval transform, ``Resize(floor(size / crop_pct))`` first).
@@ -276,6 +283,26 @@ def _center_crop(
     left = int(round((img.width - size) / 2.0))
     top = int(round((img.height - size) / 2.0))
     return img.crop((left, top, left + size, top + size))
+
+
+def _hf_torchvision(img: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """Return (channels, size, size) uint8 as transformers' torchvision image-processor backend
+    makes it: ``tvF.resize`` of the uint8 tensor (antialiased); with center_crop the shorter
+    side to ``int(size / crop_pct)``, the longer truncated, crop offsets floored."""
+    from torchvision.transforms.v2 import functional as tvF
+
+    arr = np.array(img, dtype=np.uint8)
+    t = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+    mode = getattr(tvF.InterpolationMode, prep.interpolation.upper())
+    size = prep.image_size
+    if prep.resize != "center_crop":
+        return tvF.resize(t, [size, size], interpolation=mode, antialias=True).numpy()
+    short = int(size / (prep.crop_pct or 0.875))
+    h, w = t.shape[1:]
+    new = [int(short * h / w), short] if w <= h else [short, int(short * w / h)]
+    t = tvF.resize(t, new, interpolation=mode, antialias=True)
+    top, left = int((t.shape[1] - size) / 2.0), int((t.shape[2] - size) / 2.0)
+    return t[:, top : top + size, left : left + size].numpy()
 
 
 class ImageDataset(torch.utils.data.Dataset):

@@ -50,7 +50,8 @@ def _mismatch(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> float:
     with torch.inference_mode():
         y = conv(x).double()
     mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3))
-    run_mean, run_var = bn.running_mean.double(), bn.running_var.double()
+    # inception/googlenet batch-norms track running stats (torchvision builds them so)
+    run_mean, run_var = bn.running_mean.double(), bn.running_var.double()  # type: ignore[union-attr]
     eps = float(bn.eps)
     log_ratio = torch.log((var + eps) / (run_var + eps))
     shift = (mean - run_mean) ** 2 / (run_var + eps)
@@ -122,5 +123,5 @@ def decide_transform_input(
         out = module
     else:
         out = copy.copy(module)  # shares the layers; only the flag differs
-        out.transform_input = value
+        out.transform_input = value  # type: ignore[assignment]
     return out, {"value": value, "evidence": why}

@@ -287,7 +287,7 @@ def prepare(
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     if compile and not isinstance(module, torch.jit.ScriptModule):
-        module = torch.compile(module)
+        module = torch.compile(module)  # type: ignore[assignment]  # a callable module wrapper
     return _Runner(module, bool(channels_last), dtype)
 
 

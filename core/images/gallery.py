@@ -121,12 +121,12 @@ def thumbnail(path: str | Path, *, size: int = THUMB_PX) -> np.ndarray:
     Small images are enlarged by a whole factor, nearest-neighbour, so digits stay crisp;
     large ones are shrunk to fit ``size`` x ``size``. Raises OSError when unreadable.
     """
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert("RGB")
+    with Image.open(path) as opened:
+        img = ImageOps.exif_transpose(opened).convert("RGB")
     longest = max(img.size)
     if longest < size:
         factor = max(1, size // longest)
-        img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+        img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
     elif longest > size:
-        img.thumbnail((size, size), Image.LANCZOS)
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
     return np.asarray(img)

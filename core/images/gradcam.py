@@ -106,7 +106,7 @@ def load_for_run(meta: dict[str, Any], *, require_conv: bool = True) -> models.C
     decided = meta.get("facts", {}).get("transform_input")
     if decided is not None:  # as evaluated (core.engine.evidence); the cached module stays as it is
         module = copy.copy(ckpt.module)
-        module.transform_input = bool(decided["value"])
+        module.transform_input = bool(decided["value"])  # type: ignore[assignment]
         ckpt = dataclasses.replace(ckpt, module=module)
     if require_conv:
         check_supported(ckpt)
@@ -180,7 +180,9 @@ def overlay(image: Any, cam: Any, *, alpha: float = ALPHA) -> np.ndarray:
         raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {img.shape}.")
     heat = np.asarray(cam, dtype=np.float32)
     if heat.shape != img.shape[:2]:
-        resized = Image.fromarray(heat).resize((img.shape[1], img.shape[0]), Image.BILINEAR)
+        resized = Image.fromarray(heat).resize(
+            (img.shape[1], img.shape[0]), Image.Resampling.BILINEAR
+        )
         heat = np.asarray(resized)
     blend = (1 - alpha) * img.astype(np.float32) + alpha * jet(heat).astype(np.float32)
     return np.clip(blend.round(), 0, 255).astype(np.uint8)
@@ -192,7 +194,7 @@ def _display(pixels: np.ndarray, size: int) -> np.ndarray:
     img = Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)))
     factor = max(1, size // max(img.size))
     if factor > 1:
-        img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+        img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
     return np.asarray(img)
 
 
@@ -223,7 +225,7 @@ def overlays(
     out: list[np.ndarray | None] = [None] * len(decoded)
     for start in range(0, len(ok), BATCH):
         chunk = ok[start : start + BATCH]
-        batch = torch.from_numpy(np.stack([decoded[i] for i in chunk]))
+        batch = torch.from_numpy(np.stack([np.asarray(decoded[i]) for i in chunk]))
         x = normalise_batch(batch, prep, device)
         want = None if targets is None else [int(targets[i]) for i in chunk]
         cams, _ = gradcam(module, x, targets=want)

@@ -51,7 +51,7 @@ def phash(image: Image.Image) -> int:
     after the DC term (rows and columns 1..8, as in phash.org's ``ph_dct_imagehash``) become
     bits: 1 where the coefficient is above their median. The first bit is the (1, 1) term.
     """
-    small = image.convert("L").resize((HASH_SIZE, HASH_SIZE), Image.LANCZOS)
+    small = image.convert("L").resize((HASH_SIZE, HASH_SIZE), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.float64)
     coeffs = _DCT @ pixels @ _DCT.T
     low = coeffs[1 : LOW_FREQ + 1, 1 : LOW_FREQ + 1].reshape(-1)
