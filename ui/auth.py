@@ -200,11 +200,23 @@ def verified_email(claims: Mapping[str, Any], settings: Settings) -> tuple[str |
     return None, f"The provider has not verified **{email}**"
 
 
+# The url paths of the views (st.Page names a file page by its stem).
+VIEW_PATHS = tuple(
+    sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "pages").glob("*.py"))
+)
+
+
 def _only(render) -> None:  # noqa: ANN001
-    """Show one screen and nothing else: no run picker, no page list, no views."""
-    # A hidden one-page navigation: without any st.navigation call Streamlit would list the
-    # files in pages/ in the sidebar.
-    st.navigation([st.Page(render, title=TITLE, default=True)], position="hidden").run()
+    """Show one screen and nothing else: no run picker, no page list, no views.
+
+    The screen answers at every view's address too: a deep link (``/thresholds?run=…``)
+    opened before signing in shows this screen rather than "Page not found", and keeps its
+    path and query, so the rerun after signing in opens that view with the link's state.
+    """
+    # A hidden navigation: without any st.navigation call Streamlit would list the files in
+    # pages/ in the sidebar.
+    here = [st.Page(render, title=TITLE, url_path=path) for path in VIEW_PATHS]
+    st.navigation([st.Page(render, title=TITLE, default=True), *here], position="hidden").run()
     st.stop()
 
 
