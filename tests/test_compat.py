@@ -1069,5 +1069,119 @@ def test_a_timm_checkpoint_that_matches_no_model_names_the_closest_and_onnx(
 
 def test_an_unknown_timm_name_lists_close_ones(tmp_path: Path) -> None:
     torch.save(_convnet(3).state_dict(), tmp_path / "m.pt")
-    with pytest.raises(ClassLensError, match=r"timm has no architecture 'resnet10x'.*timm:resnet10t"):
+    with pytest.raises(
+        ClassLensError, match=r"timm has no architecture 'resnet10x'.*timm:resnet10t"
+    ):
         models.load_checkpoint(tmp_path / "m.pt", arch="timm:resnet10x")
+
+
+# --- Hugging Face transformers: a save_pretrained folder, or the two files -----------------------
+
+
+def _hf_vit(folder: Path, images: list[Path]) -> tuple[nn.Module, Callable]:
+    """Save a tiny ViT classifier (random weights, a head scaled so the outputs depend on the
+    input) and its image processor in ``folder``; return (model, the processor's transform)."""
+    from transformers import (
+        AutoImageProcessor,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessor,
+    )
+
+    torch.manual_seed(0)
+    names = {0: "bird", 1: "cat", 2: "dog"}
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, image_size=32, patch_size=8, num_labels=3,
+                       id2label=names, label2id={v: k for k, v in names.items()})  # fmt: skip
+    model = ViTForImageClassification(config).eval()
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    processor = AutoImageProcessor.from_pretrained(folder)  # the library's own, as a user's
+
+    def transform(im: Image.Image) -> torch.Tensor:
+        return processor(images=im.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+
+    with torch.no_grad():  # a head on the standardised features of these images
+        x = torch.stack([transform(Image.open(p)) for p in images])
+        h = model.vit(pixel_values=x).last_hidden_state[:, 0]
+        mean, std = h.mean(0), h.std(0) + 1e-6
+        model.classifier.weight.copy_(torch.randn(3, h.shape[1]) / std)
+        model.classifier.bias.copy_(-model.classifier.weight @ mean)
+    model.save_pretrained(folder)  # the README's line
+    return model, transform
+
+
+def _hf_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: model(pixel_values=x).logits
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["folder", "weights_file", "two_files_renamed"])
+def test_hugging_face_classifiers_predict_like_the_model_and_its_image_processor(
+    given: str, tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    root = _odd_sized_dataset(tmp_path / "data")
+    folder = tmp_path / "m"
+    model, transform = _hf_vit(folder, _images(root))
+    ckpt = {"folder": folder, "weights_file": folder / "model.safetensors"}.get(given)
+    if given == "two_files_renamed":  # as uploaded: any name for the weights, config.json beside
+        upload = tmp_path / "upload"
+        upload.mkdir()
+        (folder / "model.safetensors").rename(upload / "vit-best.safetensors")
+        (folder / "config.json").rename(upload / "config.json")
+        ckpt = upload / "vit-best.safetensors"
+    # without preprocessor_config.json the normalisation is the user's to type
+    typed = ("--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5")
+    typed = typed if given == "two_files_renamed" else ()
+
+    run = evaluate_cli(capsys, runs_dir, ckpt, root, *typed)
+
+    meta = assert_same_predictions(run, root, _hf_forward(model), transform)
+    _, probs, _ = run_probs(run, root)
+    assert probs.std(0).max() > 0.05  # the outputs depend on the image: the test can fail
+    assert meta["class_names"] == ["bird", "cat", "dog"]  # from id2label
+    assert meta["architecture"] == "hf:ViTForImageClassification"
+    prep = meta["preprocessing"]
+    assert (prep["image_size"], prep["resize"], prep["mean"]) == (32, "stretch", [0.5] * 3)
+    assert meta["preprocessing_source"]["image_size"] == "read"
+    if given == "two_files_renamed":  # no preprocessor_config.json: the size from config.json
+        assert meta["preprocessing_source"]["mean"] == "typed"
+        assert "config.json's image_size (32)" in meta["facts"]["preprocessing"]
+        return
+    assert "preprocessor_config.json" in meta["facts"]["preprocessing"]
+
+
+def test_a_hugging_face_config_with_remote_code_or_an_unknown_model_type_is_refused(
+    tmp_path: Path, capsys
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(folder / "model.safetensors"))
+    config = {"model_type": "vit", "architectures": ["ViTForImageClassification"],
+              "auto_map": {"AutoModelForImageClassification": "modeling_x.Net"}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", folder, "--data", root)
+    assert_cli_error(proc, r"custom model code \(auto_map\).*never runs code.*ONNX")
+
+    config = {"model_type": "my_net", "architectures": ["MyNetForImageClassification"]}
+    (folder / "config.json").write_text(json.dumps(config))
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", folder, "--data", root)
+    assert_cli_error(proc, r"does not know the model type 'my_net'.*Export the model to ONNX")
+
+
+@pytest.mark.slow
+def test_hugging_face_weights_that_do_not_fit_their_config_are_refused(
+    tmp_path: Path, capsys
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    folder = tmp_path / "m"
+    _hf_vit(folder, _images(root))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", folder, "--data", root)
+
+    assert_cli_error(proc, r"do not fit ViTForImageClassification as config.json describes")

@@ -222,6 +222,8 @@ def decode(path: Path, prep: Preprocessing) -> np.ndarray:
         img.load()  # forces a full decode: truncated files fail here, not later
         img = to_mode(img, prep.channels)
     size = prep.image_size
+    if prep.backend == "hf_torchvision":
+        return _hf_torchvision(img, prep)
     resample = _RESAMPLE[prep.interpolation]
     if prep.resize == "center_crop":
         img = _center_crop(img, size, prep.crop_pct, resample)
@@ -281,6 +283,26 @@ def _center_crop(
     left = int(round((img.width - size) / 2.0))
     top = int(round((img.height - size) / 2.0))
     return img.crop((left, top, left + size, top + size))
+
+
+def _hf_torchvision(img: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """Return (channels, size, size) uint8 as transformers' torchvision image-processor backend
+    makes it: ``tvF.resize`` of the uint8 tensor (antialiased); with center_crop the shorter
+    side to ``int(size / crop_pct)``, the longer truncated, crop offsets floored."""
+    from torchvision.transforms.v2 import functional as tvF
+
+    arr = np.array(img, dtype=np.uint8)
+    t = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+    mode = getattr(tvF.InterpolationMode, prep.interpolation.upper())
+    size = prep.image_size
+    if prep.resize != "center_crop":
+        return tvF.resize(t, [size, size], interpolation=mode, antialias=True).numpy()
+    short = int(size / (prep.crop_pct or 0.875))
+    h, w = t.shape[1:]
+    new = [int(short * h / w), short] if w <= h else [short, int(short * w / h)]
+    t = tvF.resize(t, new, interpolation=mode, antialias=True)
+    top, left = int((t.shape[1] - size) / 2.0), int((t.shape[2] - size) / 2.0)
+    return t[:, top : top + size, left : left + size].numpy()
 
 
 class ImageDataset(torch.utils.data.Dataset):

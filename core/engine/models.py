@@ -540,6 +540,20 @@ def load_checkpoint(
     """Return the model in the checkpoint at ``path``, loaded without running its code unless
     ``trusted``; ``arch`` overrides the architecture named or detected."""
     path = Path(path)
+    from core.engine import hf_models
+
+    if hf_models.folder_of(path) is not None:  # safe: built from config.json, weights only
+        try:
+            return Checkpoint(**hf_models.load(path))
+        except ClassLensError:
+            raise
+        except Exception as exc:
+            raise _damaged(path, exc) from None
+    if path.is_dir():
+        raise ClassLensError(
+            f"{path} is a folder; a Hugging Face model folder needs its config.json "
+            "(model.save_pretrained(folder)). Otherwise pass the checkpoint file itself."
+        )
     if not path.is_file():
         raise ClassLensError(
             f"checkpoint not found: {path}. Check the path passed to --checkpoint."

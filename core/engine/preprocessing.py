@@ -11,6 +11,9 @@ from core.errors import ClassLensError
 
 RESIZE_MODES = ("stretch", "center_crop")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # PIL's filters (timm, Hugging Face use them)
+# Who resizes: PIL (torchvision's and timm's transforms on PIL images), or transformers' default
+# image-processor backend (torchvision on uint8 tensors, antialiased: +-1 grey level from PIL).
+BACKENDS = ("pil", "hf_torchvision")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -30,6 +33,7 @@ class Preprocessing:
     # center_crop only: None is the recipe above (round(size / 0.875)); a fraction is timm's
     # and Hugging Face's rule, shorter side floor(size / crop_pct) then crop.
     crop_pct: float | None = None
+    backend: str = "pil"  # a BACKENDS name
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -54,6 +58,8 @@ class Preprocessing:
                 f"unknown interpolation {self.interpolation!r}: use one of "
                 f"{', '.join(INTERPOLATIONS)}."
             )
+        if self.backend not in BACKENDS:
+            raise ClassLensError(f"unknown backend {self.backend!r}: use one of {BACKENDS}.")
         if self.crop_pct is not None and not 0.05 <= self.crop_pct <= 1.0:
             raise ClassLensError(f"crop_pct must be in [0.05, 1], got {self.crop_pct}.")
 
@@ -145,4 +151,4 @@ def resolve_with_sources(
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Preprocessing))
-_QUIET_DEFAULTS: dict[str, Any] = {"interpolation": "bilinear", "crop_pct": None}
+_QUIET_DEFAULTS: dict[str, Any] = {"interpolation": "bilinear", "crop_pct": None, "backend": "pil"}
