@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.analysis.diagnostics import pct
 from core.runs import Run
-from tests.app.conftest import open_page
+from tests.app.conftest import ROOT, open_page
 from tests.app.test_calibration import _bins
 from tests.app.test_confusion import _array
 
@@ -27,9 +27,16 @@ CLASSES_3_8 = "true class~in~3,8"
 UNSURE = "confidence~lt~0.9"
 
 
+SCANNER_D = "scanner~is~D"
+METADATA = ROOT / "sample_data" / "digits" / "metadata.csv"
+
+
 def _rows(run: Run, where: str) -> np.ndarray:
     """Return the full run's rows the filter selects, chosen with pandas (not core.where)."""
     df = run.predictions()
+    if where == SCANNER_D:  # the sample's metadata.csv, keyed by <split>/<class>/<file>
+        scanner = pd.read_csv(METADATA).set_index("path")["scanner"]
+        return (df["split"] + "/" + df["path"]).map(scanner).eq("D").to_numpy()
     if where == CLASSES_3_8:
         names = run.class_names
         return df["y_true"].isin([names.index("3"), names.index("8")]).to_numpy()
@@ -59,7 +66,7 @@ def _assert_note(at: AppTest, run: Run, where: str) -> None:
     assert f"**{n:,} of {total:,} images**" in _note(at)
 
 
-@pytest.mark.parametrize("where", [CLASSES_3_8, UNSURE])
+@pytest.mark.parametrize("where", [CLASSES_3_8, UNSURE, SCANNER_D])
 def test_overview_headline_is_the_slices(sample_runs: dict[str, Run], where: str) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("overview", run, where=where)
