@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import paths
+from core.contracts import MetaJson, MetricsJson
 
 FORMAT_VERSION = 2  # bump when predictions.parquet or metrics.json change shape
 READ_VERSIONS = (1, 2)  # 1: float32 probs; 2: float16 probs (same columns otherwise)
@@ -102,8 +103,8 @@ class Run:
 
     run_id: str
     path: Path  # the run's folder
-    meta: dict[str, Any]  # meta.json
-    metrics: dict[str, Any]  # metrics.json (the contract in DESIGN.md)
+    meta: MetaJson  # meta.json
+    metrics: MetricsJson  # metrics.json (the contract in DESIGN.md)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # A subset (Run.subset): the full run it was cut from and its row positions there. The
     # subset's path is the parent's folder, so files beside it stay reachable; derived caches
@@ -190,7 +191,7 @@ class Run:
         parent_rows = self.rows[rows] if self.rows is not None else rows
         if key is None:
             key = hashlib.sha256(np.asarray(parent_rows, np.int64).tobytes()).hexdigest()[:12]
-        meta = {
+        meta: MetaJson = {
             **self.meta,
             "n_predictions": len(df),
             "skipped": [],

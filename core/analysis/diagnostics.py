@@ -7,14 +7,17 @@ dashboard and a CI gate reach the same verdict from the same numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-SplitMetrics = dict[str, Any]  # one entry of metrics.json["splits"]
+from core.contracts import ClassMetrics, MetricsJson
+from core.contracts import SplitMetrics as SplitMetrics  # its home is core.contracts
+
 LEVELS = ("good", "needs attention", "bad")
 MAX_LISTED = 3  # failing class scores given a reason line each, per level; more share a line
 MAX_NAMED = 10  # class scores named in that shared line
+Judged = Literal["recall", "precision"]  # the per-class scores a verdict judges
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def _column_sums(cm: Any) -> list[int]:
     return sums
 
 
-def _judged(m: SplitMetrics) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+def _judged(m: SplitMetrics) -> list[tuple[ClassMetrics, tuple[Judged, ...]]]:
     """Return each per-class entry with the metrics that are defined for it.
 
     Recall needs true images of the class (support > 0); precision needs predictions of it.
@@ -118,7 +121,9 @@ def _judged(m: SplitMetrics) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
     out = []
     for k, c in enumerate(m["per_class"]):
         predicted = col_sums[k] > 0 if col_sums else c["support"] > 0 or c["precision"] > 0
-        metrics = (("recall",) if c["support"] > 0 else ()) + (("precision",) if predicted else ())
+        recall: tuple[Judged, ...] = ("recall",) if c["support"] > 0 else ()
+        precision: tuple[Judged, ...] = ("precision",) if predicted else ()
+        metrics = recall + precision
         # a class the dataset has no folder for: its predictions are already counted as
         # misses of the true classes, so its own precision (0) would blame it twice
         out.append((c, () if c.get("absent") else metrics))
@@ -284,7 +289,7 @@ class Overfitting:
 
 
 def overfitting(
-    metrics: dict[str, Any], thresholds: Thresholds = Thresholds(), *, other: str | None = None
+    metrics: MetricsJson, thresholds: Thresholds = Thresholds(), *, other: str | None = None
 ) -> Overfitting:
     """Return the overfitting verdict comparing train with ``other`` (default: test, else val)."""
     splits = metrics["splits"]

@@ -9,9 +9,11 @@ scikit-learn called with ``labels=range(n_classes)`` and ``zero_division=0``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+
+from core.contracts import SplitMetrics
 
 __all__ = [
     "accuracy_score",
@@ -210,7 +212,7 @@ def split_report(
     probs: Any = None,
     skipped: Iterable[str] = (),
     absent: Iterable[int] = (),
-) -> dict[str, Any]:
+) -> SplitMetrics:
     """Return one split's entry of metrics.json, as plain JSON-serialisable python values.
 
     y_true, y_pred: (n,) class indices into class_names; probs: optional (n, n_classes) scores
@@ -252,4 +254,4 @@ def split_report(
     ]
     report["confusion_matrix"] = cm.tolist()
     report["skipped"] = [str(s) for s in skipped]
-    return report
+    return cast(SplitMetrics, report)  # built key by key to keep the documented key order

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from core.analysis import provenance
 from core.analysis.diagnostics import Overfitting, SplitMetrics, Thresholds, class_levels, level_of
+from core.contracts import MetricsJson
 from core.runs import Run
 
 METRIC_COLUMNS = ("precision", "recall", "f1", "specificity")
@@ -32,7 +33,7 @@ def ordered_splits(splits: Iterable[str]) -> list[str]:
     return sorted(splits, key=lambda s: (rank.get(s, len(rank)), splits.index(s)))
 
 
-def headline_metric(metrics: dict[str, Any]) -> str:
+def headline_metric(metrics: MetricsJson) -> str:
     """Return a run's headline number for pickers: the first split's accuracy in test, val,
     train order, "test acc 98.7%" ("no images" when no split has any)."""
     splits = metrics.get("splits", {})
@@ -73,7 +74,7 @@ def runs_table(
     return pd.DataFrame(rows)
 
 
-def headline_table(metrics: dict[str, Any]) -> pd.DataFrame:
+def headline_table(metrics: MetricsJson) -> pd.DataFrame:
     """Return one row per split, test first: split, n, accuracy, balanced_accuracy, macro_f1."""
     splits = metrics["splits"]
     return pd.DataFrame(
@@ -98,7 +99,7 @@ def class_status(row: dict[str, Any] | pd.Series, t: Thresholds) -> str:
     non-zero precision (see :func:`core.analysis.diagnostics.class_levels`).
     """
     entry = {k: row[k] for k in ("class", "precision", "recall", "support")}
-    return class_levels({"per_class": [entry]}, t)[0]
+    return class_levels(cast(SplitMetrics, {"per_class": [entry]}), t)[0]  # reads per_class only
 
 
 def per_class_table(m: SplitMetrics, t: Thresholds = Thresholds()) -> pd.DataFrame:
@@ -165,7 +166,7 @@ def per_class_csv(m: SplitMetrics, t: Thresholds = Thresholds()) -> bytes:
     return csv_bytes(table)
 
 
-def split_comparison(metrics: dict[str, Any], ov: Overfitting) -> pd.DataFrame:
+def split_comparison(metrics: MetricsJson, ov: Overfitting) -> pd.DataFrame:
     """Return the headline metrics per split side by side, train first, and the gap.
 
     Index: "accuracy", "balanced accuracy", "macro F1"; columns: train, [val], test (those

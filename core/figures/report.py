@@ -25,6 +25,7 @@ from PIL import Image
 
 from core.analysis import diagnostics, health, tables
 from core.analysis.diagnostics import Thresholds, pct
+from core.contracts import SplitMetrics
 from core.figures import charts
 from core.figures import confusion as confusion_fig
 from core.images import checkup, gallery
@@ -143,7 +144,7 @@ def _headline(run: Run) -> str:
     return f'<table id="headline"><tr><th>split</th><th>images</th>{header}</tr>{rows}</table>'
 
 
-def _per_class(m: dict[str, Any], t: Thresholds) -> str:
+def _per_class(m: SplitMetrics, t: Thresholds) -> str:
     table = tables.per_class_table(m, t)
     metrics = ["precision", "recall", "f1", "specificity"]
     css = {"bad": "bad", "needs attention": "attn", "good": "good"}

@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from core.analysis import metrics
+from core.contracts import SplitMetrics
 from core.images import gallery
+from core.runs import Run
 
 HASH_BITS = 64
 HASH_SIZE = 32  # images are reduced to 32x32 grayscale before the DCT
@@ -260,7 +262,7 @@ def pair_table(
     )
 
 
-def metrics_without(run: Any, split: str, excluded_paths: Iterable[str]) -> dict[str, Any]:
+def metrics_without(run: Run, split: str, excluded_paths: Iterable[str]) -> SplitMetrics:
     """Return ``split``'s metrics (core.analysis.metrics.split_report) without the excluded images.
 
     excluded_paths: paths of ``split``'s rows (as in ``run.predictions()["path"]``) to leave
@@ -275,5 +277,5 @@ def metrics_without(run: Any, split: str, excluded_paths: Iterable[str]) -> dict
         predictions["y_pred"].to_numpy()[keep],
         class_names=run.class_names,
         probs=run.probs()[keep],
-        skipped=run.metrics["splits"].get(split, {}).get("skipped", ()),
+        skipped=run.metrics["splits"][split]["skipped"] if split in run.metrics["splits"] else (),
     )
