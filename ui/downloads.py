@@ -20,6 +20,7 @@ import streamlit as st
 from core.analysis.diagnostics import Thresholds
 from core.analysis.exports import csv_bytes
 from core.runs import Run
+from ui.gallery import md_escape
 
 ICON = ":material/download:"
 
@@ -47,7 +48,7 @@ def offer(
     get = table if callable(table) else (lambda: table)
     with st.container(horizontal=True, key=f"dl_{key}"):
         st.download_button(
-            f"{what} (CSV)",
+            f"{md_escape(what)} (CSV)",  # labels render markdown; ``what`` may hold a name
             lambda: csv_bytes(get()),
             file_name=f"{stem}.csv",
             mime="text/csv",
@@ -56,7 +57,7 @@ def offer(
             key=f"dl_{key}_csv",
         )
         st.download_button(
-            f"{what} (JSON)",
+            f"{md_escape(what)} (JSON)",
             lambda: table_json(get()),
             file_name=f"{stem}.json",
             mime="application/json",
