@@ -951,11 +951,11 @@ README_ECOSYSTEMS = ["torchvision", "plain PyTorch dict", "Lightning", "ONNX", "
                      "torch.export `.pt2`"]  # fmt: skip
 
 
-def test_the_readme_lists_every_ecosystem_and_refers_timm_and_hf_to_onnx() -> None:
-    assert sorted(readme_save_lines()) == sorted(README_ECOSYSTEMS)
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    assert "| timm | not yet: export to ONNX" in text
-    assert "| Hugging Face `transformers` | not yet: export to ONNX" in text
+README_LIBRARIES = ["timm", "Hugging Face `transformers`"]  # run by their own test below
+
+
+def test_the_readme_lists_every_ecosystem_with_a_save_line() -> None:
+    assert sorted(readme_save_lines()) == sorted(README_ECOSYSTEMS + README_LIBRARIES)
 
 
 @pytest.mark.parametrize(
@@ -1185,3 +1185,32 @@ def test_hugging_face_weights_that_do_not_fit_their_config_are_refused(
     proc = cli_inprocess(capsys, "evaluate", "--checkpoint", folder, "--data", root)
 
     assert_cli_error(proc, r"do not fit ViTForImageClassification as config.json describes")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ecosystem", README_LIBRARIES)
+def test_the_readme_save_lines_of_timm_and_hugging_face_evaluate_like_the_model(
+    ecosystem: str, tmp_path: Path, capsys, runs_dir: Path, monkeypatch
+) -> None:
+    root = _odd_sized_dataset(tmp_path / "data")
+    if ecosystem == "timm":
+        model, transform = _timm_model("resnet10t", _images(root))
+        forward = model
+    else:
+        hf, transform = _hf_vit(tmp_path / "made", _images(root))
+        model, forward = hf, _hf_forward(hf)
+        from transformers import AutoImageProcessor
+
+        env_processor = AutoImageProcessor.from_pretrained(tmp_path / "made")
+    line = readme_save_lines()[ecosystem]
+    monkeypatch.chdir(tmp_path)
+    env = {"torch": torch, "model": model}
+    if ecosystem != "timm":
+        env["processor"] = env_processor
+    exec(line, env)  # noqa: S102 (the README's own line)
+    (written,) = re.findall(r'"(m(?:\.[\w.]+)?)"', line.split(";")[0])
+
+    run = evaluate_cli(capsys, runs_dir, tmp_path / written, root)
+
+    meta = assert_same_predictions(run, root, forward, transform)
+    assert meta["architecture"] in ("timm:resnet10t", "hf:ViTForImageClassification")
