@@ -20,6 +20,7 @@ import pandas as pd
 
 from core.engine import metadata
 from core.images import gallery, properties
+from core.runs import Run
 
 BASE_COLUMNS = ("split", "true class", "predicted class", "correct", "confidence", "subfolder")
 Kind = Literal["categorical", "numeric", "date", "bool"]
@@ -28,7 +29,7 @@ Kind = Literal["categorical", "numeric", "date", "bool"]
 MAX_CATEGORIES = 1000
 
 
-def root_paths(run: Any) -> np.ndarray:
+def root_paths(run: Run) -> np.ndarray:
     """Return each prediction row's image path relative to the dataset root, '/'-separated."""
     predictions = run.predictions()
     root = Path(run.meta["dataset"]["root"])
@@ -57,7 +58,7 @@ def subfolders(paths: Any) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
-def base_columns(run: Any) -> pd.DataFrame:
+def base_columns(run: Run) -> pd.DataFrame:
     """Return the ``BASE_COLUMNS`` of the slice table (no metadata, no properties)."""
     predictions = run.predictions()
     names = np.asarray(run.class_names, dtype=object)
@@ -77,7 +78,7 @@ def base_columns(run: Any) -> pd.DataFrame:
 
 
 def slice_columns(
-    run: Any, *, with_properties: bool = True, progress: properties.Progress | None = None
+    run: Run, *, with_properties: bool = True, progress: properties.Progress | None = None
 ) -> pd.DataFrame:
     """Return the slice table: ``BASE_COLUMNS``, metadata columns, image properties.
 
@@ -101,14 +102,14 @@ def slice_columns(
     return df
 
 
-def _stamp(run: Any, name: str) -> int:
+def _stamp(run: Run, name: str) -> int:
     try:
         return (Path(run.path) / name).stat().st_mtime_ns
     except OSError:
         return 0
 
 
-def run_metadata(run: Any) -> pd.DataFrame | None:
+def run_metadata(run: Run) -> pd.DataFrame | None:
     """Return the run's metadata table (``metadata.KEY`` + columns), attaching the dataset
     root's metadata file the first time; None when there is none or it was refused (the reason
     is in ``metadata.problem(run)``)."""
@@ -129,7 +130,7 @@ def run_metadata(run: Any) -> pd.DataFrame | None:
     return None if found is None else found[0]
 
 
-def _aligned_metadata(run: Any, meta: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+def _aligned_metadata(run: Run, meta: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     """Return the metadata columns row for row with the predictions (missing rows: NA)."""
     keys = pd.Index(root_paths(run))
     table = meta.set_index(metadata.KEY)

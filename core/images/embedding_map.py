@@ -20,9 +20,10 @@ import numpy as np
 
 from core.analysis import failure_clusters, projection
 from core.images import embeddings
+from core.runs import Run
 
 
-def cache_path(run: Any, method: str, seed: int) -> Path:
+def cache_path(run: Run, method: str, seed: int) -> Path:
     """Return where the run's ``method`` projection for ``seed`` is cached."""
     return Path(run.path) / f"projection-{method}-{int(seed)}.npy"
 
@@ -48,13 +49,13 @@ def _write(path: Path, coords: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def has_cached(run: Any, method: str, seed: int) -> bool:
+def has_cached(run: Run, method: str, seed: int) -> bool:
     """Return True when the projection is cached and matches the run's row count."""
     return _read(cache_path(run, method, seed), len(run.predictions())) is not None
 
 
 def run_projection(
-    run: Any, *, method: str = "pca", seed: int = 0, progress: projection.Progress | None = None
+    run: Run, *, method: str = "pca", seed: int = 0, progress: projection.Progress | None = None
 ) -> np.ndarray:
     """Return the run's (n, 2) float32 map coordinates (NaN for unreadable images).
 
@@ -62,8 +63,9 @@ def run_projection(
     Raises core.errors.ClassLensError when the run's model cannot give embeddings and
     ValueError for an unknown method or a run too large for t-SNE.
     """
-    if getattr(run, "parent", None) is not None:  # a slice: the parent's map, its rows
-        return run_projection(run.parent, method=method, seed=seed, progress=progress)[run.rows]
+    parent = getattr(run, "parent", None)
+    if parent is not None:  # a slice: the parent's map, its rows
+        return run_projection(parent, method=method, seed=seed, progress=progress)[run.rows]
     n = len(run.predictions())
     path = cache_path(run, method, seed)
     cached = _read(path, n)
@@ -80,7 +82,7 @@ def run_projection(
 
 
 def split_clusters(
-    run: Any,
+    run: Run,
     split: str,
     columns: Any = None,
     *,

@@ -25,6 +25,7 @@ from core.engine.inference import normalise_batch, resolve_device
 from core.engine.preprocessing import Preprocessing
 from core.errors import ClassLensError
 from core.images import gallery, gradcam, leakage
+from core.runs import Run
 
 CACHE_FILE = "embeddings.npy"
 # A trained classifier packs each class tightly: at 0.99 most same-class images pair up.
@@ -113,8 +114,8 @@ def embed(
         blank = torch.zeros((1, prep.channels, prep.image_size, prep.image_size), device=device)
         width = features(blank).shape[1]
     out = np.zeros((n, width), dtype=np.float32)
-    for chunk, f in rows:
-        out[chunk] = f
+    for chunk, feats in rows:
+        out[chunk] = feats
     return out, readable
 
 
@@ -148,12 +149,12 @@ def cosine_pairs(
 # --- the per-run cache --------------------------------------------------------------------------
 
 
-def cache_path(run: Any) -> Path:
+def cache_path(run: Run) -> Path:
     """Return where a run's embedding cache lives: ``embeddings.npy`` in the run folder."""
     return Path(run.path) / CACHE_FILE
 
 
-def _read_cache(run: Any, n: int) -> np.ndarray | None:
+def _read_cache(run: Run, n: int) -> np.ndarray | None:
     """Return the cached (n, d) float32 embeddings if readable and n rows long."""
     try:
         cached = np.load(cache_path(run), allow_pickle=False)
@@ -164,7 +165,7 @@ def _read_cache(run: Any, n: int) -> np.ndarray | None:
     return cached.astype(np.float32)
 
 
-def _write_cache(run: Any, emb16: np.ndarray) -> None:
+def _write_cache(run: Run, emb16: np.ndarray) -> None:
     """Write the cache atomically (temp file + os.replace); a read-only store is no error."""
     final = cache_path(run)
     tmp = final.with_name(f".{CACHE_FILE}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -176,7 +177,7 @@ def _write_cache(run: Any, emb16: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def has_cached_embeddings(run: Any) -> bool:
+def has_cached_embeddings(run: Run) -> bool:
     """Return True when the run's embedding cache exists and matches its predictions."""
     run = getattr(run, "parent", None) or run  # a slice reads its parent's cache
     return _read_cache(run, len(run.predictions())) is not None
@@ -187,7 +188,7 @@ def readable(emb: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(emb)).sum(axis=1) > 0
 
 
-def run_embeddings(run: Any, *, progress: Progress | None = None) -> np.ndarray:
+def run_embeddings(run: Run, *, progress: Progress | None = None) -> np.ndarray:
     """Return (n, d) float32 embeddings, one row per ``run.predictions()`` row, in order.
 
     Computed once with the run's own model (core.images.gradcam.load_for_run: non-native formats,
@@ -195,8 +196,9 @@ def run_embeddings(run: Any, *, progress: Progress | None = None) -> np.ndarray:
     cached as float16 in ``embeddings.npy``; recomputed when missing, unreadable or of another
     row count. Values are those of the cache (float16-rounded) whether computed or read back.
     """
-    if getattr(run, "parent", None) is not None:  # a slice: the parent's embeddings, its rows
-        return run_embeddings(run.parent, progress=progress)[run.rows]
+    parent = getattr(run, "parent", None)
+    if parent is not None:  # a slice: the parent's embeddings, its rows
+        return run_embeddings(parent, progress=progress)[run.rows]
     predictions = run.predictions()
     cached = _read_cache(run, len(predictions))
     if cached is not None:
@@ -225,7 +227,7 @@ def run_embeddings(run: Any, *, progress: Progress | None = None) -> np.ndarray:
 
 
 def embedding_pairs(
-    run: Any, emb: np.ndarray, split: str, *, min_similarity: float, train_split: str = "train"
+    run: Run, emb: np.ndarray, split: str, *, min_similarity: float, train_split: str = "train"
 ) -> pd.DataFrame:
     """Return the ``split`` vs ``train_split`` pairs with cosine similarity >= min_similarity.
 

@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from core.engine.data import SPLIT_ALIASES
+from core.runs import Run
 
 SortKey = Literal["confidence", "loss"]
 SORT_LABELS: dict[str, str] = {
@@ -27,7 +28,7 @@ PAGE_SIZES = (24, 48, 96)
 THUMB_PX = 128  # tiny images (32 px digits) are enlarged to about this, nearest-neighbour
 
 
-def split_dir(run: Any, split: str) -> Path:
+def split_dir(run: Run, split: str) -> Path:
     """Return the folder holding ``split``'s class folders for a run's dataset.
 
     Uses ``meta["dataset"]["split_dirs"]`` when the run stores it; otherwise resolves it as
@@ -57,7 +58,7 @@ def split_dir(run: Any, split: str) -> Path:
     return found[split]
 
 
-def image_path(run: Any, split: str, rel_path: str) -> Path:
+def image_path(run: Run, split: str, rel_path: str) -> Path:
     """Return the image file of a prediction row (``rel_path`` relative to its split folder)."""
     return split_dir(run, split) / rel_path
 

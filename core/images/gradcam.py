@@ -24,6 +24,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from core.contracts import MetaJson
 from core.engine import data, models
 from core.engine.inference import logits_of, normalise_batch
 from core.engine.preprocessing import Preprocessing
@@ -83,7 +84,7 @@ def verified_copy(path: Path, sha256: str, into: Path) -> Path:
     return out
 
 
-def load_for_run(meta: dict[str, Any], *, require_conv: bool = True) -> models.Checkpoint:
+def load_for_run(meta: MetaJson, *, require_conv: bool = True) -> models.Checkpoint:
     """Return the run's checkpoint (from ``run.meta``) ready for Grad-CAM, or raise why not.
 
     Code-bearing formats are refused before loading; the file must still match the run's
@@ -113,7 +114,7 @@ def load_for_run(meta: dict[str, Any], *, require_conv: bool = True) -> models.C
     return ckpt
 
 
-def run_preprocessing(meta: dict[str, Any]) -> Preprocessing:
+def run_preprocessing(meta: MetaJson) -> Preprocessing:
     """Return the preprocessing a run was evaluated with (``run.meta["preprocessing"]``)."""
     prep = dict(meta["preprocessing"])
     return Preprocessing(**{**prep, "mean": tuple(prep["mean"]), "std": tuple(prep["std"])})

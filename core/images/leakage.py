@@ -125,12 +125,12 @@ def near_duplicates(hashes_a: Any, hashes_b: Any, *, max_distance: int) -> np.nd
 # --- the per-run cache --------------------------------------------------------------------------
 
 
-def cache_path(run: Any) -> Path:
+def cache_path(run: Run) -> Path:
     """Return where a run's pHash cache lives: ``phash.parquet`` in the run folder."""
     return Path(run.path) / CACHE_FILE
 
 
-def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
+def _read_cache(run: Run, predictions: pd.DataFrame) -> pd.DataFrame | None:
     """Return the cached hashes if readable and row for row those of ``predictions``."""
     try:
         cached = pq.read_table(cache_path(run)).to_pandas()
@@ -146,7 +146,7 @@ def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
     return cached.set_axis(predictions.index) if same else None
 
 
-def _write_cache(run: Any, table: pd.DataFrame) -> None:
+def _write_cache(run: Run, table: pd.DataFrame) -> None:
     """Write the cache atomically (temp file + os.replace); a read-only store is no error."""
     final = cache_path(run)
     tmp = final.with_name(f".{CACHE_FILE}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -157,21 +157,22 @@ def _write_cache(run: Any, table: pd.DataFrame) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def has_cached_hashes(run: Any) -> bool:
+def has_cached_hashes(run: Run) -> bool:
     """Return True when the run's pHash cache exists and matches its predictions."""
     run = getattr(run, "parent", None) or run  # a slice reads its parent's cache
     return _read_cache(run, run.predictions()) is not None
 
 
-def run_hashes(run: Any, *, progress: Progress | None = None) -> pd.DataFrame:
+def run_hashes(run: Run, *, progress: Progress | None = None) -> pd.DataFrame:
     """Return one row per prediction row (same index): split, path, hash (uint64), readable.
 
     The hashes are a derived cache stored next to the run's immutable predictions, in
     ``phash.parquet``: computed once from the image files, written atomically, and
     recomputed when missing, unreadable or out of step with ``run.predictions()``.
     """
-    if getattr(run, "parent", None) is not None:  # a slice: the parent's hashes, its rows
-        whole = run_hashes(run.parent, progress=progress)
+    parent = getattr(run, "parent", None)
+    if parent is not None:  # a slice: the parent's hashes, its rows
+        whole = run_hashes(parent, progress=progress)
         return whole.iloc[run.rows].set_axis(run.predictions().index)
     predictions = run.predictions()
     cached = _read_cache(run, predictions)
@@ -212,7 +213,7 @@ PAIR_COLUMNS = (
 
 
 def leak_pairs(
-    run: Any, hashes: pd.DataFrame, split: str, *, max_distance: int, train_split: str = "train"
+    run: Run, hashes: pd.DataFrame, split: str, *, max_distance: int, train_split: str = "train"
 ) -> pd.DataFrame:
     """Return the ``split`` vs ``train_split`` image pairs within ``max_distance`` bits.
 
@@ -235,7 +236,7 @@ def leak_pairs(
 
 
 def pair_table(
-    run: Any, held_rows: Any, train_rows: Any, *, distance: Any, similarity: Any
+    run: Run, held_rows: Any, train_rows: Any, *, distance: Any, similarity: Any
 ) -> pd.DataFrame:
     """Return the PAIR_COLUMNS table of pairs given by positions in ``run.predictions()``.
 
