@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis import calibration, failure_clusters, health, provenance, slices
+from core.analysis import calibration, failure_clusters, health, slices
 from core.analysis.diagnostics import Thresholds
 from core.errors import ClassLensError
 from core.images import checkup, leakage
@@ -95,44 +95,45 @@ def _ask(kind: str, run_id: str) -> None:
     st.session_state.setdefault(REQUESTS, set()).add((kind, run_id))
 
 
+def _cached_embedding_leak(run: Run, split: str) -> health.LeakFinding | None:
+    from core.images import embeddings
+
+    # only once the embeddings exist: a None cached before would outlive them
+    return _embedding_leak(run.run_id, split) if embeddings.cache_path(run).exists() else None
+
+
+def _cached_cluster(run: Run, split: str) -> failure_clusters.Cluster | None:
+    from core.images import embeddings
+
+    return _worst_cluster(run.run_id, split, embeddings.cache_path(run).exists())
+
+
+CACHED = checkup.Inputs(
+    reliability=lambda run, split: _reliability(run.run_id, split),
+    suspicious=lambda run, split: _suspicious(run.run_id, split),
+    pixel_leak=lambda run, split: _pixel_leak(run.run_id, split),
+    embedding_leak=_cached_embedding_leak,
+    segments=lambda run, split: _segments(run.run_id, split),
+    worst_cluster=_cached_cluster,
+    no_cluster=None,  # "not computed yet", with its button
+)
+
+
 def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
-    """Return the health summary of ``split``, computing what is cheap or was asked for."""
+    """Return the health summary of ``split`` (checkup.run_summary through this module's
+    caches), first computing the costly caches the user asked for."""
     from core.images import embeddings
 
     rid = run.run_id
     asked = st.session_state.get(REQUESTS, set())
-    held = health.held_out_split(run.splits, split)
-    unavailable = checkup.no_leakage(run, split)
-    leak = emb = None
-    emb_unavailable = unavailable or checkup.no_embeddings(run)
-    if held is not None:
+    if health.held_out_split(run.splits, split) is not None:
         if ("pixels", rid) in asked and not leakage.cache_path(run).exists():
             _compute(run, "pixels")
-        if checkup.hashes_ready(run):
-            leak = _pixel_leak(rid, held)
-        if emb_unavailable is None and ("embeddings", rid) in asked:
-            if not embeddings.cache_path(run).exists():
-                _compute(run, "embeddings")
-            emb_unavailable = st.session_state.get(ERRORS, {}).get(("embeddings", rid))
-        if emb_unavailable is None and embeddings.cache_path(run).exists():
-            emb = _embedding_leak(rid, held)
-    n = run.metrics["splits"][split]["n"]
-    return health.summary(
-        run.metrics,
-        run.meta,
-        split,
-        t,
-        reliability=_reliability(rid, split) if n else None,
-        suspicious=_suspicious(rid, split),
-        leak=leak,
-        leak_unavailable=unavailable,
-        embedding_leak=emb,
-        embedding_unavailable=emb_unavailable,
-        preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
-        segments=_segments(rid, split) if n else None,
-        clusters=_worst_cluster(rid, split, embeddings.cache_path(run).exists()) if n else None,
-        clusters_unavailable=checkup.no_clusters(run),
-    )
+        can_embed = checkup.no_leakage(run, split) is None and checkup.no_embeddings(run) is None
+        if can_embed and ("embeddings", rid) in asked and not embeddings.cache_path(run).exists():
+            _compute(run, "embeddings")
+    error = st.session_state.get(ERRORS, {}).get(("embeddings", rid))
+    return checkup.run_summary(run, split, t, inputs=CACHED, embedding_error=error)
 
 
 def verdict(s: health.Summary, class_names: list[str]) -> None:

@@ -9,6 +9,8 @@ the model. The Overview caches each of these per run; the HTML report calls
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -141,29 +143,59 @@ def worst_cluster(run: Run, split: str) -> failure_clusters.Cluster | None:
     return found[0] if found else None
 
 
-def run_summary(run: Run, split: str, t: Thresholds = Thresholds()) -> health.Summary:
+Get = Callable[[Run, str], Any]  # (run, split) -> one input of the summary
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where :func:`run_summary` reads each input: straight from the run (the HTML report) or
+    through the Overview's per-server caches (ui.health)."""
+
+    reliability: Get = reliability
+    suspicious: Get = suspicious_count
+    pixel_leak: Get = pixel_leak
+    embedding_leak: Get = embedding_leak  # None when the embeddings were never computed
+    segments: Get = weak_segments
+    worst_cluster: Get = worst_cluster
+    # what no cluster reads as: False leaves the line out (the report: only when the
+    # embeddings exist), None says "not computed yet" (the Overview, which offers to compute)
+    no_cluster: bool | None = False
+
+
+def run_summary(
+    run: Run,
+    split: str,
+    t: Thresholds = Thresholds(),
+    *,
+    inputs: Inputs = Inputs(),
+    embedding_error: str | None = None,
+) -> health.Summary:
     """Return the health summary of ``split`` with every input that is cheap now: pixel
-    leakage when :func:`hashes_ready`, embedding leakage when its cache exists."""
+    leakage when :func:`hashes_ready`, embedding leakage when its cache exists.
+
+    inputs: the getters (cached ones on the Overview). embedding_error: why computing the
+    embeddings failed in this session, if it did (the line then says so).
+    """
     held = health.held_out_split(run.splits, split)
     unavailable = no_leakage(run, split)
-    leak = pixel_leak(run, held) if held and hashes_ready(run) else None
-    emb_unavailable = unavailable or no_embeddings(run)
-    emb = embedding_leak(run, held) if held and emb_unavailable is None else None
+    leak = inputs.pixel_leak(run, held) if held and hashes_ready(run) else None
+    emb_unavailable = unavailable or no_embeddings(run) or embedding_error
+    emb = inputs.embedding_leak(run, held) if held and emb_unavailable is None else None
     n = run.metrics["splits"][split]["n"]
+    cluster = (inputs.worst_cluster(run, split) or inputs.no_cluster) if n else inputs.no_cluster
     return health.summary(
         run.metrics,
         run.meta,
         split,
         t,
-        reliability=reliability(run, split) if n else None,
-        suspicious=suspicious_count(run, split),
+        reliability=inputs.reliability(run, split) if n else None,
+        suspicious=inputs.suspicious(run, split),
         leak=leak,
         leak_unavailable=unavailable,
         embedding_leak=emb,
         embedding_unavailable=emb_unavailable,
         preprocessing_warning=provenance.preprocessing_warning(run.meta, run.metrics),
-        segments=weak_segments(run, split) if n else None,
-        # the line only when the embeddings exist (the Overview also says "not computed")
-        clusters=(worst_cluster(run, split) or False) if n else False,
+        segments=inputs.segments(run, split) if n else None,
+        clusters=cluster,
         clusters_unavailable=no_clusters(run),
     )
