@@ -18,7 +18,7 @@ from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
 from ui.page_state import keep, put
 from ui.state import current_run, split_picker
-from ui.tables import class_table, pct
+from ui.tables import CLASS_COLUMNS, class_table, pct
 
 ensure_app()
 
@@ -120,8 +120,7 @@ st.dataframe(
     class_table(cal.class_table, run.run_id, split, y_true, probs, names, spinner=SPIN),
     hide_index=True,
     column_config={
-        "class": st.column_config.TextColumn("class"),
-        "support": st.column_config.NumberColumn("support", help="Images of the class"),
+        **CLASS_COLUMNS,
         "mean_prob": st.column_config.NumberColumn(
             "mean P(class)", format="percent", help="Average probability given to the class"
         ),

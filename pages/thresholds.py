@@ -17,7 +17,7 @@ from ui.boot import ensure_app
 from ui.gallery import md_escape, md_names
 from ui.page_state import keep
 from ui.state import current_run, seed_from_link, split_picker, write_link
-from ui.tables import class_table, pct
+from ui.tables import CLASS_COLUMNS, class_table, pct
 
 ensure_app()
 
@@ -133,8 +133,7 @@ st.dataframe(
     class_table(th.class_table, run.run_id, split, y_true, probs, names, spinner=SPIN),
     hide_index=True,
     column_config={
-        "class": st.column_config.TextColumn("class"),
-        "support": st.column_config.NumberColumn("support", help="Images of the class"),
+        **CLASS_COLUMNS,
         "average_precision": st.column_config.NumberColumn(
             "average precision", format="%.3f", help="Area under the precision-recall curve"
         ),

@@ -13,6 +13,13 @@ import streamlit as st
 ClassTable = Callable[[np.ndarray, np.ndarray, Sequence[str]], pd.DataFrame]
 
 
+# The columns every per-class table starts with (core.analysis.*.class_table).
+CLASS_COLUMNS = {
+    "class": st.column_config.TextColumn("class"),
+    "support": st.column_config.NumberColumn("support", help="Images of the class"),
+}
+
+
 def pct(x: float) -> str:
     """Return ``x`` as a percentage with one decimal, or "—" when it is undefined (NaN)."""
     return "—" if math.isnan(x) else f"{x:.1%}"
