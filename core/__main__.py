@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from core.errors import ClassLensError
 
@@ -25,7 +26,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as argparse does, plus a hint
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as argparse does, plus a hint
         self.exit(2, f"error: {message} (see python -m core {self.prog.split()[-1]} --help)\n")
 
 
@@ -264,7 +265,7 @@ def _archs(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Printable(sys.stdout), _Printable(sys.stderr)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _Printable(sys.stdout), _Printable(sys.stderr)
     try:
         return _main(argv)
     finally:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -206,7 +206,7 @@ VIEW_PATHS = tuple(
 )
 
 
-def _only(render) -> None:  # noqa: ANN001
+def _only(render) -> NoReturn:  # noqa: ANN001
     """Show one screen and nothing else: no run picker, no page list, no views.
 
     The screen answers at every view's address too: a deep link (``/thresholds?run=…``)

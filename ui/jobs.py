@@ -150,7 +150,9 @@ def _watch(job: Job, kwargs: str) -> None:
             text=True,
         )
         errors: list[str] = []
-        drain = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+        assert proc.stdout is not None and proc.stderr is not None  # both piped above
+        stderr = proc.stderr
+        drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
         drain.start()
         for line in proc.stdout:
             try:

@@ -41,6 +41,7 @@ def _followed(keys: tuple[str, ...]) -> None:
             if job.detail:
                 st.caption(job.detail)
     done = [j for j in followed if j.finished and j.run is not None]
+    stored = [j.run for j in done if j.run is not None]  # the same jobs, their runs
     if not done or any(not j.finished for j in followed):
         return
     if st.session_state.get(OPENED_KEY) != keys:
@@ -48,9 +49,9 @@ def _followed(keys: tuple[str, ...]) -> None:
         list_runs.clear()
         # The run selectbox already exists in this run: hand the id over via a pending key
         # that the sidebar applies before it draws the widget.
-        st.session_state[PENDING_KEY] = done[-1].run.run_id
+        st.session_state[PENDING_KEY] = stored[-1].run_id
         st.rerun(scope="app")
-    if st.session_state.get(RUN_KEY) != done[-1].run.run_id:
+    if st.session_state.get(RUN_KEY) != stored[-1].run_id:
         return  # the analyst has moved on to another run: no stale banner above every page
-    names = ", ".join(j.run.run_id[:6] for j in done)
+    names = ", ".join(r.run_id[:6] for r in stored)
     st.success(f"Done: run {names} {'is' if len(done) == 1 else 'are'} stored; the last is open.")

@@ -4,13 +4,14 @@ The chosen run lives in ``st.session_state`` and in the URL (``?run=<id>``) so a
 opens the same view; pages call :func:`current_run` and never read the store themselves. The
 state that matters on a page (the split, its main selection) is mirrored into the URL the
 same way with :func:`seed_from_link` (before the widget, then ``ui.page_state.keep``) and
-:func:`write_link` (after it).
+the writer it returns (after it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import streamlit as st
@@ -63,12 +64,13 @@ def split_picker(run: Run, *, key: str = "split", label: str = "Split") -> str:
     """Render a split selector (test first) and return the chosen split."""
     order = sorted(run.splits, key=lambda s: {"test": 0, "val": 1, "train": 2}.get(s, 3))
     # Kept across pages (ui.page_state): Streamlit drops the widget key of a page not shown.
-    seed_from_link(key, "split", order)
+    write = seed_from_link(key, "split", order)
     keep(key, order[0], options=order)
     split = (
         st.segmented_control(label, order, key=key, required=True) if len(order) > 1 else order[0]
     )
-    write_link("split", split, order)
+    split = split or order[0]  # required=True: never None; typed str | None by Streamlit
+    write(split)
     return split
 
 
@@ -79,34 +81,27 @@ def seed_from_link(
     labels: Sequence[str] | None = None,
     *,
     many: bool = False,
-) -> None:
+) -> Callable[[Any], None]:
     """Before widget ``key`` is drawn, on the session's first look at ``?param=``: set the
     widget to the option(s) the URL names by label (a shared link); unknown labels are
-    ignored. Later reruns leave the widget alone, so the user's own changes stick."""
+    ignored. Later reruns leave the widget alone, so the user's own changes stick.
+
+    Returns the writer to call with the widget's value after it is drawn: it puts the value
+    (by label) in the URL as ``?param=``, so the address bar is a link to this view; an empty
+    choice removes the parameter.
+    """
+    texts = list(labels or [str(o) for o in options])
     seen = st.session_state.setdefault(_LINKS_SEEN, set())
-    if param in seen:
-        return
-    seen.add(param)
-    by_label = dict(zip(labels or [str(o) for o in options], options, strict=True))
-    wanted = [by_label[v] for v in st.query_params.get_all(param) if v in by_label]
-    if many:
+    if param not in seen:
+        seen.add(param)
+        by_label = dict(zip(texts, options, strict=True))
+        wanted = [by_label[v] for v in st.query_params.get_all(param) if v in by_label]
         if wanted:
-            st.session_state[key] = wanted
-    elif wanted:
-        st.session_state[key] = wanted[0]
+            st.session_state[key] = wanted if many else wanted[0]
+    return partial(_write_link, param, dict(zip(options, texts, strict=True)), many)
 
 
-def write_link(
-    param: str,
-    value: Any,
-    options: Sequence[Any],
-    labels: Sequence[str] | None = None,
-    *,
-    many: bool = False,
-) -> None:
-    """After the widget: put its value (by label) in the URL as ``?param=``, so the address
-    bar is a link to this view; an empty choice removes the parameter."""
-    label_of = dict(zip(options, labels or [str(o) for o in options], strict=True))
+def _write_link(param: str, label_of: dict[Any, str], many: bool, value: Any) -> None:
     texts = [label_of[v] for v in (value if many else [value]) if v in label_of]
     if not texts:
         if param in st.query_params:

@@ -326,7 +326,7 @@ def conclude(
                 v, lo, hi = est.value[i, c], est.low[i, c], est.high[i, c]
                 who, (lo, hi) = (name, (lo, hi)) if v > 0 else (base, (-hi, -lo))
                 lines.append(
-                    f"{who}'s {metric} on '{class_names[c]}' is higher by "
+                    f"{who}'s {metric} on '{class_names[int(c)]}' is higher by "
                     f"{100 * abs(v):.1f} points [{100 * lo:.1f}, {100 * hi:.1f}]"
                 )
         findings.append(

@@ -130,8 +130,8 @@ def most_confused_pairs(
     support = cm.sum(axis=1)
     return pd.DataFrame(
         {
-            "true": [str(class_names[i]) for i in ti],
-            "predicted": [str(class_names[j]) for j in pi],
+            "true": [str(class_names[int(i)]) for i in ti],
+            "predicted": [str(class_names[int(j)]) for j in pi],
             "count": counts.astype(np.int64),
             "share_of_true": counts / support[ti] if len(ti) else np.zeros(0),
             "true_idx": ti.astype(np.int64),

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
 from core.analysis import calibration, diagnostics, failure_clusters, slices
 from core.analysis.diagnostics import SplitMetrics, Thresholds, pct_brief
+from core.contracts import MetricsJson
 
 LEVELS = ("pass", "attention", "fail")  # computed levels, least to most serious
 NOT_COMPUTED, NOT_AVAILABLE = "not computed", "not available"  # neither counts in the verdict
@@ -160,7 +161,7 @@ def check_classes(m: SplitMetrics, t: Thresholds = Thresholds()) -> Check:
 def check_gap(metrics: Mapping[str, Any], t: Thresholds = Thresholds()) -> Check:
     """Return the train/test gap check: core.analysis.diagnostics.overfitting's level, in one
     sentence."""
-    ov = diagnostics.overfitting(dict(metrics), t)
+    ov = diagnostics.overfitting(cast(MetricsJson, dict(metrics)), t)
     title, page = "Train/test gap", "pages/overfitting.py"
     if not ov.available:
         return Check("gap", title, NOT_AVAILABLE, ov.message.split(". ")[0] + ".", page, reason="")

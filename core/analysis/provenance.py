@@ -64,7 +64,7 @@ def _run_accuracy(meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> tuple[
     split = (meta.get("probe") or {}).get("split")
     for name in (split, "test", "val", "train"):
         if name in splits and splits[name].get("n"):
-            return name, float(splits[name]["accuracy"])
+            return str(name), float(splits[name]["accuracy"])
     return None
 
 

@@ -226,7 +226,7 @@ def _evaluate(
     say = (log or (lambda msg: None)) if rank == 0 else (lambda msg: None)
     # Rank 0 scans once (the fingerprint reads every image's bytes) and hands the scan out.
     scanned, _ = _together("scanning the dataset", lambda: data.scan(dataset) if rank == 0 else 0)
-    box = [scanned]
+    box: list[Any] = [scanned]
     dist.broadcast_object_list(box, src=0)
     ds: data.Dataset = box[0]
     job, _ = _together(

@@ -306,7 +306,7 @@ def load(path: Path, raw_meta_out: dict[str, Any]) -> tuple[OnnxModule, dict[str
         "fixed_batch": module.fixed_batch,
         "external_data": external,
     }
-    module.fixed_image_size = facts["image_size"]
+    module.fixed_image_size = height if height and height == width else None
     return module, facts
 
 

@@ -48,6 +48,7 @@ SEED = 0  # the sample is the same every time for the same dataset
 def normalisations(channels: int) -> list[tuple[str, tuple[float, ...], tuple[float, ...]]]:
     """Return the (name, mean, std) candidates for ``channels`` (ImageNet's statistics are
     averaged over its channels for a single-channel model)."""
+    imagenet: tuple[tuple[float, ...], tuple[float, ...]]
     if channels == 1:
         imagenet = ((round(sum(IMAGENET_MEAN) / 3, 3),), (round(sum(IMAGENET_STD) / 3, 3),))
     else:

@@ -18,7 +18,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from PIL import Image
 
@@ -217,7 +217,7 @@ def _check_entry_count(stream: BinaryIO, name: str, limit: int) -> None:
         _refuse_count(name, int(end[zipfile._ECD_ENTRIES_TOTAL]), -1, limit)  # type: ignore[attr-defined]
 
 
-def _copy_capped(src: BinaryIO, dst: BinaryIO, budget: int, zip_name: str, cap_mb: int) -> int:
+def _copy_capped(src: IO[bytes], dst: IO[bytes], budget: int, zip_name: str, cap_mb: int) -> int:
     """Copy ``src`` into ``dst`` and return the bytes written, refusing past ``budget``."""
     written = 0
     while chunk := src.read(CHUNK):
