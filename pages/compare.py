@@ -21,7 +21,6 @@ from ui.state import (
     run_label,
     seed_from_link,
     split_picker,
-    write_link,
 )
 
 ensure_app()
@@ -59,7 +58,7 @@ st.caption(
 )
 
 runs = {r.run_id: r for r in list_runs()}
-seed_from_link("cmp_runs", "with", list(runs), many=True)  # ?with=<id>&with=<id>&baseline=<id>
+write_runs = seed_from_link("cmp_runs", "with", list(runs), many=True)  # ?with=&baseline=
 keep("cmp_runs", lambda: compare.default_runs(whole, list(runs.values())), options=runs, many=True)
 ids = st.multiselect(
     "Runs to compare",
@@ -68,7 +67,7 @@ ids = st.multiselect(
     format_func=lambda rid: run_label(runs[rid]),
     placeholder="Pick two or more runs of the same dataset",
 )
-write_link("with", ids, list(runs), many=True)
+write_runs(ids)
 if len(ids) < 2:
     st.info("Pick at least two runs of the same dataset to compare.", icon=":material/info:")
     st.stop()
@@ -82,7 +81,7 @@ names = compare.model_names(chosen)
 label = dict(zip(ids, names, strict=True))
 
 c_base, c_split = st.columns([2, 3], vertical_alignment="bottom")
-seed_from_link("cmp_baseline", "baseline", ids)
+write_baseline = seed_from_link("cmp_baseline", "baseline", ids)
 keep("cmp_baseline", ids[0], options=ids)
 base_id = c_base.selectbox(
     "Baseline (A)",
@@ -91,7 +90,7 @@ base_id = c_base.selectbox(
     format_func=label.get,
     help="Every other run is compared with this one: deltas are that run minus the baseline.",
 )
-write_link("baseline", base_id, ids)
+write_baseline(base_id)
 baseline = ids.index(base_id)
 with c_split:
     split = split_picker(chosen[0])

@@ -11,7 +11,7 @@ from ui import tasks as ui_tasks
 from ui.boot import ensure_app
 from ui.gallery import class_filter, gradcam_overlays, pager, thumbnail_grid
 from ui.page_state import keep
-from ui.state import current_run, seed_from_link, write_link
+from ui.state import current_run, seed_from_link
 
 ensure_app()
 
@@ -27,16 +27,16 @@ splits = sorted(run.splits, key=lambda s: {"test": 0, "val": 1, "train": 2}.get(
 
 c_split, c_true, c_pred, c_sort = st.columns([1.2, 2, 2, 1.6])
 classes = range(len(names))
-seed_from_link("mk_splits", "split", splits, many=True)  # ?split=test&class=cat
-seed_from_link("mk_true", "class", classes, names, many=True)
+write_splits = seed_from_link("mk_splits", "split", splits, many=True)  # ?split=test&class=cat
+write_classes = seed_from_link("mk_true", "class", classes, names, many=True)
 keep("mk_splits", splits[:1], options=splits, many=True)
 chosen_splits = c_split.multiselect("Split", splits, key="mk_splits", placeholder="All splits")
 with c_true:
     true_classes = class_filter("True class", names, key="mk_true")
 with c_pred:
     pred_classes = class_filter("Predicted class", names, key="mk_pred")
-write_link("split", chosen_splits, splits, many=True)
-write_link("class", true_classes, classes, names, many=True)
+write_splits(chosen_splits)
+write_classes(true_classes)
 keep("mk_sort", next(iter(gallery.SORT_LABELS)), options=gallery.SORT_LABELS)
 sort_by = c_sort.selectbox(
     "Sort", list(gallery.SORT_LABELS), format_func=gallery.SORT_LABELS.get, key="mk_sort"

@@ -16,7 +16,7 @@ from ui import downloads
 from ui.boot import ensure_app
 from ui.gallery import md_escape, md_names
 from ui.page_state import keep
-from ui.state import current_run, seed_from_link, split_picker, write_link
+from ui.state import current_run, seed_from_link, split_picker
 from ui.tables import CLASS_COLUMNS, class_table, pct
 
 ensure_app()
@@ -36,10 +36,10 @@ names = run.class_names
 c_class, c_mode, c_split = st.columns([2, 2, 1.4])
 with c_split:
     split = split_picker(run)
-seed_from_link("th_class", "class", range(len(names)), names)  # ?class=<name>
+write_class = seed_from_link("th_class", "class", range(len(names)), names)  # ?class=<name>
 keep("th_class", 0, options=range(len(names)))
 cls = c_class.selectbox("Class", range(len(names)), format_func=lambda c: names[c], key="th_class")
-write_link("class", cls, range(len(names)), names)
+write_class(cls)
 keep("th_mode", "threshold", options=MODES)
 mode = c_mode.segmented_control(
     "Mode",
