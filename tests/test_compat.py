@@ -1214,3 +1214,57 @@ def test_the_readme_save_lines_of_timm_and_hugging_face_evaluate_like_the_model(
 
     meta = assert_same_predictions(run, root, forward, transform)
     assert meta["architecture"] in ("timm:resnet10t", "hf:ViTForImageClassification")
+
+
+@pytest.mark.slow
+def test_timm_and_transformers_are_imported_only_when_a_checkpoint_needs_them(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    torch.save(_convnet(3).state_dict(), tmp_path / "m.pt")
+    code = (
+        "import sys; import ui.new_run; from core.engine import models, evaluate; "
+        f"models.load_checkpoint({str(tmp_path / 'm.pt')!r}); "
+        "print(sorted(m for m in ('timm', 'transformers') if m in sys.modules))"
+    )
+    root = Path(__file__).parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+class _Upload:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self.data = name, data
+
+    def getvalue(self) -> bytes:
+        return self.data
+
+
+@pytest.mark.slow
+def test_a_hugging_face_model_uploaded_as_its_files_is_stored_as_one_model(
+    tmp_path: Path, capsys, runs_dir: Path
+) -> None:
+    from core.hosting.settings import Settings
+    from ui.new_run import save_checkpoint_uploads
+
+    root = _odd_sized_dataset(tmp_path / "data")
+    folder = tmp_path / "m"
+    model, transform = _hf_vit(folder, _images(root))
+    files = ("model.safetensors", "config.json", "preprocessor_config.json")
+    uploads = [_Upload(n, (folder / n).read_bytes()) for n in files]
+
+    saved, refused = save_checkpoint_uploads(uploads, Settings())
+    assert refused == [] and len(saved) == 1
+    assert sorted(p.name for p in saved[0].parent.iterdir()) == sorted(files)
+    run = evaluate_cli(capsys, runs_dir, saved[0], root)
+    meta = assert_same_predictions(run, root, _hf_forward(model), transform)
+    assert meta["class_names"] == ["bird", "cat", "dog"]
+
+    two = [*uploads, _Upload("other.safetensors", uploads[0].data)]
+    assert save_checkpoint_uploads(two, Settings())[0] == []
+    stray = [uploads[0], _Upload("labels.json", b"{}")]
+    saved, refused = save_checkpoint_uploads(stray, Settings())
+    assert saved == [] and "labels.json cannot be read with it" in refused[0]

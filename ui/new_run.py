@@ -21,7 +21,7 @@ from typing import Protocol
 
 import streamlit as st
 
-from core.engine import models, preprocessing
+from core.engine import hf_models, models, preprocessing
 from core.engine.sample import CHECKPOINTS, DATASET
 from core.errors import ClassLensError
 from core.hosting import safety
@@ -30,7 +30,7 @@ from ui import jobs, prep_fields
 from ui.form_errors import TRUST_MANY, TRUST_ONE, for_form
 from ui.gallery import md_escape
 
-UPLOAD_TYPES = ["safetensors", "pt", "pth", "ckpt", "bin", "pt2", "onnx"]
+UPLOAD_TYPES = ["safetensors", "pt", "pth", "ckpt", "bin", "pt2", "onnx", "json"]
 DATASET_UPLOAD_TYPES = ["zip"]
 
 
@@ -52,7 +52,12 @@ def save_checkpoint_uploads(
 ) -> tuple[list[Path], list[str]]:
     """Return (stored paths, refusals) for uploaded checkpoints: each is checked by size and
     content, then stored content-addressed in the cache (reruns reuse it). No streamlit here,
-    so tests call it directly (AppTest cannot drive st.file_uploader)."""
+    so tests call it directly (AppTest cannot drive st.file_uploader). A Hugging Face model is
+    its weights uploaded with config.json (and preprocessor_config.json): stored as one folder."""
+    uploads = list(uploads)
+    configs = [u for u in uploads if Path(u.name).suffix.lower() == ".json"]
+    if configs:
+        return _save_hf_upload([u for u in uploads if u not in configs], configs, settings)
     saved, refused = [], []
     for upload in uploads:
         try:
@@ -60,6 +65,22 @@ def save_checkpoint_uploads(
         except ClassLensError as exc:
             refused.append(str(exc))
     return saved, refused
+
+
+def _save_hf_upload(
+    weights: list[Upload], configs: list[Upload], settings: Settings
+) -> tuple[list[Path], list[str]]:
+    if len(weights) != 1:
+        return [], [
+            f"{len(weights)} weights files came with config.json: upload one Hugging Face model "
+            "at a time (model.safetensors with its config.json and preprocessor_config.json)."
+        ]
+    try:
+        stored = safety.save_checkpoint_upload(weights[0].name, weights[0].getvalue(), settings)
+        named = {Path(u.name).name: u.getvalue() for u in configs}
+        return [hf_models.store_upload(stored, named)], []
+    except ClassLensError as exc:
+        return [], [str(exc)]
 
 
 def dataset_from_zip(upload: Upload, settings: Settings) -> Path:
@@ -102,14 +123,19 @@ def _choose_checkpoint(settings: Settings) -> tuple[list[Path], bool]:
             accept_multiple_files=True,
             max_upload_size=settings.max_upload_mb,
             help="Several files are evaluated one after another, ready for the Compare page. "
-            "Files are judged by their content, not their extension.",
+            "Files are judged by their content, not their extension. A Hugging Face model: its "
+            "model.safetensors with config.json (and preprocessor_config.json) together.",
         )
         trusted = _trust_box(TRUST_MANY, "ck_trust_up", settings)
         saved, refused = save_checkpoint_uploads(uploads or [], settings)
         for message in refused:
             st.error(message)
         return saved, trusted
-    text = st.text_input("Checkpoint path on the server", key="ck_path", help=_roots(settings))
+    text = st.text_input(
+        "Checkpoint path on the server (a file, or a Hugging Face save_pretrained folder)",
+        key="ck_path",
+        help=_roots(settings),
+    )
     trusted = _trust_box(TRUST_ONE, "ck_trust_path", settings)
     found = server_path(text, settings)
     return ([found] if found else []), trusted
@@ -169,9 +195,13 @@ def form() -> None:
     ckpt_path = ckpt_paths[0]
     trust_label = TRUST_MANY if st.session_state.get("ck_src") == "Upload" else TRUST_ONE
     try:
-        if not ckpt_path.is_file():
+        if ckpt_path.is_dir() and hf_models.folder_of(ckpt_path) is not None:
+            digest = hf_models.sha256_of(ckpt_path)  # a Hugging Face save_pretrained folder
+        elif ckpt_path.is_file():
+            digest = models.sha256_file(ckpt_path)
+        else:
             raise ClassLensError(f"checkpoint not found: {ckpt_path}.")
-        ckpt = _inspect(str(ckpt_path), models.sha256_file(ckpt_path), trusted, arch)
+        ckpt = _inspect(str(ckpt_path), digest, trusted, arch)
     except ClassLensError as exc:
         st.error(for_form(str(exc), trust=trust_label))
         return

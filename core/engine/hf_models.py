@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,54 @@ def _weights_file(path: Path, folder: Path) -> Path:
         else f"it holds no {' or '.join(WEIGHTS)}"
     )
     raise ClassLensError(f"the Hugging Face folder {folder.name} cannot be read: {why}.")
+
+
+def sha256_of(path: Path) -> str:
+    """Return the content sha256 of the Hugging Face model at ``path`` (folder or file)."""
+    folder = folder_of(path)
+    if folder is None:
+        raise ClassLensError(f"{path} is not a Hugging Face model folder (no config.json).")
+    return content_sha256(_weights_file(path, folder), folder)
+
+
+JSON_NAMES = ("config.json", "preprocessor_config.json")
+MAX_JSON_BYTES = 1 << 20
+
+
+def store_upload(weights: Path, configs: dict[str, bytes]) -> Path:
+    """Return the weights' path in a folder beside the stored upload ``weights`` that also holds
+    the uploaded ``configs`` ({file name: bytes}: config.json, preprocessor_config.json),
+    content-addressed, so the two files uploaded together are read as one model."""
+    wrong = sorted(set(configs) - set(JSON_NAMES))
+    if "config.json" not in configs or wrong:
+        raise ClassLensError(
+            f"a Hugging Face model is uploaded as its weights with config.json (and "
+            f"preprocessor_config.json); {', '.join(wrong) or 'config.json is missing'} "
+            "cannot be read with it. Upload those files together."
+        )
+    for name, data in configs.items():
+        if len(data) > MAX_JSON_BYTES:
+            raise ClassLensError(f"{name} is over 1 MB; a model's config is far smaller.")
+        try:
+            json.loads(data)
+        except ValueError as exc:
+            raise ClassLensError(f"{name} is not valid JSON ({exc}).") from None
+    h = hashlib.sha256(weights.parent.name.encode())
+    for name in sorted(configs):
+        h.update(name.encode() + b"\0" + hashlib.sha256(configs[name]).digest())
+    folder = weights.parent.parent / f"hf-{h.hexdigest()[:16]}"
+    if not (folder / weights.name).is_file():
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shutil.copyfile(weights, tmp / weights.name)
+        for name, data in configs.items():
+            (tmp / name).write_bytes(data)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another session stored the same upload first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder / weights.name
 
 
 def content_sha256(weights: Path, folder: Path) -> str:
@@ -255,6 +305,11 @@ def load(path: Path) -> dict[str, Any]:
     assert folder is not None
     raw = _config(folder) or {}
     weights = _weights_file(path, folder)
+    from core.hosting import safety
+
+    for part in (weights, folder / "config.json", folder / "preprocessor_config.json"):
+        if part.exists():
+            safety.check_server_path(part)  # the roots the folder itself is checked against
     try:
         model = _build(folder, raw, weights)
     except ClassLensError:
