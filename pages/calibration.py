@@ -18,7 +18,7 @@ from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
 from ui.page_state import keep, put
 from ui.state import current_run, split_picker
-from ui.tables import CLASS_COLUMNS, class_table, pct
+from ui.tables import class_columns, class_table, pct
 
 ensure_app()
 
@@ -119,17 +119,13 @@ st.subheader("Calibration per class")
 st.dataframe(
     class_table(cal.class_table, run.run_id, split, y_true, probs, names, spinner=SPIN),
     hide_index=True,
-    column_config={
-        **CLASS_COLUMNS,
-        "mean_prob": st.column_config.NumberColumn(
-            "mean P(class)", format="percent", help="Average probability given to the class"
-        ),
-        "frequency": st.column_config.NumberColumn(
-            "share of images", format="percent", help="How often the class really occurs"
-        ),
-        "ece": st.column_config.NumberColumn("ECE", format="percent"),
-        "mce": st.column_config.NumberColumn("MCE", format="percent"),
-    },
+    column_config=class_columns(
+        "percent",
+        mean_prob=("mean P(class)", "Average probability given to the class"),
+        frequency=("share of images", "How often the class really occurs"),
+        ece=("ECE", None),
+        mce=("MCE", None),
+    ),
     key="cal_table",
 )
 st.caption(

@@ -17,7 +17,7 @@ from ui.boot import ensure_app
 from ui.gallery import md_escape, md_names
 from ui.page_state import keep
 from ui.state import current_run, seed_from_link, split_picker
-from ui.tables import CLASS_COLUMNS, class_table, pct
+from ui.tables import class_columns, class_table, pct
 
 ensure_app()
 
@@ -132,15 +132,11 @@ st.subheader("Every class")
 st.dataframe(
     class_table(th.class_table, run.run_id, split, y_true, probs, names, spinner=SPIN),
     hide_index=True,
-    column_config={
-        **CLASS_COLUMNS,
-        "average_precision": st.column_config.NumberColumn(
-            "average precision", format="%.3f", help="Area under the precision-recall curve"
-        ),
-        "roc_auc": st.column_config.NumberColumn(
-            "ROC AUC", format="%.3f", help="Chance that a class image outranks another image"
-        ),
-    },
+    column_config=class_columns(
+        "%.3f",
+        average_precision=("average precision", "Area under the precision-recall curve"),
+        roc_auc=("ROC AUC", "Chance that a class image outranks another image"),
+    ),
     key="th_table",
 )
 st.caption("One-vs-rest, from P(class) alone. Click a header to sort; empty cells: no images.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,11 +14,17 @@ import streamlit as st
 ClassTable = Callable[[np.ndarray, np.ndarray, Sequence[str]], pd.DataFrame]
 
 
-# The columns every per-class table starts with (core.analysis.*.class_table).
-CLASS_COLUMNS = {
-    "class": st.column_config.TextColumn("class"),
-    "support": st.column_config.NumberColumn("support", help="Images of the class"),
-}
+def class_columns(fmt: str, **columns: tuple[str, str | None]) -> dict[str, Any]:
+    """Return the column_config of a per-class table (core.analysis.*.class_table): class
+    and support first, then one number column per ``name=(label, help)`` shown as ``fmt``."""
+    return {
+        "class": st.column_config.TextColumn("class"),
+        "support": st.column_config.NumberColumn("support", help="Images of the class"),
+        **{
+            name: st.column_config.NumberColumn(label, format=fmt, help=help_text)
+            for name, (label, help_text) in columns.items()
+        },
+    }
 
 
 def pct(x: float) -> str:
