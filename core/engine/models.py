@@ -280,7 +280,7 @@ def safe_metadata_globals() -> list[Any]:
 
     numeric = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
                np.uint32, np.uint64, np.float16, np.float32, np.float64]  # fmt: skip
-    scalar = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
+    scalar = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray  # type: ignore[attr-defined]
     return [
         scalar.scalar,
         (scalar.scalar, "numpy.core.multiarray.scalar"),  # as numpy 1.x pickles name it
