@@ -15,6 +15,7 @@ from core.hosting import settings
 from ui import downloads, health
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
+from ui.gallery import md_code, md_escape
 from ui.page_state import forget, keep
 from ui.state import current_run, split_picker, thresholds
 
@@ -68,7 +69,7 @@ run = current_run()
 m_all = run.metrics
 st.title("Overview")
 st.caption(
-    f"`{run.meta['checkpoint']['name']}` · {run.meta['architecture']} · "
+    f"{md_code(run.meta['checkpoint']['name'])} · {md_escape(run.meta['architecture'])} · "
     f"{len(run.class_names)} classes · run `{run.run_id[:6]}`"
 )
 
@@ -150,7 +151,7 @@ facts = tables.run_facts(run.meta, m_all, server_paths=not settings.current().ho
 for col, (section, items) in zip(st.columns(len(facts)), facts.items(), strict=True):
     with col.container(border=True):
         st.markdown(f"**{section}**")
-        st.markdown("  \n".join(f"{label}: `{text}`" for label, text in items))
+        st.markdown("  \n".join(f"{label}: {md_code(text)}" for label, text in items))
 skipped = tables.skipped_table(run.meta)
 with st.expander(f"Skipped files ({len(skipped)})", icon=":material/block:"):
     if skipped.empty:

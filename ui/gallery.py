@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,14 @@ def thumbnail_png(path: str, size: int) -> bytes | None:
 def md_escape(text: str) -> str:
     """Return ``text`` safe inside Streamlit markdown (class names may hold * _ [ ] etc.)."""
     return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~:$<>" else ch for ch in text)
+
+
+def md_code(text: str) -> str:
+    """Return ``text`` as one markdown code span that no backtick inside it can close (the
+    fence is one backtick longer than its longest run), for names shown as `code`."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    pad = " " if longest else ""
+    return f"{'`' * (longest + 1)}{pad}{text}{pad}{'`' * (longest + 1)}"
 
 
 def md_names(text: str, class_names: Sequence[str]) -> str:

@@ -26,3 +26,17 @@ def test_a_link_or_image_in_a_name_is_escaped_in_download_labels() -> None:
         for label in labels:
             assert "](" not in label.replace("\\]\\(", "")  # every bracket and paren escaped
             assert "\\[" in label and "\\(http" in label
+
+
+def test_md_code_keeps_any_name_inside_one_code_span() -> None:
+    """Parsed as CommonMark (as Streamlit's frontend does), the span is one code node holding
+    the name exactly: no link, no image, whatever backticks the name holds."""
+    from markdown_it import MarkdownIt
+
+    from ui.gallery import md_code
+
+    for name in ("plain.pt", "a`[x](http://evil)`b", "``![i](http://e/i.png)", "`", "x```y"):
+        tokens = MarkdownIt("commonmark").parseInline(f"file: {md_code(name)}")[0].children
+        kinds = [t.type for t in tokens]
+        assert kinds == ["text", "code_inline"], (name, kinds)
+        assert tokens[1].content == name, (name, tokens[1].content)
