@@ -1150,6 +1150,7 @@ def test_hugging_face_classifiers_predict_like_the_model_and_its_image_processor
     assert "preprocessor_config.json" in meta["facts"]["preprocessing"]
 
 
+@pytest.mark.slow  # imports transformers (3-7 s on the shared VM)
 def test_a_hugging_face_config_with_remote_code_or_an_unknown_model_type_is_refused(
     tmp_path: Path, capsys
 ) -> None:
