@@ -250,10 +250,10 @@ def read_preprocessing(folder: Path, raw: dict[str, Any]) -> tuple[dict[str, Any
         cfg = json.loads(path.read_text())
     except OSError:
         size = raw.get("image_size")  # ViT-like models take only the size they were built for
-        read = {"backend": "hf_torchvision", "resize": "stretch"}
+        known: dict[str, Any] = {"backend": "hf_torchvision", "resize": "stretch"}
         if isinstance(size, int):
-            read["image_size"] = size
-        return read, (
+            known["image_size"] = size
+        return known, (
             "no preprocessor_config.json: image size from config.json's image_size "
             f"({size}), stretched as the torchvision backend does; mean/std from your input, "
             "the probe or defaults"
@@ -322,7 +322,7 @@ def load(path: Path) -> dict[str, Any]:
         ) from None
     read, words = read_preprocessing(folder, raw)
     wrapped = LogitsOf(model).eval()
-    wrapped.classlens_read = read
+    vars(wrapped)["classlens_read"] = read  # a plain attribute (core.engine.probe reads it)
     arch = PREFIX + type(model).__name__
     import transformers
 

@@ -253,7 +253,7 @@ def build(name: str, sd: StateDict) -> tuple[nn.Module, dict[str, Any]]:
             f"right --arch timm:NAME, leave --arch out to detect it, {ONNX_HINT}."
         ) from None
     read, words = read_preprocessing(model)
-    model.classlens_read = read
+    vars(model)["classlens_read"] = read  # a plain attribute (core.engine.probe reads it)
     timm = _timm()
     facts = {
         "weights": {
@@ -292,8 +292,13 @@ def read_preprocessing(model: nn.Module) -> tuple[dict[str, Any], str]:
     if cfg.get("crop_mode", "center") not in (None, "center"):
         notes.append(f"its crop_mode {cfg['crop_mode']!r} is not reproduced: center crop used")
     words = (
-        f"read from timm's pretrained_cfg of {model.pretrained_cfg.get('architecture', '?')}: "
+        f"read from timm's pretrained_cfg of {_arch_of(model)}: "
         f"{h}x{w} px, {interp} resize of the shorter side to floor(size / {crop_pct}) then "
         f"center crop, mean {list(read['mean'])}, std {list(read['std'])}"
     )
     return read, "; ".join([words, *notes])
+
+
+def _arch_of(model: nn.Module) -> str:
+    cfg = getattr(model, "pretrained_cfg", None)
+    return str(cfg.get("architecture", "?")) if isinstance(cfg, dict) else "?"
