@@ -1269,3 +1269,23 @@ def test_a_hugging_face_model_uploaded_as_its_files_is_stored_as_one_model(
     stray = [uploads[0], _Upload("labels.json", b"{}")]
     saved, refused = save_checkpoint_uploads(stray, Settings())
     assert saved == [] and "labels.json cannot be read with it" in refused[0]
+
+
+@pytest.mark.slow
+def test_a_hugging_face_pytorch_model_bin_smuggling_a_call_is_refused_and_never_runs(
+    tmp_path: Path, capsys
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    folder = tmp_path / "m"
+    _hf_vit(folder, _images(root))
+    from safetensors.torch import load_file
+
+    sd = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    torch.save({**sd, "evil": _Call(marker)}, folder / "pytorch_model.bin")
+
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", folder, "--data", root)
+
+    assert_cli_error(proc, r"pytorch_model\.bin is not a safe weights file")
+    assert not marker.exists()
