@@ -637,7 +637,7 @@ def summary(
                 if clusters is False
                 else [
                     check_clusters(
-                        clusters or None,
+                        clusters if isinstance(clusters, failure_clusters.Cluster) else None,
                         metrics.get("classes", []),
                         split,
                         unavailable=clusters_unavailable,
