@@ -169,6 +169,8 @@ def submit(
             return task
         task = _RUNNING[key] = Task(key, label or str(key))
         _pool().submit(_run, task, fn, args, progress)
+    # One line per computation started (the load test counts them in the server log).
+    print(f"classlens: task started: {task.label}", file=sys.stderr, flush=True)
     return task
 
 

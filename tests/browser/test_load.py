@@ -254,3 +254,108 @@ def test_eight_sessions_view_and_evaluate_at_once(unthrottled, hosted_server) ->
     assert _p95(health.latencies) < P95_HEALTH_S, figures
     assert max(health.latencies) < MAX_HEALTH_S, figures
     assert Path(log_path).read_text().count("Traceback") == 0
+
+
+HEAVY_GRADCAM = 6  # viewers paging Mistakes with Grad-CAM on
+HEAVY_EMBED = 3  # viewers opening Leakage by model embeddings
+PROBES = 10  # Overview loads measured for another viewer while they work
+P95_OVERVIEW_S = 1.0  # the goal (issue 13); recorded, asserted loosely on the shared box
+
+
+def _good_run_id(runs_dir: Path) -> str:
+    for p in runs_dir.iterdir():
+        meta = p / "meta.json"
+        if meta.is_file() and "good" in json.loads(meta.read_text())["checkpoint"]["name"]:
+            return p.name
+    raise AssertionError(f"no run of the good sample checkpoint in {runs_dir}")
+
+
+def _sign_in_at(pages: list, url: str) -> None:
+    """Open ``url`` (a deep link) in every page and sign in: the link survives the login."""
+    for page in pages:
+        page.set_default_timeout(STEP_TIMEOUT_S * 1000)
+        page.goto(url)
+    for page in pages:
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+    for page in pages:
+        page.get_by_role("button", name="Sign in").click()
+
+
+def test_heavy_viewers_leave_another_viewers_overview_fast(unthrottled, hosted_server) -> None:  # noqa: ANN001
+    """Six viewers turn Grad-CAM on for the same Mistakes page and three open Leakage by
+    embeddings on a run without cached embeddings, while another viewer reloads Overview:
+    one Grad-CAM and one embedding computation in all (core.hosting.tasks), and that
+    viewer's Overview p95 is measured."""
+    browser = unthrottled
+    server, log_path = hosted_server
+    good = _good_run_id(server.runs_dir)
+    (server.runs_dir / good / "embeddings.npy").unlink(missing_ok=True)
+    log_before = log_path.read_text()
+    n_heavy = HEAVY_GRADCAM + HEAVY_EMBED
+    contexts = [
+        browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(n_heavy + 1)
+    ]
+    overview_s: list[float] = []
+    try:
+        pages = [c.new_page() for c in contexts]
+        cams, embeds, probe = pages[:HEAVY_GRADCAM], pages[HEAVY_GRADCAM:n_heavy], pages[-1]
+        _sign_in_at(cams, f"{server.url}/mistakes?run={good}")
+        _sign_in_at(embeds, f"{server.url}/leakage?run={good}")
+        _sign_in_at([probe], f"{server.url}/?run={good}")
+        now = [time.perf_counter()] * len(pages)
+        wait_all(cams, heading_ready("Mistakes"), now, "mistakes", STEP_TIMEOUT_S)
+        wait_all(embeds, heading_ready("Leakage"), now, "leakage", STEP_TIMEOUT_S)
+        wait_all([probe], heading_ready("Overview"), now, "overview", STEP_TIMEOUT_S)
+        t_heavy = time.perf_counter()
+        for page in cams:
+            page.get_by_text("Show Grad-CAM").click()
+        for page in embeds:
+            page.get_by_text("Model embeddings", exact=True).click()
+        nav = probe.locator('[data-testid="stSidebarNav"]')
+        for _ in range(PROBES):
+            nav.get_by_text("Per-class metrics").click()
+            wait_all([probe], heading_ready("Per-class metrics"), [time.perf_counter()],
+                     "per-class", STEP_TIMEOUT_S)  # fmt: skip
+            started = [time.perf_counter()]
+            nav.get_by_text("Overview").click()
+            overview_s += wait_all([probe], heading_ready("Overview"), started, "overview",
+                                   STEP_TIMEOUT_S)  # fmt: skip
+        wait_all(
+            cams,
+            lambda p: (
+                p.get_by_text("Computing Grad-CAM").count() == 0 and p.locator(RUNNING).count() == 0
+            ),
+            [t_heavy] * len(cams),
+            "grad-cam shown",
+            EVAL_TIMEOUT_S,
+        )
+        embed_s = wait_all(
+            embeds,
+            lambda p: p.get_by_text("at cosine similarity").count() > 0,
+            [t_heavy] * len(embeds),
+            "embedding pairs shown",
+            EVAL_TIMEOUT_S,
+        )
+        for page in pages:
+            assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        for c in contexts:
+            c.close()
+    log = log_path.read_text()[len(log_before) :]
+    figures = {
+        "gradcam_viewers": HEAVY_GRADCAM,
+        "embedding_viewers": HEAVY_EMBED,
+        "gradcam_computations": log.count("classlens: task started: Grad-CAM"),
+        "embedding_computations": log.count("classlens: task started: Embedding"),
+        "embeddings_seen_by_all_max_s": round(max(embed_s), 1),
+        "other_viewer_overview_p50_s": round(statistics.median(overview_s), 2),
+        "other_viewer_overview_p95_s": round(_p95(overview_s), 2),
+        "other_viewer_overview_max_s": round(max(overview_s), 2),
+    }
+    print("load test (heavy viewers):", json.dumps(figures))
+    (SHOTS / "load-heavy.json").write_text(json.dumps(figures, indent=1))
+    assert figures["gradcam_computations"] == 1, figures
+    assert figures["embedding_computations"] == 1, figures
+    assert "Traceback" not in log
+    # The 1 s goal is recorded in BENCHMARKS.md; on the shared 2-core box the bound is looser.
+    assert figures["other_viewer_overview_p95_s"] < 5 * P95_OVERVIEW_S, figures
