@@ -18,7 +18,7 @@ from tests.app.conftest import ROOT
 
 ORDER = [
     "overview", "confusion", "per_class", "mistakes", "overfitting", "compare", "thresholds",
-    "calibration", "leakage", "suspicious", "runs",
+    "calibration", "leakage", "suspicious", "embedding_map", "failure_clusters", "runs",
 ]  # fmt: skip
 Step = tuple[str, str, object]  # (AppTest widget kind, key, value to set)
 
@@ -52,6 +52,9 @@ def _steps(runs: dict[str, Run]) -> dict[str, list[list[Step]]]:
         "leakage": [[("slider", "lk_distance", 2)]],
         "suspicious": [[("segmented_control", "sl_split", "train"),
                         ("selectbox", "sl_order", "self_confidence")]],
+        "embedding_map": [[("selectbox", "em_color", "predicted class"),
+                           ("multiselect", "em_splits", ["test"])]],
+        "failure_clusters": [[("number_input", "fc_k", 5)]],
     }  # fmt: skip
 
 
