@@ -133,3 +133,25 @@ def test_segment_as_filter_selects_the_same_rows() -> None:
             w = slices.to_where((cond,))
             text = where.to_query(w)
             np.testing.assert_array_equal(where.mask(where.parse(text), df), cond.mask(df))
+
+
+def test_search_masks_equal_condition_masks() -> None:
+    rng = np.random.default_rng(2)
+    n = 500
+    x = rng.normal(size=n)
+    x[:20] = np.nan
+    df = pd.DataFrame(
+        {
+            "split": np.where(np.arange(n) < 250, "train", "test"),
+            "site": pd.Series(rng.choice(["a", "b", None], n), dtype=object),
+            "x": x,
+            "when": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 300, n), "D"),
+            "flag": pd.array(rng.choice([True, False], n), dtype="boolean"),
+        }
+    )
+    kinds = {"site": "categorical", "x": "numeric", "when": "date", "flag": "bool"}
+    for column, kind in kinds.items():
+        conds = slices.conditions_for(df, column, kind)
+        got = slices._masks(df, column, kind, conds)
+        want = np.stack([c.mask(df) for c in conds], axis=1)
+        np.testing.assert_array_equal(got, want, err_msg=column)

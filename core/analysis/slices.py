@@ -135,7 +135,11 @@ def conditions_for(
     rows = edge_rows(df) if edges_from is None else edges_from
     numeric = _as_float(col)
     edges = bin_edges(numeric[rows])
-    to_value = (lambda e: pd.Timestamp(int(e))) if kind == "date" else float
+    if kind == "date":  # edges are in the column's own unit (ns, us, s)
+        unit = np.datetime_data(col.dtype)[0]
+        to_value = lambda e: pd.Timestamp(np.datetime64(int(e), unit))  # noqa: E731
+    else:
+        to_value = float
     back = [to_value(e) for e in edges]
     if not back:
         return []
@@ -253,6 +257,25 @@ def per_value(
     )
 
 
+def _masks(df: pd.DataFrame, column: str, kind: str, conds: list[Condition]) -> np.ndarray:
+    """Return the (n, len(conds)) bool masks of one column's ``conditions_for`` conditions,
+    computed in one pass (codes for values, one searchsorted for bins) instead of one
+    comparison per condition; equal to ``Condition.mask`` column by column."""
+    if not conds:
+        return np.zeros((len(df), 0), dtype=bool)
+    if conds[0].op == "==":
+        cats = pd.Categorical(df[column], categories=pd.Index([c.value for c in conds]))
+        codes = np.asarray(cats.codes)
+        return codes[:, None] == np.arange(len(conds))[None, :]
+    x = _as_float(df[column])
+    edges = [conds[0].value] + [c.value[1] for c in conds[1:-1]]
+    if kind == "date":
+        edges = list(np.asarray(edges, dtype=df[column].dtype).astype("int64"))
+    bins = np.searchsorted(np.asarray(edges, dtype=float), x, side="right")
+    bins[np.isnan(x)] = -1
+    return bins[:, None] == np.arange(len(conds))[None, :]
+
+
 def _split_rows(df: pd.DataFrame, split: str | None) -> np.ndarray:
     if split is None or "split" not in df.columns:
         return np.ones(len(df), dtype=bool)
@@ -362,7 +385,13 @@ def weak_segments(
     n_total, k_total = len(sub), int(correct.sum())
     if not conds or n_total == 0:
         return Search((), 0, split, n_total, tuple(searched))
-    masks = np.stack([c.mask(sub) for c in conds], axis=1)  # (n, c)
+    masks = np.concatenate(
+        [
+            _masks(sub, column, kinds[column], [c for c in conds if c.column == column])
+            for column in searched
+        ],
+        axis=1,
+    )  # (n, c), columns in the order of conds
     keep = masks.sum(axis=0) >= min_support
     conds = [c for c, k in zip(conds, keep, strict=True) if k]
     masks = masks[:, keep]

@@ -1,0 +1,107 @@
+"""Slices (issue 14): image properties of 50,000 files, and the weak-segment search at
+50,000 images x 20 columns.
+
+Properties: 50,000 PNGs (``SIZE`` px grey-and-colour noise with a shape) written to a temporary
+folder, measured by ``core.images.properties.measure_files`` in this process and on worker
+processes; the ratio to decoding alone (PIL open + RGB convert, the floor any measurement pays)
+says what the numpy measurements cost on top. Search: a slice table of 50,000 test rows
+(10 categorical columns of 4-8 values, 10 numeric columns, a planted weak value), timed for
+``slices.weak_segments`` (singles and pairs) and one ``per_value`` table.
+
+``python -m bench.slices [n_images] [size]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from core.analysis import slices
+from core.images import properties
+
+N = 50_000
+SIZE = 64
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def write_images(folder: Path, n: int, size: int) -> list[Path]:
+    """Write ``n`` small PNGs (noise plus a bright square) and return their paths."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        pixels = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+        a, b = rng.integers(0, size // 2, 2)
+        pixels[a : a + size // 3, b : b + size // 3] += 150
+        path = folder / f"{i:06d}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def _decode_only(paths: list[Path]) -> None:
+    for p in paths:
+        with Image.open(p) as img:
+            np.asarray(img.convert("RGB"))
+
+
+def slice_table(n: int = N, seed: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Return a 20-column slice table of ``n`` test rows with one weak value planted."""
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {"split": np.full(n, "test")}
+    kinds = {}
+    for i in range(10):
+        data[f"cat{i}"] = rng.choice([f"v{j}" for j in range(4 + i % 5)], n)
+        kinds[f"cat{i}"] = "categorical"
+    for i in range(10):
+        data[f"num{i}"] = rng.normal(size=n)
+        kinds[f"num{i}"] = "numeric"
+    df = pd.DataFrame(data)
+    p_ok = np.where(df["cat3"] == "v1", 0.80, 0.90)
+    df["correct"] = rng.random(n) < p_ok
+    return df, kinds
+
+
+def main(n: int = N, size: int = SIZE) -> int:
+    """Print the properties throughput and the search times."""
+    df, kinds = slice_table()
+    t_search, found = _timed(lambda: slices.weak_segments(df, kinds, split="test"))
+    t_singles, _ = _timed(lambda: slices.weak_segments(df, kinds, split="test", pairs=False))
+    t_value, _ = _timed(lambda: slices.per_value(df, "num0", "numeric", split="test"))
+    print(
+        f"search 50,000 x 20 columns: {t_search:.2f} s (singles and pairs, {found.tried:,} "
+        f"slices tried, {len(found.segments)} found, first: {found.segments[0].text()}); "
+        f"singles only {t_singles:.2f} s; per_value of one numeric column {t_value:.3f} s"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t_write, paths = _timed(lambda: write_images(Path(tmp), n, size))
+        t_decode, _ = _timed(lambda: _decode_only(paths))
+        t_one, table = _timed(lambda: properties.measure_files(paths, workers=0))
+        workers = min(4, os.cpu_count() or 1)
+        t_many, _ = _timed(lambda: properties.measure_files(paths, workers=workers))
+    assert table["readable"].all()
+    print(
+        f"properties of {n:,} {size}x{size} PNGs (written in {t_write:.1f} s): decode only "
+        f"{t_decode:.1f} s ({n / t_decode:,.0f} img/s); properties in one process "
+        f"{t_one:.1f} s ({n / t_one:,.0f} img/s, {t_one / t_decode:.2f}x decode); on "
+        f"{workers} processes {t_many:.1f} s ({n / t_many:,.0f} img/s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    sys.exit(main(*args))
