@@ -349,7 +349,10 @@ def test_heavy_viewers_leave_another_viewers_overview_fast(unthrottled, hosted_s
         "embedding_computations": log.count("classlens: task started: Embedding"),
         "embeddings_seen_by_all_max_s": round(max(embed_s), 1),
         "other_viewer_overview_p50_s": round(statistics.median(overview_s), 2),
-        "other_viewer_overview_p95_s": round(_p95(overview_s), 2),
+        # inclusive: with PROBES samples the default method extrapolates past the maximum
+        "other_viewer_overview_p95_s": round(
+            statistics.quantiles(overview_s, n=20, method="inclusive")[-1], 2
+        ),
         "other_viewer_overview_max_s": round(max(overview_s), 2),
     }
     print("load test (heavy viewers):", json.dumps(figures))
