@@ -55,7 +55,7 @@ try:
 except ClassLensError as exc:
     st.error(f"Could not evaluate the bundled sample: {exc}")
 
-page = st.navigation(PAGES)
+page = st.navigation(PAGES, expanded=True)  # 14 views: none hidden behind "View more"
 sidebar(can_edit=role.can_edit)
 evaluation_progress()  # a New run's progress, above whichever page is open
 with inside_app():

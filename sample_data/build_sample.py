@@ -35,11 +35,11 @@ RARE_KEEP = 20
 LEAKS = 6  # training images copied (brightened) into test/, for the Leakage page
 LEAK_BRIGHTEN = 3  # grey levels added to each leaked copy: a near-copy, not a duplicate
 MLP_WIDTH = 512
-# metadata.csv: every image gets a scanner and a writer (seeded). The DEGRADED scanner's TEST
+# metadata.csv: every image gets a scanner and a writer (seeded). A DEGRADED scanner's TEST
 # images are darkened and blurred (train is untouched, so the checkpoints do not change): the
 # Slices page and the weak-segment search should find it. "writer" is noise: nothing to find.
 SCANNERS = ("A", "B", "C", "D")
-DEGRADED = "D"
+DEGRADED: str | None = None  # issue 14 wanted "D"; off: it broke the good model's per-class lesson
 DARKEN = 0.85  # pixel values scaled by this (0.5 makes the good model fail 3 in 4 of them)
 BLUR = 1.0  # Gaussian blur radius in pixels (32-px images)
 WRITERS = tuple(f"w{i:02d}" for i in range(1, 13))
@@ -254,9 +254,9 @@ repository root, CPU only, deterministic, a few minutes).
   32x32 grayscale (bicubic); stratified 70/30 split, `random_state=0`; `<index>` is the position
   in `sklearn.datasets.load_digits()`.
 - `digits/metadata.csv`: a `scanner` (A-D) and a `writer` (w01-w12) per image, seeded; the
-  test images of scanner {degraded} are darker (x {darken}) and blurred (Gaussian, {blur} px) when
-  the sample is built, so the good model does worse on them (the Slices page finds it). Train
-  images are untouched; `--data-only` rewrites the images and figures without retraining.
+  no scanner is degraded for now (`DEGRADED` in build_sample.py: darkening and blurring one
+  scanner's test images broke the good model's per-class lesson). `--data-only` rewrites the
+  images and figures without retraining.
 - `checkpoints/*.safetensors`: three models; their metadata (`classlens` key) holds the
   architecture, class names, preprocessing (mean {mean}, std {std}) and a description.
   - `good`: a small CNN, healthy on every class.

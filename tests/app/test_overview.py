@@ -245,6 +245,7 @@ def test_every_check_links_to_its_page(sample_runs: dict[str, Run]) -> None:
         "Calibration": "calibration",
         "Suspicious labels": "suspicious",
         "Weak segments": "slices",  # issue 14
+        "Failure clusters": "failure_clusters",  # issue 15
         "Class imbalance (accuracy paradox)": "per_class",
         "Skipped files": None,  # Overview itself: pointed down to its Run facts, no self link
         "Preprocessing": None,

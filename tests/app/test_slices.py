@@ -25,32 +25,27 @@ def _segments(at) -> list[str]:  # noqa: ANN001
     return [md.value for md in at.markdown if md.value.startswith("Images with ")]
 
 
-def test_sample_degraded_scanner_ranks_first_on_page_cli_and_report(
+def test_page_cli_and_report_agree_on_the_samples_weak_segments(
     sample_runs: dict[str, Run], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The sample no longer plants a degraded scanner (it broke the good model's per-class
+    # lesson; see sample_data/build_sample.py DEGRADED), so this checks agreement, whatever
+    # the search finds: the same segments, in the same order, on the page, the CLI and the report.
     run = sample_runs["good"]
     proc = cli_inprocess(capsys, "slices", run.path, "--json")
     assert proc.returncode == 0, proc.stderr
-    found = json.loads(proc.stdout)
-    top = found["segments"][0]
-    assert top["conditions"] == [{"column": "scanner", "op": "==", "value": "D"}]
-    # the numbers behind the sentence, recounted from the sample's metadata file
-    meta = pd.read_csv(conftest.ROOT / "sample_data/digits/metadata.csv")
-    pred = run.predictions()
-    test = pred[pred["split"] == "test"]
-    keys = "test/" + test["path"]
-    scanner = keys.map(dict(zip(meta["path"], meta["scanner"], strict=True)))
-    d = (scanner == "D").to_numpy()
-    ok = (test["y_true"] == test["y_pred"]).to_numpy()
-    assert top["images"] == d.sum()
-    assert top["accuracy"] == pytest.approx(ok[d].mean(), abs=1e-6)
-    assert top["rest_accuracy"] == pytest.approx(ok[~d].mean(), abs=1e-6)
-    assert top["accuracy"] < top["rest_accuracy"] - 0.03  # measurably worse
-
+    found = json.loads(proc.stdout)["segments"]
     at = _open(run)
-    assert _segments(at)[0].startswith("Images with scanner is D \\(")
+    shown = _segments(at)
+    assert len(shown) == min(10, len(found))
     html = build_report(run, "test")
-    assert "<li data-segment='scanner is D'>" in html.split('<ol id="segments">')[1]
+    if not found:
+        assert any("is significantly worse than the rest" in s.value for s in at.success)
+        return
+    for seg, text in zip(found, shown, strict=False):
+        assert text.startswith("Images with ")
+        assert f"{seg['images']}" in text.replace(",", "")
+    assert "<li data-segment=" in html.split('<ol id="segments">')[1]
 
 
 def test_per_value_accuracy_equals_sklearn_on_each_scanner(sample_runs: dict[str, Run]) -> None:
@@ -75,11 +70,10 @@ def test_per_value_accuracy_equals_sklearn_on_each_scanner(sample_runs: dict[str
 def test_apply_as_filter_narrows_every_page(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["good"]
     at = _open(run)
-    at.button(key="sl_apply_0").click().run()
+    at.selectbox(key="sl_column").set_value("scanner").run()
+    at.button(key="sl_value_0").click().run()
     assert not at.exception, at.exception
-    assert (
-        at.query_params["where"] == ["scanner~is~D"] or at.query_params["where"] == "scanner~is~D"
-    )
+    assert at.query_params["where"] in (["scanner~is~A"], "scanner~is~A")
     notes = [i.value for i in at.info if "Images where" in i.value]
     assert notes and "scanner" in notes[0]
 
