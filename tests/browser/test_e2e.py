@@ -238,6 +238,7 @@ def test_upload_two_checkpoints_at_once_for_comparison(
     settle(page)
     chosen.click()
     options = page.get_by_role("option")
+    options.first.wait_for(timeout=15_000)  # the list opens after the click: wait, then count
     labels = [options.nth(i).inner_text() for i in range(options.count())]
     assert any("batch_imbalanced.pt" in t for t in labels), labels
     assert any("batch_overfit.pt" in t for t in labels), labels
