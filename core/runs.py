@@ -396,3 +396,14 @@ def _read_files(path: Path) -> Run | None:
     if (path / "predictions.parquet").stat().st_size != meta.get("predictions_bytes", -1):
         return None
     return Run(path.name, path, meta, metrics)
+
+
+def write_table_atomic(final: Path, table: pd.DataFrame) -> None:
+    """Write ``table`` as parquet at ``final`` atomically (temp file beside it + os.replace),
+    for the derived caches in a run folder; a read-only store is no error (nothing written)."""
+    tmp = final.with_name(f".{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
+        os.replace(tmp, final)
+    except OSError:
+        tmp.unlink(missing_ok=True)

@@ -8,8 +8,6 @@ the model may have memorised them, and metrics without them say how much that fl
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from core import runs
 from core.analysis import metrics
 from core.contracts import SplitMetrics
 from core.images import gallery
@@ -147,14 +146,8 @@ def _read_cache(run: Run, predictions: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _write_cache(run: Run, table: pd.DataFrame) -> None:
-    """Write the cache atomically (temp file + os.replace); a read-only store is no error."""
-    final = cache_path(run)
-    tmp = final.with_name(f".{CACHE_FILE}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
-        os.replace(tmp, final)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    """Write the cache atomically; a read-only store is no error."""
+    runs.write_table_atomic(cache_path(run), table)
 
 
 def has_cached_hashes(run: Run) -> bool:

@@ -18,7 +18,6 @@ An unreadable file gets NaN measurements and ``readable`` False: listed, never f
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from core import runs
 from core.images import gallery
 
 CACHE_FILE = "properties.parquet"
@@ -170,14 +170,8 @@ def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _write_cache(run: Any, table: pd.DataFrame) -> None:
-    """Write atomically (temp file + os.replace); a read-only store is no error."""
-    final = cache_path(run)
-    tmp = final.with_name(f".{CACHE_FILE}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
-        os.replace(tmp, final)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    """Write the cache atomically; a read-only store is no error."""
+    runs.write_table_atomic(cache_path(run), table)
 
 
 def has_cached_properties(run: Any) -> bool:
