@@ -66,12 +66,8 @@ task = tasks.submit(
     label=f"{projection.METHODS[method]} map of {base.run_id}",
     progress=True,
 )
-if not ui_tasks.ready(task, "Computing the embeddings and the map (once per run)"):
-    ui_tasks.rerun_if_pending()
-if task.error is not None:
-    st.info(task.error, icon=":material/info:")
-    st.stop()
-coords = task.result if run.parent is None else task.result[run.rows]
+coords = ui_tasks.result(task, "Computing the embeddings and the map (once per run)")
+coords = coords if run.parent is None else coords[run.rows]
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

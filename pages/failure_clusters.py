@@ -57,12 +57,7 @@ task = tasks.submit(
     label=f"Failure clusters of {run.run_id} {split}",
     progress=True,
 )
-if not ui_tasks.ready(task, "Computing the embeddings and clusters (once per run and k)"):
-    ui_tasks.rerun_if_pending()
-if task.error is not None:
-    st.info(task.error, icon=":material/info:")
-    st.stop()
-rows, clusters = task.result
+rows, clusters = ui_tasks.result(task, "Computing the embeddings and clusters (once per run and k)")
 if not clusters:
     st.info(f"No readable {split} image to cluster.", icon=":material/info:")
     st.stop()

@@ -4,11 +4,14 @@
 shows in the same rerun); otherwise it draws a progress bar and marks the page, and the
 page's last line, ``rerun_if_pending()``, reruns it a moment later. The script thread only
 ever waits on its own session's short sleeps, never on another viewer's computation.
+``result(task, text)`` is the whole block a page needs: progress and rerun while the task
+runs, its ClassLensError as an info box (and stop) when it failed, else its result.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import streamlit as st
 
@@ -37,3 +40,14 @@ def rerun_if_pending(poll: float = POLL_S) -> None:
     if st.session_state.pop(PENDING_KEY, None):
         time.sleep(poll)
         st.rerun()
+
+
+def result(task: Task, text: str) -> Any:
+    """Return ``task``'s result; while it runs, draw its progress under ``text`` and rerun the
+    page; when it ended with a ClassLensError, show that message and stop the page."""
+    if not ready(task, text):
+        rerun_if_pending()
+    if task.error is not None:
+        st.info(task.error, icon=":material/info:")
+        st.stop()
+    return task.result
