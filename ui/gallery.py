@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from core.contracts import MetaJson
 from core.figures import gallery as gallery_fig
 from core.hosting import tasks
 from core.images import gallery
@@ -131,7 +132,7 @@ def relabel_headline(given: str, suggested: str, p_given: float, p_suggested: fl
     return f"**{md_escape(given)}** {p_given:.0%} → {new}"
 
 
-def _gradcam_model(sha256: str, meta: dict) -> Checkpoint:
+def _gradcam_model(sha256: str, meta: MetaJson) -> Checkpoint:
     """Return the run's checkpoint for Grad-CAM, loaded once per server (core.hosting.tasks,
     keyed by its sha256; a refusal is kept too and raised as ClassLensError)."""
     from core.images import gradcam
@@ -142,7 +143,7 @@ def _gradcam_model(sha256: str, meta: dict) -> Checkpoint:
 
 
 def _overlays(
-    sha256: str, meta: dict, paths: tuple[str, ...], targets: tuple[int, ...], size: int
+    sha256: str, meta: MetaJson, paths: tuple[str, ...], targets: tuple[int, ...], size: int
 ) -> list[np.ndarray | None]:
     """Return the Grad-CAM overlays of ``paths`` (runs on a core.hosting.tasks worker)."""
     from core.engine.inference import resolve_device

@@ -64,9 +64,12 @@ def _typed_values(sha: str) -> dict:
     typed: dict = {}
     for field in typed_set(sha):
         value = st.session_state.get(_wkey(field, sha))
+        if value is None:  # the widget is not on the page (yet): nothing typed to use
+            continue
         if field in ("mean", "std"):
-            value = _floats(str(value), PREP_FIELDS[field][1])
-        typed[field] = int(value) if field == "image_size" else value
+            typed[field] = _floats(str(value), PREP_FIELDS[field][1])
+        else:
+            typed[field] = int(value) if field == "image_size" else value
     return typed
 
 

@@ -186,6 +186,8 @@ def _new_conditions(column: str, kind: str, df: pd.DataFrame) -> list[Condition]
     op = st.segmented_control(
         "Images whose value is", ["between", "<", ">="], key="slice_new_op_num", required=True
     )
+    if op is None:  # required=True: None only before the widget's first value
+        return []
     present = series.dropna()
     if kind == "date":
         lo_d, hi_d = present.min().date(), present.max().date()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pandas as pd
 
@@ -596,8 +596,8 @@ def summary(
     embedding_leak: LeakFinding | None = None,
     embedding_unavailable: str | None = None,
     preprocessing_warning: str | None = None,
-    segments: slices.Search | None | bool = False,
-    clusters: failure_clusters.Cluster | None | bool = False,
+    segments: slices.Search | Literal[False] | None = False,
+    clusters: failure_clusters.Cluster | Literal[False] | None = False,
     clusters_unavailable: str | None = None,
 ) -> Summary:
     """Return the health summary of ``split`` of a run (metrics.json, meta.json).
@@ -631,13 +631,13 @@ def summary(
             ),
             check_calibration(reliability, split, limits),
             check_suspicious(suspicious, int(m["n"]), split, limits),
-            *([] if segments is False else [check_segments(segments or None, split)]),
+            *([] if segments is False else [check_segments(segments, split)]),
             *(
                 []
                 if clusters is False
                 else [
                     check_clusters(
-                        clusters if isinstance(clusters, failure_clusters.Cluster) else None,
+                        clusters,
                         metrics.get("classes", []),
                         split,
                         unavailable=clusters_unavailable,

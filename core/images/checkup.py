@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class Inputs:
     worst_cluster: Get = worst_cluster
     # what no cluster reads as: False leaves the line out (the report: only when the
     # embeddings exist), None says "not computed yet" (the Overview, which offers to compute)
-    no_cluster: bool | None = False
+    no_cluster: Literal[False] | None = False
 
 
 def run_summary(
