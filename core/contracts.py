@@ -104,3 +104,11 @@ class MetaJson(TypedDict, total=False):
     format_version: int  # written by the run store
     predictions_bytes: int
     slice: dict[str, Any]  # a Run.subset: label, n, of, n_by_split, of_by_split, parent
+    # A derived run (core.images.robustness): the clean run it re-evaluates, on which split,
+    # under which corruption (core.engine.corruptions) and severity, on which images.
+    derived_from: str
+    split: str
+    corruption: str
+    severity: int
+    sample: int | None  # images sampled (stratified), None: the whole split
+    seed: int

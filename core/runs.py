@@ -218,6 +218,14 @@ class Run:
 
 
 _COLUMNS = ("split", "path", "y_true", "y_pred", "confidence", "loss")
+# A derived run's id is ``<run id>.<what>`` (core.images.robustness): the dot tells listings
+# to skip it by name, without reading tens of them (a 1,000-class metrics.json takes 0.7 s).
+DERIVED_SEP = "."
+
+
+def is_derived(rid: str) -> bool:
+    """Return True for the id of a derived run (kept out of ``RunStore.list``)."""
+    return DERIVED_SEP in rid
 
 
 class RunStore:
@@ -262,14 +270,18 @@ class RunStore:
             self._discard(path)
         return run
 
-    def list(self) -> list[Run]:
-        """Return every intact run, newest first (damaged ones are skipped, not removed)."""
+    def list(self, *, derived: bool = False) -> list[Run]:
+        """Return every intact run, newest first (damaged ones are skipped, not removed).
+
+        Derived runs (``is_derived``: a run evaluated on corrupted copies, see
+        core.images.robustness) are left out unless ``derived``; ``get`` reads them by id.
+        """
         if not self.root.is_dir():
             return []
         runs = [
             r
             for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".")
+            if p.is_dir() and not p.name.startswith(".") and (derived or not is_derived(p.name))
             for r in [_read(p)]
             if r is not None
         ]

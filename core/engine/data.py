@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -205,10 +206,17 @@ def fingerprint(items: tuple[Item, ...], split_dirs: dict[str, Path]) -> str:
     return h.hexdigest()
 
 
-def decode(path: Path, prep: Preprocessing) -> np.ndarray:
+def decode(
+    path: Path,
+    prep: Preprocessing,
+    *,
+    corrupt: Callable[[Image.Image], Image.Image] | None = None,
+) -> np.ndarray:
     """Return the image at ``path`` as uint8 (channels, size, size), or raise OSError/ValueError.
 
     Resizing happens here, on uint8 pixels; normalising happens on the device (inference).
+    ``corrupt`` (core.engine.corruptions) changes the decoded "L"/"RGB" image before any
+    resizing: what a worse camera would have produced.
     """
     limit = _max_pixels(os.environ.get(MAX_PIXELS_ENV))
     with warnings.catch_warnings():
@@ -221,6 +229,8 @@ def decode(path: Path, prep: Preprocessing) -> np.ndarray:
             raise ValueError(f"image too large ({img.width}x{img.height}); not decoded")
         img.load()  # forces a full decode: truncated files fail here, not later
         img = to_mode(img, prep.channels)
+    if corrupt is not None:
+        img = corrupt(img)
     size = prep.image_size
     if prep.backend == "hf_torchvision":
         return _hf_torchvision(img, prep)
@@ -308,8 +318,14 @@ def _hf_torchvision(img: Image.Image, prep: Preprocessing) -> np.ndarray:
 class ImageDataset(torch.utils.data.Dataset):
     """Decodes dataset items for a DataLoader; a file that fails yields ok=False, not an error."""
 
-    def __init__(self, paths: list[Path], prep: Preprocessing) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        prep: Preprocessing,
+        corrupt: Callable[[Image.Image, int], Image.Image] | None = None,
+    ) -> None:
         self.paths, self.prep = paths, prep
+        self.corrupt = corrupt  # (image, position) -> image; picklable (loader workers)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -317,12 +333,19 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str, str]:
         """Return (uint8 pixels, i, why it could not be decoded or "", a warning or "")."""
         try:
-            arr = decode(self.paths[i], self.prep)
+            fn = self.corrupt
+            arr = decode(self.paths[i], self.prep, corrupt=None if fn is None else _at(fn, i))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             blank = torch.zeros((self.prep.channels, self.prep.image_size, self.prep.image_size))
             why = f"unreadable image ({exc.__class__.__name__}: {exc})"
             return blank.to(torch.uint8), i, why, ""
         return torch.from_numpy(arr), i, "", blank_warning(arr)
+
+
+def _at(
+    fn: Callable[[Image.Image, int], Image.Image], i: int
+) -> Callable[[Image.Image], Image.Image]:
+    return lambda img: fn(img, i)
 
 
 def blank_warning(arr: np.ndarray) -> str:

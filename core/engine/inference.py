@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from core.engine.data import ImageDataset
@@ -359,12 +360,15 @@ def predict(
     compile: bool = False,
     channels_last: bool | None = None,
     outputs: str = "logits",
+    corrupt: Callable[[Image.Image, int], Image.Image] | None = None,
 ) -> Predictions:
     """Return the model's predictions for ``paths`` (true ``labels``, shape (n,), for the loss).
 
     ``batch_size=None`` picks one: 64 on CPU; on CUDA 512, halved whenever it runs out of
     memory. See ``prepare`` for ``precision``, ``compile`` and ``channels_last``; ``outputs``
     is what the model returns (``output_kind``): softmax is applied to logits only.
+    ``corrupt(image, position)`` changes each decoded image before preprocessing
+    (core.engine.corruptions.Corrupt; picklable for loader workers).
     """
     runner = prepare(
         module, device, precision=precision, compile=compile, channels_last=channels_last
@@ -376,7 +380,7 @@ def predict(
     )
     cuda = device.type == "cuda"
     loader = torch.utils.data.DataLoader(
-        ImageDataset(paths, prep),
+        ImageDataset(paths, prep, corrupt),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
