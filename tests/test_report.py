@@ -233,6 +233,7 @@ def test_every_figure_keeps_room_for_its_axis_labels() -> None:
     from core.figures import calibration as calibration_fig
     from core.figures import charts
     from core.figures import confusion as confusion_fig
+    from core.figures import robustness as robustness_fig
     from core.figures import thresholds as thresholds_fig
 
     rng = np.random.default_rng(0)
@@ -252,6 +253,18 @@ def test_every_figure_keeps_room_for_its_axis_labels() -> None:
         "pr": thresholds_fig.pr_figure(curves, class_name="a"),
         "roc": thresholds_fig.roc_figure(curves, class_name="a"),
         "confusion": confusion_fig.heatmap_figure(m["confusion_matrix"], ["a", "b", "c"]),
+        "robustness": robustness_fig.severity_figure(
+            pd.DataFrame(
+                {
+                    "corruption": ["blur"],
+                    "severity": [1],
+                    "n": [3],
+                    "accuracy": [0.5],
+                    "drop": [0.1],
+                }
+            ),  # fmt: skip
+            clean_accuracy=0.6,
+        ),
     }
     for name, fig in figures.items():
         layout = fig.to_plotly_json()["layout"]

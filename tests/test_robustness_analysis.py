@@ -169,3 +169,25 @@ def test_no_derived_run_gives_empty_answers() -> None:
     assert np.isnan(rb.mean_relative_corruption_error(frame))
     assert rb.class_drops(frame, NAMES).empty
     assert rb.first_flips(frame, "blur").empty
+
+
+def test_figure_draws_the_table_and_the_clean_line() -> None:
+    from core.figures.robustness import severity_figure
+
+    clean, derived = _case()
+    frame = rb.outcomes(clean, derived, split="test")
+    t = rb.severity_table(frame)
+    fig = severity_figure(t, clean_accuracy=5 / 6, labels={"blur": "Blur <b>", "noise": "Noise"})
+    traces = {tr.name: tr for tr in fig.data}
+    assert set(traces) == {"clean 83.3%", "Blur &lt;b&gt;", "Noise"}
+    assert list(traces["Blur &lt;b&gt;"].x) == [1, 2]
+    assert list(traces["Blur &lt;b&gt;"].y) == pytest.approx([4 / 6, 2 / 6])
+    assert list(traces["Noise"].y) == pytest.approx([5 / 6])
+    assert list(traces["clean 83.3%"].y) == pytest.approx([5 / 6, 5 / 6])
+    assert list(traces["clean 83.3%"].x) == [0, 2]
+    # hover: n and the drop in points (blur 2: 83.3% - 33.3% = 50 points)
+    assert np.asarray(traces["Blur &lt;b&gt;"].customdata, float) == pytest.approx(
+        np.array([[6, 100 / 6], [6, 50.0]])
+    )
+    layout = fig.to_plotly_json()["layout"]
+    assert layout["xaxis"]["automargin"] and layout["yaxis"]["automargin"]
