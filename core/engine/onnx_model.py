@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.engine.model_budget import is_allocation_failure
 from core.errors import ClassLensError
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
@@ -316,7 +317,9 @@ def count_outputs(module: OnnxModule, channels: int, image_size: int) -> int | N
     if module.num_classes is None:
         try:
             out = module(torch.zeros((1, channels, image_size, image_size)))
-        except Exception:  # onnxruntime's own errors: a wrong guess of channels or size
+        except Exception as exc:  # onnxruntime's own errors: a wrong guess of channels or size
+            if is_allocation_failure(exc):  # not a guess: the graph asks for too much memory
+                raise
             return None
         module.num_classes = int(out.shape[-1])
     return module.num_classes

@@ -65,6 +65,10 @@ class Settings:
     max_zip_files: int = 100_000
     # Decompression-bomb guard: images with more pixels are skipped and listed, not decoded.
     max_image_pixels: int = 50_000_000
+    # Memory (MB) reading one checkpoint from the New run form may take, in its own child
+    # process (core.engine.vetting), before the server loads it: a small file declaring a
+    # huge model is refused there instead of in the server.
+    inspect_memory_mb: int = 4096
 
     @property
     def allow_code_checkpoints(self) -> bool:
