@@ -25,6 +25,19 @@ def _floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers like 1,2,3, got {text!r}"
+        ) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2, as argparse does, plus a hint
         self.exit(2, f"error: {message} (see python -m core {self.prog.split()[-1]} --help)\n")
@@ -109,6 +122,28 @@ def _parser() -> argparse.ArgumentParser:
     sl.add_argument("--split", default="test", help="split to judge (default test)")
     sl.add_argument("--json", action="store_true", help="print JSON instead of sentences")
     sl.add_argument("--runs-dir", type=Path, help="run store for a run id")
+    rb = sub.add_parser(
+        "robustness", help="re-evaluate a run on corrupted copies of a split; print accuracy"
+    )
+    rb.add_argument("run", help="run folder or run id")
+    rb.add_argument("--split", default="test", help="split to corrupt (default test)")
+    rb.add_argument(
+        "--corruptions",
+        type=_names,
+        help="comma-separated corruptions (default all: python -m core robustness --help)",
+    )
+    rb.add_argument(
+        "--severities",
+        type=_ints,
+        default=(1, 2, 3, 4, 5),
+        help="comma-separated severities 0..5 (default 1,2,3,4,5; hflip has only 1)",
+    )
+    rb.add_argument(
+        "--sample", type=int, help="a stratified sample of this many images (default: all)"
+    )
+    rb.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    rb.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rb.add_argument("--runs-dir", type=Path, help="run store for a run id")
     rs = sub.add_parser("runs", help="list stored runs with headline metrics")
     rs.add_argument("--runs-dir", type=Path)
     sub.add_parser("archs", help="list the architectures --arch accepts")
@@ -234,6 +269,102 @@ def _slices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _robustness(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from core.analysis import robustness as analysis
+    from core.engine import corruptions
+    from core.engine.progress import ProgressBar
+    from core.images import robustness
+    from core.runs import RunStore
+
+    run = _find_run(args.run, args.runs_dir)
+    names = args.corruptions or tuple(corruptions.CORRUPTIONS)
+    for name in names:
+        corruptions.check(name, 0)
+    top = max(corruptions.CORRUPTIONS.values())
+    for severity in args.severities:
+        if not 0 <= severity <= top:
+            raise ClassLensError(
+                f"severity {severity} is out of range: pass --severities as whole numbers from "
+                f"0 to {top}, e.g. 1,2,3."
+            )
+    if args.sample is not None and args.sample < 1:
+        raise ClassLensError(f"--sample must be at least 1, got {args.sample}; omit it for all.")
+    store = RunStore(run.path.parent)
+    n_images, seconds = robustness.estimate(
+        run, args.split, args.sample, names, args.severities, seed=args.seed, store=store
+    )
+    print(
+        f"{n_images:,} images to evaluate (about {seconds:,.0f} s at the run's own speed); "
+        "stored results are reused",
+        file=sys.stderr,
+    )
+    derived = []
+    for name in names:
+        levels = [s for s in sorted(set(args.severities)) if s <= corruptions.CORRUPTIONS[name]]
+        if not levels:
+            print(f"note: {name} has only severity 1; skipped", file=sys.stderr)
+        for severity in levels:
+            derived.append(
+                robustness.corrupted_run(
+                    store,
+                    run,
+                    args.split,
+                    name,
+                    severity,
+                    sample=args.sample,
+                    seed=args.seed,
+                    progress=ProgressBar(label=f"{name} {severity}"),
+                )  # fmt: skip
+            )
+    if not derived:
+        raise ClassLensError(
+            "nothing to evaluate: no corruption has the severities asked for; pass "
+            "--severities with levels from 1 to 5 (hflip has only 1)."
+        )
+    frame = analysis.from_runs(run, derived)
+    table = analysis.severity_table(frame)
+    rce = analysis.relative_corruption_error(frame)
+    mrce = analysis.mean_relative_corruption_error(frame)
+    n = len(robustness.sample_paths(run, args.split, args.sample, args.seed))
+    clean = float(table["clean_accuracy"].iloc[0]) if len(table) else float("nan")
+    if args.json:
+        out = {
+            "run": run.run_id,
+            "split": args.split,
+            "images": n,
+            "sample": args.sample,
+            "seed": args.seed,
+            "clean_accuracy": clean,
+            "accuracy": table.to_dict(orient="records"),
+            "relative_corruption_error": rce.to_dict(orient="records"),
+            "mean_relative_corruption_error": mrce,
+            "derived_runs": [r.run_id for r in derived],
+        }
+        print(json.dumps(out, indent=1, default=float))
+        return 0
+    levels = sorted(set(table["severity"].tolist()))
+    print(f"run {run.run_id}, {args.split}: {n} images, clean accuracy {clean:.4f}")
+    print(f"{'corruption':<16}" + "".join(f"{'s' + str(s):>8}" for s in levels) + f"{'RCE':>8}")
+    acc = table.set_index(["corruption", "severity"])["accuracy"]
+    score = rce.set_index("corruption")["rce"]
+    for name in names:
+        cells = "".join(
+            f"{acc[(name, s)]:>8.4f}" if (name, s) in acc.index else f"{'-':>8}" for s in levels
+        )
+        tail = f"{score[name]:>+8.4f}" if name in score.index else f"{'-':>8}"
+        print(f"{name:<16}{cells}{tail}")
+    if not math.isnan(mrce):
+        print(
+            f"mean relative corruption error (mRCE) {mrce:+.4f}: on average over the corruptions "
+            f"and severities above, the error is {100 * mrce:.1f} points "
+            f"{'above' if mrce >= 0 else 'below'} the clean error on the same images"
+        )
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     from core.runs import RunStore
 
@@ -275,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"evaluate": _evaluate, "runs": _runs, "archs": _archs, "slices": _slices}[
-            args.command
-        ](args)
+        commands = {"evaluate": _evaluate, "runs": _runs, "archs": _archs, "slices": _slices,
+                    "robustness": _robustness}  # fmt: skip
+        return commands[args.command](args)
     except ClassLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
