@@ -106,6 +106,26 @@ def test_scan_lists_hidden_empty_and_non_image_files(dataset: Path) -> None:
             assert re.search(reason, found[("test", path)])
 
 
+@pytest.mark.parametrize("splits", [None, ("train", "test")], ids=["single-split", "splits"])
+@pytest.mark.parametrize("name", ["metadata.csv", "metadata.parquet"])
+def test_root_metadata_file_is_not_listed_as_skipped(
+    tmp_path: Path, splits: tuple[str, ...] | None, name: str
+) -> None:
+    root = write_dataset(tmp_path / "d", splits=splits, per_class=1)
+    (root / name).write_text("path,scanner\n")
+    (root / "notes.txt").write_text("beside the images")  # still listed: not metadata
+    where = "test" if splits is None else ""
+    (root / ("test" if splits else ".") / "cat" / "metadata.csv").write_text("path\n")
+
+    ds = data.scan(root)
+
+    found = {(s.split, s.path) for s in ds.skipped}
+    assert (where, name) not in found
+    assert (where, "notes.txt") in found
+    # only the root's file is the metadata: one inside a class folder is no image
+    assert ("test", "cat/metadata.csv") in found
+
+
 def test_cli_skips_bad_files_lists_them_and_scores_the_rest(
     dataset: Path, checkpoint: Path, runs_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:

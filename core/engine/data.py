@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from core import paths
+from core.engine import metadata
 from core.engine.preprocessing import Preprocessing
 from core.errors import ClassLensError
 from core.hosting import safety
@@ -173,6 +174,9 @@ def scan(root: str | Path) -> Dataset:
             if p not in used
         ]
     per_split = {s: _scan_split(s, d, skipped) for s, d in split_dirs.items()}
+    # The root's metadata file is read with the run (core.engine.metadata), not skipped.
+    top = "test" if split_dirs == {"test": root} else ""
+    skipped = [s for s in skipped if not (s.split == top and s.path in metadata.FILE_NAMES)]
     class_names = tuple(sorted({c for classes in per_split.values() for c in classes}))
     if not class_names:
         raise ClassLensError(
