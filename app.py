@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.engine.sample import ensure_sample_runs
 from core.errors import ClassLensError
-from ui.auth import gate, load_settings
+from ui.auth import CAN_EDIT_KEY, gate, load_settings
 from ui.boot import inside_app
 from ui.progress import evaluation_progress
 from ui.run_picker import sidebar
@@ -44,18 +44,20 @@ PAGES = [
     st.Page("pages/slices.py", title="Slices", icon=":material/filter_alt:"),
     st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("pages/failure_clusters.py", title="Failure clusters", icon=":material/bubble_chart:"),
+    st.Page("pages/robustness.py", title="Robustness", icon=":material/blur_on:"),
     st.Page("pages/runs.py", title="All runs", icon=":material/list:"),
 ]
 
 # Before anything else is drawn: an anonymous visitor of a hosted server sees only the login.
 role = gate(load_settings())
+st.session_state[CAN_EDIT_KEY] = role.can_edit  # pages ask ui.auth.can_edit()
 
 try:
     _sample_ready()
 except ClassLensError as exc:
     st.error(f"Could not evaluate the bundled sample: {exc}")
 
-page = st.navigation(PAGES, expanded=True)  # 14 views: none hidden behind "View more"
+page = st.navigation(PAGES, expanded=True)  # 15 views: none hidden behind "View more"
 sidebar(can_edit=role.can_edit)
 evaluation_progress()  # a New run's progress, above whichever page is open
 with inside_app():

@@ -191,3 +191,15 @@ def test_figure_draws_the_table_and_the_clean_line() -> None:
     )
     layout = fig.to_plotly_json()["layout"]
     assert layout["xaxis"]["automargin"] and layout["yaxis"]["automargin"]
+
+
+def test_clean_accuracy_and_a_slice_of_the_images() -> None:
+    clean, derived = _case()
+    frame = rb.outcomes(clean, derived, split="test")
+    assert rb.clean_accuracy(frame) == pytest.approx(5 / 6)  # each image once, not 3 times
+    part = rb.within(frame, ["p0.png", "p3.png"])
+    assert len(part) == 6 and rb.clean_accuracy(part) == pytest.approx(1 / 2)
+    # blur 2 on p0, p3: both wrong; blur 1: p0 right
+    t = rb.severity_table(part)
+    assert t["accuracy"].tolist() == pytest.approx([1 / 2, 0.0, 1 / 2])
+    assert np.isnan(rb.clean_accuracy(rb.within(frame, [])))

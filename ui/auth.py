@@ -27,6 +27,7 @@ from core.hosting.attempts import AttemptLimiter
 from core.hosting.settings import Settings
 
 ROLE_KEY = "_classlens_role"  # password mode: the role, kept for the browser session
+CAN_EDIT_KEY = "_classlens_can_edit"  # app.py: this rerun's gate said editor (pages read it)
 USER_KEY = "_classlens_user"  # who is signed in, as shown in the sidebar
 TITLE = "ClassLens"
 # Settings core code needs (through core.hosting.settings.current()); never the passwords.
@@ -44,6 +45,14 @@ class Role(StrEnum):
     def can_edit(self) -> bool:
         """Return whether this role may upload, evaluate and change the run store."""
         return self is Role.EDITOR
+
+
+def can_edit() -> bool:
+    """Return whether this session may start computations (set by app.py after ``gate``;
+    outside app.py: only when the server is not hosted)."""
+    if CAN_EDIT_KEY in st.session_state:
+        return bool(st.session_state[CAN_EDIT_KEY])
+    return not core_settings.current().hosted
 
 
 def _secrets_table(name: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ Severity 0 (the identity) is left out of the score and of first flips.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,6 +98,20 @@ def from_runs(clean: Run, derived: Sequence[Run]) -> pd.DataFrame:
         raise ValueError(f"derived runs of one split expected, got splits {sorted(splits)}")
     table = {(str(r.meta["corruption"]), int(r.meta["severity"])): r.predictions() for r in derived}
     return outcomes(clean.predictions(), table, split=splits.pop())
+
+
+def within(frame: pd.DataFrame, paths: Collection[str]) -> pd.DataFrame:
+    """Return the rows of ``frame`` whose image is in ``paths`` (a slice of the split)."""
+    return frame[frame["path"].isin(set(paths))].reset_index(drop=True)
+
+
+def clean_accuracy(frame: pd.DataFrame) -> float:
+    """Return the clean run's accuracy on the images of ``frame``, each image counted once
+    (NaN when there is none)."""
+    images = frame.drop_duplicates("path")
+    if images.empty:
+        return float("nan")
+    return float((images["clean_pred"] == images["y_true"]).mean())
 
 
 def severity_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,180 @@
+"""Robustness: the run's checkpoint on corrupted copies of a split's images (blur, noise, ...)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import streamlit as st
+
+from core.analysis import robustness as rb
+from core.engine import corruptions
+from core.figures.robustness import severity_figure
+from core.hosting import tasks
+from core.images import robustness as derive
+from core.images.gallery import paginate
+from core.runs import RunStore
+from ui import tasks as ui_tasks
+from ui.auth import can_edit
+from ui.boot import ensure_app
+from ui.gallery import md_escape, pager, thumbnail_grid
+from ui.page_state import keep
+from ui.state import current_run, split_picker
+from ui.tables import class_columns
+
+ensure_app()
+SEED = 0  # the stratified sample's seed: the same images for every corruption and visit
+DEFAULT_SAMPLE = 500  # images corrupted by default (all of a smaller split)
+LEVELS = [1, 2, 3, 4, 5]
+SCORE_HELP = (
+    "Relative corruption error (RCE) of a corruption: the mean, over the severities chosen, of "
+    "its error rate minus the clean error rate on the same images, in points. mRCE: the mean "
+    "RCE over the corruptions. ImageNet-C's relative mCE without its reference-model divisor "
+    "(your task has no AlexNet). 0 = no loss; +10 = ten points more errors."
+)
+
+st.title("Robustness")
+st.caption(
+    "The run's checkpoint re-evaluated on corrupted copies of a split's images (the same "
+    "engine and preprocessing; the corruption is applied to the image before it): how much "
+    "accuracy ordinary blur, noise, lighting, compression and geometry cost. Each corruption "
+    "and severity is stored once as a derived run, shared by every viewer."
+)
+run = current_run()
+base = run.parent if run.parent is not None else run  # the slice filter applies below
+store = RunStore(base.path.parent)
+c_split, c_n = st.columns([2, 1], vertical_alignment="bottom")
+with c_split:
+    split = split_picker(base, key="rb_split")
+n_split = int((base.predictions()["split"] == split).sum())
+keep("rb_sample", min(DEFAULT_SAMPLE, n_split))
+n = int(c_n.number_input(
+    "Images", min_value=1, max_value=max(n_split, 1), step=50, key="rb_sample",
+    help=f"A sample stratified by true class (seed {SEED}), the same images for every "
+    f"corruption; {n_split:,} = the whole split.",
+))  # fmt: skip
+sample = None if n >= n_split else n
+names = list(corruptions.CORRUPTIONS)
+keep("rb_corruptions", names, options=names, many=True)
+chosen = st.multiselect(
+    "Corruptions", names, format_func=corruptions.corruption_label, key="rb_corruptions"
+)
+keep("rb_severities", [1, 3, 5], options=LEVELS, many=True)
+levels = st.segmented_control(
+    "Severities", LEVELS, selection_mode="multi", key="rb_severities",
+    help="1 = mild, 5 = severe; a horizontal flip has only level 1.",
+)  # fmt: skip
+pairs = [(c, s) for c in chosen for s in sorted(levels) if s <= corruptions.CORRUPTIONS[c]]
+if not pairs:
+    st.info("Choose at least one corruption and severity.", icon=":material/info:")
+    st.stop()
+
+ids = {p: derive.derived_id(base, split, *p, sample=sample, seed=SEED) for p in pairs}
+stored = {p: r for p in pairs if (r := store.get(ids[p])) is not None}
+missing = [p for p in pairs if p not in stored]
+keys = {p: ("robustness", str(store.root), ids[p]) for p in missing}
+running = {p: t for p in missing if (t := tasks.get(keys[p])) is not None}
+for p, t in running.items():
+    if t.finished and t.error is not None:
+        st.error(f"{corruptions.corruption_label(p[0])} {p[1]}: {t.error}")
+pending = [t for t in running.values() if not t.finished]
+for i, t in enumerate(pending):  # one progress bar, of the first task still running
+    text = f"Corrupted copies: {len(pairs) - len(pending) + i:,} of {len(pairs):,} done; now"
+    if not ui_tasks.ready(t, f"{text} {t.label}"):
+        ui_tasks.rerun_if_pending()  # reruns the page: nothing below runs
+if pending:  # they all finished while this rerun waited: read them from the store
+    st.rerun()
+elif missing:
+    n_img, seconds = derive.estimate(base, split, sample, chosen, levels, seed=SEED, store=store)
+    todo = (
+        f"{len(missing)} of {len(pairs)} (corruption, severity) runs are not computed yet: "
+        f"{n_img:,} images to evaluate, about {seconds:,.0f} s at this run's speed."
+    )
+    if can_edit():
+        st.info(todo, icon=":material/schedule:")
+        if st.button("Compute them", type="primary", key="rb_start"):
+            for c, s in missing:
+                tasks.submit(
+                    keys[(c, s)],
+                    partial(
+                        derive.corrupted_run, store, base, split, c, s, sample=sample, seed=SEED
+                    ),  # fmt: skip
+                    label=f"{corruptions.corruption_label(c)} {s} of {base.run_id} {split}",
+                    progress=True,
+                )
+            st.rerun()
+    else:
+        st.info(f"{todo} Only an editor can start them; the stored ones are shown below.")
+if not stored:
+    st.stop()
+
+frame = rb.from_runs(base, list(stored.values()))
+if run.parent is not None:
+    in_slice = run.predictions().loc[lambda d: d["split"] == split, "path"]
+    frame = rb.within(frame, in_slice)
+    st.caption(f"Slice filter on: the numbers cover the {frame['path'].nunique():,} sampled "
+               f"images inside it ({run.meta['slice']['label']}).")  # fmt: skip
+if frame.empty:
+    st.info("No sampled image of this split is inside the slice filter.", icon=":material/info:")
+    st.stop()
+table = rb.severity_table(frame)
+rce = rb.relative_corruption_error(frame)
+clean = rb.clean_accuracy(frame)
+label = corruptions.corruption_label
+c1, c2, c3 = st.columns(3)
+c1.metric("Clean accuracy", f"{clean:.1%}", help=f"On the same {frame['path'].nunique():,} images")
+c2.metric("mRCE", f"{100 * rb.mean_relative_corruption_error(frame):+.1f} points", help=SCORE_HELP)
+if len(rce):
+    w = rce.iloc[0]
+    c3.metric("Hardest corruption", label(w["corruption"]),
+              f"{100 * w['rce']:+.1f} points", delta_color="inverse", help=SCORE_HELP)  # fmt: skip
+labels = {c: label(c) for c in table["corruption"].unique()}
+st.plotly_chart(severity_figure(table, clean_accuracy=clean, labels=labels), key="rb_chart")
+st.dataframe(
+    rce.assign(corruption=rce["corruption"].map(label), rce=100 * rce["rce"]),
+    hide_index=True,
+    column_config={
+        "rce": st.column_config.NumberColumn("RCE (points)", format="%+.1f", help=SCORE_HELP),
+        "worst": st.column_config.NumberColumn("worst severity"),
+        "worst_accuracy": st.column_config.NumberColumn("accuracy there", format="percent"),
+    },
+    key="rb_rce",
+)
+
+st.subheader("Classes that degrade most")
+drops = rb.class_drops(frame, base.class_names)
+st.dataframe(
+    drops.assign(worst_corruption=drops["worst_corruption"].map(label)),
+    hide_index=True,
+    column_config=class_columns(
+        "percent",
+        clean_recall=("clean recall", None),
+        corrupted_recall=("corrupted recall", "Mean over the corruptions and severities shown"),
+        drop=("drop", "Clean recall minus corrupted recall"),
+        worst_recall=("worst recall", "At the worst corruption and severity"),
+    ),
+    key="rb_classes",
+)
+
+st.subheader("Images whose prediction flips first")
+done = sorted({c for c, _ in stored})
+keep("rb_flip", done[0], options=done)
+which = st.selectbox("Corruption", done, format_func=label, key="rb_flip")
+flips = rb.first_flips(frame, which)
+st.markdown(f"**{len(flips):,} of {frame['path'].nunique():,} images** change their prediction "
+            f"under {md_escape(label(which))} at a severity shown; lowest severity first, right "
+            "answers lost before wrong ones changed.")  # fmt: skip
+page, size = pager(len(flips), key="rb_gallery", reset_on=(base.run_id, split, which, n))
+cls = base.class_names
+for s, rows in paginate(flips, page=page, page_size=size).groupby("severity", sort=True):
+    derived = stored[(which, int(s))]
+    shown = derived.predictions().iloc[rows["row"].to_numpy()]
+    before = dict(zip(shown.index, rows.itertuples(), strict=True))
+
+    def headline(idx: int, b: dict = before, s: int = int(s)) -> str:
+        r = b[idx]
+        mark = "✓" if r.clean_correct else "✗"
+        return (f"**{md_escape(cls[r.y_true])}** · clean {md_escape(cls[r.clean_pred])} {mark} "
+                f"→ :red[**{md_escape(cls[r.y_pred])}**] at {s}")  # fmt: skip
+
+    st.caption(f"Severity {int(s)}")
+    thumbnail_grid(shown, derived, key=f"rb_flip_{int(s)}", headline=headline)
