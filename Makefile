@@ -37,10 +37,12 @@ test-fast: $(VENV)/.installed
 screenshots: $(VENV)/.installed
 	CLASSLENS_SCREENSHOTS=1 $(PY) -m pytest -q -m browser
 
+## Style, layers (import-linter contracts) and static types (mypy on core/ and ui/)
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 ## Static types of core/ and ui/ ([tool.mypy] in pyproject.toml)
 typecheck: $(VENV)/.installed
