@@ -155,3 +155,41 @@ def test_search_masks_equal_condition_masks() -> None:
         got = slices._masks(df, column, kind, conds)
         want = np.stack([c.mask(df) for c in conds], axis=1)
         np.testing.assert_array_equal(got, want, err_msg=column)
+
+
+@pytest.mark.parametrize("total", [30, 1_000, 50_000, 150_000])
+def test_fewer_correct_p_equals_scipy_hypergeom_cdf(total: int) -> None:
+    # the search's own summation against scipy's (Boost's) hypergeometric cdf, over slices
+    # from 1 image to the whole split and outcomes from all wrong to all right
+    rng = np.random.default_rng(total)
+    good = int(total * 0.9)
+    n1 = rng.integers(1, total + 1, 3000)
+    k1 = np.clip((n1 * rng.uniform(0.6, 1.05, n1.size)).round(), 0, n1).astype(int)
+    k1[:50] = rng.integers(-2, 3, 50)  # at and below the support's lower end
+    ref = stats.hypergeom.cdf(k1, total, good, n1)
+    got = slices.fewer_correct_p(k1, n1, good, total)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-290)
+
+
+def test_search_equals_the_one_with_scipys_p_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the summed p-values (fast) find, rank and report the same segments as scipy's cdf
+    df, kinds = _table(12_000, 7, planted=True)
+    fast = slices.weak_segments(df, kinds, split="test")
+
+    def scipy_p(k1, n1, k_total, n_total):  # type: ignore[no-untyped-def]
+        return stats.hypergeom.cdf(k1, n_total, k_total, n1)
+
+    monkeypatch.setattr(slices, "fewer_correct_p", scipy_p)
+    ref = slices.weak_segments(df, kinds, split="test")
+    assert fast.tried == ref.tried > 500
+    assert len(fast.segments) == len(ref.segments) > 1
+    for a, b in zip(fast.segments, ref.segments, strict=True):
+        assert (a.conditions, a.images, a.accuracy, a.rest_accuracy) == (
+            b.conditions,
+            b.images,
+            b.accuracy,
+            b.rest_accuracy,
+        )
+        assert a.p_value == pytest.approx(b.p_value, rel=1e-9, abs=1e-290)
+        assert a.q_value == pytest.approx(b.q_value, rel=1e-9, abs=1e-290)

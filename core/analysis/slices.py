@@ -185,8 +185,57 @@ def fewer_correct_p(k1: Any, n1: Any, k_total: Any, n_total: Any) -> np.ndarray:
     random n1 of them is hypergeometric; p = P(X <= k1). Exact, so small slices (the pairs
     near the minimum support) do not produce the too-small p-values of the normal
     approximation.
+
+    Summed here (as Boost's hypergeometric cdf does: from k1 down, or 1 minus the sum from
+    k1 + 1 up when k1 is at or above the mode) over all slices at once, starting from a pmf
+    built from three binomial pmfs: scipy's ``hypergeom.cdf`` pays a prime factorisation of
+    n_total! per value when n_total is below ~10^5 (0.5-1.5 s for the 4,830 slices of a
+    50,000-image search). Equal to it to ~1e-12 relative (tests).
     """
-    return stats.hypergeom.cdf(k1, n_total, k_total, n1)
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (k1, n1, k_total, n_total)))
+    x, n, good, total = (a.ravel() for a in arrays)
+    lo, hi = np.maximum(0.0, n - (total - good)), np.minimum(n, good)
+    out = np.where(x < lo, 0.0, 1.0)
+    inside = (x >= lo) & (x < hi)
+    below = inside & (x < np.floor((good + 1) * (n + 1) / (total + 2)))  # under the mode
+    for rows, step in ((np.nonzero(below)[0], -1.0), (np.nonzero(inside & ~below)[0], 1.0)):
+        tail = _hypergeom_tail(x[rows] + (step > 0), total[rows], good[rows], n[rows], step)
+        out[rows] = tail if step < 0 else 1.0 - tail
+    return out.reshape(arrays[0].shape)
+
+
+def _hypergeom_tail(
+    x: np.ndarray, total: np.ndarray, good: np.ndarray, n: np.ndarray, step: float
+) -> np.ndarray:
+    """Return P(X <= x) (step -1) or P(X >= x) (step +1) of hypergeometric X (n draws from
+    ``total`` with ``good`` successes), summing pmf terms by their ratio until they stop
+    mattering (relative to the sum going down, to 1 going up, as the result is 1 - sum)."""
+    bad = total - good
+    p = n / np.maximum(total, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = (
+            stats.binom.pmf(x, good, p)
+            * stats.binom.pmf(n - x, bad, p)
+            / stats.binom.pmf(n, total, p)
+        )
+    term = np.nan_to_num(term)
+    acc = term.copy()
+    x = x.copy()
+    live = np.arange(x.size)
+    eps = np.finfo(float).eps
+    while live.size:
+        xs, g, b, m = x[live], good[live], bad[live], n[live]
+        if step < 0:  # pmf(x - 1) / pmf(x); 0 at the support's lower end
+            t = term[live] * xs * (b - m + xs) / ((m - xs + 1) * (g - xs + 1))
+            bound = acc[live] * eps
+        else:  # pmf(x + 1) / pmf(x); 0 at the upper end
+            t = term[live] * (g - xs) * (m - xs) / ((xs + 1) * (b - m + xs + 1))
+            bound = eps
+        acc[live] += t
+        term[live] = t
+        x[live] = xs + step
+        live = live[t > bound]
+    return acc
 
 
 def benjamini_hochberg(p: Any) -> np.ndarray:
@@ -264,8 +313,11 @@ def _masks(df: pd.DataFrame, column: str, kind: str, conds: list[Condition]) -> 
     if not conds:
         return np.zeros((len(df), 0), dtype=bool)
     if conds[0].op == "==":
-        cats = pd.Categorical(df[column], categories=pd.Index([c.value for c in conds]))
-        codes = np.asarray(cats.codes)
+        # factorize, then place the few distinct values (pd.Categorical over arrow strings
+        # converted every row to a Python object first)
+        codes, uniques = pd.factorize(df[column])
+        place = pd.Index([c.value for c in conds]).get_indexer(uniques)
+        codes = np.append(place, -1)[codes]  # NA (code -1) stays -1
         return codes[:, None] == np.arange(len(conds))[None, :]
     x = _as_float(df[column])
     edges = [conds[0].value] + [c.value[1] for c in conds[1:-1]]
@@ -396,14 +448,17 @@ def weak_segments(
     conds = [c for c, k in zip(conds, keep, strict=True) if k]
     masks = masks[:, keep]
     col_of = np.array([searched.index(c.column) for c in conds])
-    m = masks.astype(np.float32)
-    n1 = m.sum(axis=0).astype(np.int64)
-    k1 = (m * correct[:, None]).sum(axis=0).round().astype(np.int64)
+    k1 = masks[correct].sum(axis=0).astype(np.int64)
+    n1 = masks.sum(axis=0).astype(np.int64)
     groups: list[tuple[int, ...]] = [(i,) for i in range(len(conds))]
     ns, ks = [n1], [k1]
     if pairs and len(conds) > 1:
-        both = (m.T @ m).round().astype(np.int64)  # (c, c) support of each pair
-        both_ok = (m.T @ (m * correct[:, None])).round().astype(np.int64)
+        # the correct and the wrong rows apart, so each count is one product over all rows
+        # (float32 sums of 0/1 are exact below 2**24 images)
+        right = masks[correct].astype(np.float32)
+        wrong = masks[~correct].astype(np.float32)
+        both_ok = (right.T @ right).round().astype(np.int64)  # (c, c) correct in each pair
+        both = both_ok + (wrong.T @ wrong).round().astype(np.int64)  # (c, c) support
         i, j = np.triu_indices(len(conds), k=1)
         ok = (col_of[i] != col_of[j]) & (both[i, j] >= min_support)
         # a pair equal to one of its conditions adds nothing: not tried twice
