@@ -20,7 +20,7 @@ from ui import tasks as ui_tasks
 from ui.boot import ensure_app
 from ui.gallery import pager, thumbnail_grid
 from ui.page_state import keep
-from ui.slice_filter import columns_for
+from ui.slice_filter import columns_for, use_selection
 from ui.state import current_run
 
 ensure_app()
@@ -141,6 +141,14 @@ if hidden:
     st.caption(f"{hidden:,} of them are correct images of the background not drawn on the map.")
 if not stats.n:
     st.stop()
+st.button(
+    "Use as filter",
+    key="em_use_filter",
+    icon=":material/filter_alt:",
+    on_click=use_selection,
+    args=(run, chosen),
+    help="Compute every page on these images (the sidebar's Images filter; the link keeps it).",
+)
 picked = predictions.iloc[np.flatnonzero(chosen)]
 picked = picked.assign(_ok=picked["y_true"] == picked["y_pred"]).sort_values(
     ["_ok", "confidence"], ascending=[True, False], kind="stable"

@@ -16,7 +16,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core import selections
 from core.analysis.where import (
+    SELECTED,
+    SELECTION,
     Condition,
     MissingColumns,
     Where,
@@ -70,6 +73,19 @@ def apply(where: Where | str) -> None:
     _write_link(text)
 
 
+def use_selection(run: Run, rows: Any) -> None:
+    """Make the images at ``rows`` (over ``run.predictions()``) the filter's map selection:
+    stored once in the run folder (core.selections), replacing an earlier map selection and
+    ANDed with the other conditions. A widget callback; errors show as ``st.error``."""
+    try:
+        sid = selections.save(run, rows)
+    except ValueError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    kept = [c for c in current_where().conditions if c.op != SELECTED]
+    apply(Where((*kept, Condition(SELECTION, SELECTED, sid))))
+
+
 def _write_link(text: str) -> None:
     if text:
         if st.query_params.get(PARAM) != text:
@@ -93,7 +109,8 @@ def cut(run: Run, text: str) -> Run:
     """Return ``run`` restricted to the images the ``?where=`` text selects (id
     ``<run id>~<text>``). Raises MissingColumns / ValueError when it does not apply."""
     where = parse(text)
-    rows = mask(where, columns_for(run, where))
+    chosen = {sid: selections.rows(run, sid) for sid in where.selections()}
+    rows = mask(where, columns_for(run, where), selections=chosen)
     return run.subset(rows, describe(where), key=to_query(where))
 
 
@@ -255,4 +272,4 @@ def sidebar(run: Run) -> None:
     _write_link(to_query(where))
 
 
-__all__ = ["apply", "current_where", "cut", "narrowed", "note", "restrict"]
+__all__ = ["apply", "current_where", "cut", "narrowed", "note", "restrict", "use_selection"]

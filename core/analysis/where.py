@@ -11,23 +11,49 @@ a value are written as ``%25``, ``%3B``, ``%7E`` and ``%2C``. E.g.
 ``true class~in~3,8;confidence~between~0.2,0.6``.
 
 A row whose value is missing (empty metadata) matches no condition, ``is not`` included.
+
+``selection~selected~<id>`` keeps the images of a map selection (``core.selections``: the
+Embedding map stores the selected images once in the run folder under ``<n>-<12 hex>``); its
+rows are looked up by the caller and passed to :func:`mask` as ``selections``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CATEGORICAL", "NUMERIC", "Condition", "MissingColumns", "Where", "describe", "mask"]
+__all__ = [
+    "CATEGORICAL",
+    "NUMERIC",
+    "SELECTED",
+    "SELECTION",
+    "Condition",
+    "MissingColumns",
+    "Where",
+    "describe",
+    "mask",
+]
 
 CATEGORICAL = ("is", "is not", "in")
 NUMERIC = ("between", "<", ">=")
-_TOKEN = {"is": "is", "is not": "not", "in": "in", "between": "between", "<": "lt", ">=": "ge"}
+SELECTED = "selected"  # the images of a stored map selection (its id)
+SELECTION = "selection"  # the one column name a "selected" condition takes
+_SELECTION_ID = re.compile(r"^[1-9]\d{0,8}-[0-9a-f]{12}$")  # core.selections.selection_id
+_TOKEN = {
+    "is": "is",
+    "is not": "not",
+    "in": "in",
+    "between": "between",
+    "<": "lt",
+    ">=": "ge",
+    SELECTED: "sel",
+}
 _OP_OF = {v: k for k, v in _TOKEN.items()}
 _ESCAPES = (("%", "%25"), (";", "%3B"), ("~", "%7E"), (",", "%2C"))
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
@@ -84,9 +110,10 @@ def _bound(value: Any, what: str) -> float | pd.Timestamp:
 class Condition:
     """One condition on one column, e.g. ``Condition("scanner", "is", "B")``."""
 
-    column: str  # a column of slice_columns(run)
-    op: str  # one of CATEGORICAL (is, is not, in) or NUMERIC (between, <, >=)
-    value: Any  # str for is/is not; tuple of str for in; float/Timestamp for < >=; (lo, hi)
+    column: str  # a column of slice_columns(run); SELECTION for op "selected"
+    op: str  # one of CATEGORICAL (is, is not, in), NUMERIC (between, <, >=) or "selected"
+    value: Any  # str for is/is not; tuple of str for in; float/Timestamp for < >=; (lo, hi);
+    # a selection id (core.selections) for "selected"
 
     def __post_init__(self) -> None:
         if not isinstance(self.column, str) or not self.column.strip():
@@ -94,7 +121,14 @@ class Condition:
         if self.op not in _TOKEN:
             raise ValueError(f"Unknown operator {self.op!r}; use one of {', '.join(_TOKEN)}.")
         what = f"'{self.column} {self.op}'"
-        if self.op in ("is", "is not"):
+        if self.op == SELECTED:
+            if self.column != SELECTION or not _SELECTION_ID.match(str(self.value)):
+                raise ValueError(
+                    f"A map selection is written {SELECTION}~sel~<n>-<12 hex digits>, got "
+                    f"{self.column}~sel~{str(self.value)[:40]}."
+                )
+            object.__setattr__(self, "value", str(self.value))
+        elif self.op in ("is", "is not"):
             if isinstance(self.value, (list, tuple, set)):
                 raise ValueError(f"{what} takes one value; use 'in' for several.")
             object.__setattr__(self, "value", _text(self.value))
@@ -133,8 +167,13 @@ class Where:
         return bool(self.conditions)
 
     def columns(self) -> list[str]:
-        """Return the columns the filter reads, in order, once each."""
-        return list(dict.fromkeys(c.column for c in self.conditions))
+        """Return the columns the filter reads, in order, once each (a map selection reads
+        none: see :meth:`selections`)."""
+        return list(dict.fromkeys(c.column for c in self.conditions if c.op != SELECTED))
+
+    def selections(self) -> list[str]:
+        """Return the ids of the map selections the filter keeps, in order, once each."""
+        return list(dict.fromkeys(c.value for c in self.conditions if c.op == SELECTED))
 
 
 # --- the URL text -------------------------------------------------------------------------------
@@ -253,18 +292,31 @@ def _ordered(series: pd.Series, c: Condition) -> pd.Series:
     )
 
 
-def mask(where: Where, columns: pd.DataFrame) -> np.ndarray:
+def mask(
+    where: Where, columns: pd.DataFrame, *, selections: Mapping[str, Any] | None = None
+) -> np.ndarray:
     """Return the (n,) bool array of the rows of ``columns`` that meet every condition.
 
-    columns: one row per prediction row (core.images.columns.slice_columns). Raises
-    :class:`MissingColumns` when a condition names a column it lacks, ValueError when an
-    operator does not fit a column's type.
+    columns: one row per prediction row (core.images.columns.slice_columns). selections:
+    {selection id: (n,) bool rows} for the map selections the filter names
+    (``core.selections.rows``). Raises :class:`MissingColumns` when a condition names a
+    column it lacks, ValueError when an operator does not fit a column's type or a
+    selection's rows were not given.
     """
     missing = [c for c in where.columns() if c not in columns.columns]
     if missing:
         raise MissingColumns(missing, [str(c) for c in columns.columns])
     keep = np.ones(len(columns), dtype=bool)
     for c in where.conditions:
+        if c.op == SELECTED:
+            chosen = (selections or {}).get(c.value)
+            if chosen is None or np.shape(chosen) != (len(columns),):
+                raise ValueError(
+                    f"The filter keeps the map selection {c.value!r}, but its images were not "
+                    "found for this run. Select them again on the Embedding map."
+                )
+            keep &= np.asarray(chosen, dtype=bool)
+            continue
         series = columns[c.column]
         if c.op in CATEGORICAL:
             values = c.value if isinstance(c.value, tuple) else (c.value,)
@@ -295,7 +347,10 @@ def describe(where: Where) -> str:
         return "all images"
     words = []
     for c in where.conditions:
-        if c.op == "in":
+        if c.op == SELECTED:
+            n = int(c.value.split("-", 1)[0])
+            words.append(f"{n:,} image{'s' if n != 1 else ''} selected on the map")
+        elif c.op == "in":
             shown = [_say(v) for v in c.value[:8]]
             more = f" or {len(c.value) - 8} more" if len(c.value) > 8 else ""
             if len(c.value) == 1:
