@@ -77,13 +77,15 @@ for p, t in running.items():
     if t.finished and t.error is not None:
         st.error(f"{corruptions.corruption_label(p[0])} {p[1]}: {t.error}")
 pending = [t for t in running.values() if not t.finished]
-for i, t in enumerate(pending):  # one progress bar, of the first task still running
-    text = f"Corrupted copies: {len(pairs) - len(pending) + i:,} of {len(pairs):,} done; now"
-    if not ui_tasks.ready(t, f"{text} {t.label}"):
-        ui_tasks.rerun_if_pending()  # reruns the page: nothing below runs
-if pending:  # they all finished while this rerun waited: read them from the store
+# One progress bar, of the first task still running; the stored runs are shown meanwhile
+# and the page's last line reruns it. All finished while this rerun waited: read them.
+text = f"Corrupted copies: {{}} of {len(pairs):,} done; now"
+if pending and all(
+    ui_tasks.ready(t, f"{text.format(len(pairs) - len(pending) + i)} {t.label}")
+    for i, t in enumerate(pending)
+):
     st.rerun()
-elif missing:
+if not pending and missing:
     n_img, seconds = derive.estimate(base, split, sample, chosen, levels, seed=SEED, store=store)
     todo = (
         f"{len(missing)} of {len(pairs)} (corruption, severity) runs are not computed yet: "
@@ -105,6 +107,7 @@ elif missing:
     else:
         st.info(f"{todo} Only an editor can start them; the stored ones are shown below.")
 if not stored:
+    ui_tasks.rerun_if_pending()
     st.stop()
 
 frame = rb.from_runs(base, list(stored.values()))
@@ -115,6 +118,7 @@ if run.parent is not None:
                f"images inside it ({run.meta['slice']['label']}).")  # fmt: skip
 if frame.empty:
     st.info("No sampled image of this split is inside the slice filter.", icon=":material/info:")
+    ui_tasks.rerun_if_pending()
     st.stop()
 table = rb.severity_table(frame)
 rce = rb.relative_corruption_error(frame)
@@ -178,3 +182,4 @@ for s, rows in paginate(flips, page=page, page_size=size).groupby("severity", so
 
     st.caption(f"Severity {int(s)}")
     thumbnail_grid(shown, derived, key=f"rb_flip_{int(s)}", headline=headline)
+ui_tasks.rerun_if_pending()  # while derived runs compute: show them as they land

@@ -128,6 +128,22 @@ def test_every_page_renders_without_errors(server: Server, page) -> None:
         pytest.param(
             "overfit.safetensors", "overfitting", "Overfitting: train accuracy", id="overfitting"
         ),
+        # the sample's degraded scanner found first (asserted by tests/app/test_slices.py)
+        pytest.param(
+            "good.safetensors",
+            "slices",
+            "Images with scanner is D",
+            marks=SCREENSHOTS_ONLY,
+            id="slices",
+        ),
+        # the README's cluster cards (numbers asserted by tests/app/test_embedding_map.py)
+        pytest.param(
+            "overfit.safetensors",
+            "failure_clusters",
+            "The worst failure cluster holds",
+            marks=SCREENSHOTS_ONLY,
+            id="failure_clusters",
+        ),
     ],
     # Confusion and Per-class of the imbalanced model: the cell test and the AppTests cover
     # them (the suite keeps near 10 minutes)

@@ -13,6 +13,7 @@ import pytest
 
 from core.runs import RunStore
 from tests.browser.conftest import WAIT_MS, Server, idle
+from tests.browser.test_e2e import shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 COUNT = re.compile(r"Your selection: ([\d,]+) images, accuracy ([\d.]+)%")
@@ -65,3 +66,4 @@ def test_lasso_lists_the_images_inside(server: Server, page) -> None:  # noqa: A
     print(f"lasso: page {shown}, independent count {int(inside.sum())}, near an edge {near_edge}")
     assert shown > 20
     assert abs(shown - int(inside.sum())) <= near_edge, (shown, int(inside.sum()), near_edge)
+    shoot(page, "embedding-map")  # `make screenshots`: the README's picture
