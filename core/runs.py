@@ -142,6 +142,16 @@ class Run:
             self._cache["probs"] = flat.reshape(len(col), width).astype(np.float32, copy=False)
         return self._cache["probs"]
 
+    def remember(self, key: str, value: Any) -> None:
+        """Keep ``value`` under ``key`` on this Run object, not on disk: what another module
+        derived from the run's files (e.g. why its metadata file was refused), for as long as
+        the object lives. Read back with ``remembered``."""
+        self._cache[f"remembered:{key}"] = value
+
+    def remembered(self, key: str, default: Any = None) -> Any:
+        """Return what ``remember`` kept under ``key``, else ``default``."""
+        return self._cache.get(f"remembered:{key}", default)
+
     def subset(self, mask: Any, label: str, *, key: str | None = None) -> Run:
         """Return this run restricted to the rows in ``mask``, as if evaluated on them alone.
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import ClassLensError
+from core.runs import Run
 
 KEY = "path"
 FILE_NAMES = ("metadata.csv", "metadata.parquet")
@@ -201,7 +202,7 @@ def match_warnings(report: dict[str, Any], file_name: str) -> list[str]:
     return out
 
 
-def attach(run: Any, file: str | Path, image_paths: Any) -> dict[str, Any]:
+def attach(run: Run, file: str | Path, image_paths: Any) -> dict[str, Any]:
     """Read ``file``, write it to the run folder (``metadata.parquet``, ``metadata.json``) and
     return the info written: source, sha256, columns, match report and warnings.
 
@@ -232,7 +233,7 @@ def attach(run: Any, file: str | Path, image_paths: Any) -> dict[str, Any]:
     return info
 
 
-def stored(run: Any) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+def stored(run: Run) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     """Return (table, info) attached to the run, or None when it has none."""
     folder = Path(run.path)
     try:
@@ -243,18 +244,17 @@ def stored(run: Any) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     return table, info
 
 
-def problem(run: Any) -> str | None:
+def problem(run: Run) -> str | None:
     """Return why the dataset's metadata file was refused for this run, else None."""
-    return getattr(run, "_cache", {}).get("metadata_problem")
+    return run.remembered("metadata_problem")
 
 
-def remember_problem(run: Any, message: str) -> None:
+def remember_problem(run: Run, message: str) -> None:
     """Keep why the dataset's metadata file was refused, for ``problem``."""
-    if hasattr(run, "_cache"):
-        run._cache["metadata_problem"] = message
+    run.remember("metadata_problem", message)
 
 
-def info(run: Any) -> dict[str, Any] | None:
+def info(run: Run) -> dict[str, Any] | None:
     """Return the run's ``metadata.json`` (source, columns, match report, warnings), or None."""
     found = stored(run)
     return None if found is None else found[1]
