@@ -18,6 +18,7 @@ accuracy is below the rest are ranked by effect (points below the rest) x suppor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,7 +138,7 @@ def conditions_for(
     edges = bin_edges(numeric[rows])
     if kind == "date":  # edges are in the column's own unit (ns, us, s)
         unit = np.datetime_data(col.dtype)[0]
-        to_value = lambda e: pd.Timestamp(np.datetime64(int(e), unit))  # noqa: E731
+        to_value = lambda e: pd.Timestamp(int(e), unit=unit).as_unit(unit)  # noqa: E731
     else:
         to_value = float
     back = [to_value(e) for e in edges]
@@ -407,7 +408,7 @@ class Search:
 
 def weak_segments(
     df: pd.DataFrame,
-    kinds: dict[str, str],
+    kinds: Mapping[str, str],
     *,
     split: str = "test",
     target_class: str | None = None,
