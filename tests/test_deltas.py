@@ -48,3 +48,13 @@ def test_delta_is_in_shown_points_and_none_when_the_tiles_read_the_same() -> Non
     )
     assert [t.delta for t in same] == [None] * 4
     assert same[0].shown(same[0].after) == "10"
+
+
+def test_note_names_the_value_with_every_image() -> None:
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2])  # hand-counted: 12 images, 9 right
+    p = np.array([0, 1, 1, 0, 2, 2, 2, 2, 2, 2, 2, 1])
+    tiles = deltas.changes(
+        split_report(y, p, class_names=NAMES), split_report(y[:10], p[:10], class_names=NAMES)
+    )
+    assert tiles[0].note("test") == "test images left after removing the leaked ones (of 12)."
+    assert tiles[1].note("val") == "With every val image: 75.0%."

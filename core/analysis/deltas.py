@@ -34,6 +34,13 @@ class Change:
         """Return ``value`` as this number is shown: "1,234" images or "98.7%"."""
         return f"{int(value):,}" if self.count else f"{value:.1%}"
 
+    def note(self, split: str) -> str:
+        """Return the tile's help: what the number is, and its value with every image."""
+        before = self.shown(self.before)
+        if self.count:
+            return f"{split} images left after removing the leaked ones (of {before})."
+        return f"With every {split} image: {before}."
+
 
 def changes(before: SplitMetrics, after: SplitMetrics) -> list[Change]:
     """Return the image count, then each :data:`HEADLINE` metric, before and after."""
