@@ -207,3 +207,35 @@ def test_the_cli_prints_the_stored_runs_numbers(good, capsys: pytest.CaptureFixt
     assert_cli_error(bad, "severity 7 is out of range")
     bad = cli_inprocess(capsys, "robustness", "nope", "--runs-dir", store.root)
     assert_cli_error(bad, "no run 'nope'")
+
+
+def test_the_child_process_variant_stores_the_same_run(good, tmp_path: Path) -> None:  # noqa: ANN001
+    from core.images import robustness_worker
+
+    store, run = good
+    seen: list[tuple[int, int]] = []
+    child = robustness_worker.corrupted_run(
+        store,
+        run,
+        "test",
+        "contrast",
+        2,
+        sample=30,
+        seed=4,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert child.run_id == robustness.derived_id(run, "test", "contrast", 2, sample=30, seed=4)
+    assert seen and seen[-1] == (30, 30)
+    other = RunStore(tmp_path / "other")  # the same settings computed in this process
+    shutil.copytree(run.path, other.root / run.run_id)
+    here = robustness.corrupted_run(
+        other, other.get(run.run_id), "test", "contrast", 2, sample=30, seed=4
+    )
+    np.testing.assert_array_equal(child.predictions()["y_pred"], here.predictions()["y_pred"])
+    np.testing.assert_array_equal(child.probs(), here.probs())
+    meta = json.loads((run.path / "meta.json").read_text())
+    meta["checkpoint"]["sha256"] = "0" * 64  # as if the file had changed since
+    (run.path / "meta.json").write_text(json.dumps(meta))
+    changed = store.get(run.run_id)
+    with pytest.raises(ClassLensError, match="changed since this run was evaluated"):
+        robustness_worker.corrupted_run(store, changed, "test", "jpeg", 1, sample=10)

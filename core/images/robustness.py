@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from core import runs
 from core.analysis import metrics
@@ -160,6 +161,16 @@ def load_model(meta: MetaJson) -> models.Checkpoint:
     return ckpt
 
 
+def _device(meta: MetaJson) -> torch.device:
+    """Return the device the run was evaluated on when this machine has it, else auto (GPU
+    when present): on the same device, severity 0 repeats the run's numbers bit for bit, so a
+    flip is the corruption's doing, not the device's rounding."""
+    was = str(meta.get("device", "auto"))
+    if was == "cpu" or (was.startswith("cuda") and torch.cuda.is_available()):
+        return inference.resolve_device("cpu" if was == "cpu" else "cuda")
+    return inference.resolve_device("auto")
+
+
 def corrupted_run(
     store: runs.RunStore,
     run: runs.Run,
@@ -217,7 +228,7 @@ def _evaluate(
     ckpt = load_model(run.meta)
     t_load = time.perf_counter()
     y_true = rows["y_true"].to_numpy().astype(np.int64)
-    device = inference.resolve_device("auto")
+    device = _device(run.meta)
     pred = inference.predict(
         ckpt.module,
         files,
