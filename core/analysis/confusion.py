@@ -147,6 +147,14 @@ def pairs_of_class(pairs: pd.DataFrame, c: int) -> pd.DataFrame:
     return pairs[(pairs["true_idx"] == c) | (pairs["pred_idx"] == c)]
 
 
+def listed_pairs(pairs: pd.DataFrame, found: int | None, *, limit: int) -> tuple[pd.DataFrame, int]:
+    """Return (the pairs a view lists, how many more exist than it lists): every pair of the
+    searched class ``found``, else the ``limit`` most frequent pairs."""
+    if found is not None:
+        return pairs_of_class(pairs, found), 0
+    return pairs.head(limit), max(0, len(pairs) - limit)
+
+
 def opening_cell(pairs: pd.DataFrame, c: int | None = None) -> tuple[int, int]:
     """Return the (true, predicted) cell a view opens on, from :func:`most_confused_pairs`.
 

@@ -44,6 +44,20 @@ def csv_bytes(table: pd.DataFrame, *, index: bool = False) -> bytes:
     return out.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC).encode()
 
 
+def matrix_table(cm: Any, class_names: Sequence[str]) -> pd.DataFrame:
+    """Return the confusion matrix as a table: a "true" column with the class names, then one
+    column of counts per predicted class (rows true, columns predicted, as metrics.json)."""
+    names = [str(c) for c in class_names]
+    table = pd.DataFrame(np.asarray(cm, dtype=np.int64), index=names, columns=names)
+    return table.rename_axis("true").reset_index()
+
+
+def pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Return confusion.most_confused_pairs without its class-index columns (the names and
+    counts a reader of the file wants)."""
+    return pairs.drop(columns=["true_idx", "pred_idx"], errors="ignore")
+
+
 def images_table(rows: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
     """Return prediction rows (split, path, y_true, y_pred, confidence, loss) with the class
     names beside the indices: split, path, true, predicted, confidence, loss, y_true, y_pred."""
