@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class Run:
     path: Path  # the run's folder
     meta: MetaJson  # meta.json
     metrics: MetricsJson  # metrics.json (the contract in DESIGN.md)
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
     # A subset (Run.subset): the full run it was cut from and its row positions there. The
     # subset's path is the parent's folder, so files beside it stay reachable; derived caches
     # (phash, embeddings) are read from the parent and cut with ``rows``, never rewritten.
@@ -142,15 +142,15 @@ class Run:
             self._cache["probs"] = flat.reshape(len(col), width).astype(np.float32, copy=False)
         return self._cache["probs"]
 
-    def remember(self, key: str, value: Any) -> None:
+    def remember(self, key: Hashable, value: Any) -> None:
         """Keep ``value`` under ``key`` on this Run object, not on disk: what another module
-        derived from the run's files (e.g. why its metadata file was refused), for as long as
-        the object lives. Read back with ``remembered``."""
-        self._cache[f"remembered:{key}"] = value
+        derived from the run's files (a table, why its metadata file was refused), for as long
+        as the object lives. Read back with ``remembered``."""
+        self._cache[("remembered", key)] = value
 
-    def remembered(self, key: str, default: Any = None) -> Any:
+    def remembered(self, key: Hashable, default: Any = None) -> Any:
         """Return what ``remember`` kept under ``key``, else ``default``."""
-        return self._cache.get(f"remembered:{key}", default)
+        return self._cache.get(("remembered", key), default)
 
     def subset(self, mask: Any, label: str, *, key: str | None = None) -> Run:
         """Return this run restricted to the rows in ``mask``, as if evaluated on them alone.

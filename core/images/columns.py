@@ -86,9 +86,9 @@ def slice_columns(
     out (no pixels read). progress: (done, total) while measuring properties.
     """
     key = ("slice_columns", with_properties, _stamp(run, metadata.CACHE_FILE))
-    cache = getattr(run, "_cache", None)
-    if cache is not None and key in cache:
-        return cache[key]
+    found = run.remembered(key)
+    if found is not None:
+        return found
     parts = [base_columns(run)]
     meta = run_metadata(run)
     if meta is not None:
@@ -97,8 +97,7 @@ def slice_columns(
         props = properties.run_properties(run, progress=progress)
         parts.append(props[list(properties.COLUMNS)].set_axis(parts[0].index))
     df = pd.concat(parts, axis=1)
-    if cache is not None:
-        cache[key] = df
+    run.remember(key, df)
     return df
 
 
