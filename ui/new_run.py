@@ -21,7 +21,7 @@ from typing import Protocol
 
 import streamlit as st
 
-from core.engine import hf_models, models, preprocessing
+from core.engine import hf_models, models, preprocessing, vetting
 from core.engine.sample import CHECKPOINTS, DATASET
 from core.errors import ClassLensError
 from core.hosting import safety
@@ -35,8 +35,18 @@ DATASET_UPLOAD_TYPES = ["zip"]
 
 
 @st.cache_resource(max_entries=8, show_spinner="Reading the checkpoint…")
-def _inspect(path: str, sha: str, trusted: bool, arch: str | None) -> models.Checkpoint:
+def _load(path: str, sha: str, trusted: bool, arch: str | None) -> models.Checkpoint:
     return models.load_checkpoint(path, trusted=trusted, arch=arch or None)
+
+
+def _inspect(path: str, sha: str, trusted: bool, arch: str | None) -> models.Checkpoint:
+    """Return the checkpoint, loaded here only after a memory-bounded child process read it
+    (core.engine.vetting); the bundled samples are ours and skip that read."""
+    if Path(path) not in CHECKPOINTS.values():
+        with st.spinner("Reading the checkpoint in a separate process…"):
+            vetting.vet(Path(path), sha, trusted=trusted, arch=arch or None,
+                        memory_mb=current().inspect_memory_mb)  # fmt: skip
+    return _load(path, sha, trusted, arch)
 
 
 class Upload(Protocol):

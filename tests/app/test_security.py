@@ -24,6 +24,7 @@ from core.hosting.settings import Settings
 from core.runs import Run
 from tests.app.conftest import ROOT, open_page
 from tests.conftest import SIZE, classlens_meta, make_model, save_safetensors, write_dataset
+from tests.test_model_budget import write_onnx_bomb
 from ui.gallery import md_escape
 from ui.new_run import dataset_from_zip, save_checkpoint_uploads
 from ui.state import RUN_KEY, list_runs
@@ -89,9 +90,10 @@ def test_hosted_form_refuses_torchscript_and_paths_outside_the_roots(
     marker = tmp_path / "pwned"
     torch.jit.script(make_model()).save(str(root / "scripted.pt"))
     torch.save({"state_dict": {"w": torch.zeros(1)}, "x": _Pwn(marker)}, root / "evil.pt")
+    write_onnx_bomb(root / "bomb.onnx", 750_000_000)  # 150 bytes asking for 3 GB when read
     before = set(tmp_path.rglob("*"))
 
-    at = _hosted_editor(sample_runs["good"], allowed_roots=[str(root)])
+    at = _hosted_editor(sample_runs["good"], allowed_roots=[str(root)], inspect_memory_mb=1024)
     assert "Server path" in at.sidebar.radio(key="ck_src").options
     at.sidebar.radio(key="ck_src").set_value("Server path").run()
     assert not [c for c in at.sidebar.checkbox if "trust" in c.label], "no trust box when hosted"
@@ -99,6 +101,7 @@ def test_hosted_form_refuses_torchscript_and_paths_outside_the_roots(
     attempts = {
         root / "scripted.pt": r"TorchScript archive.*never loads such files, trusted or not",
         root / "evil.pt": r"evil\.pt is not a safe checkpoint",
+        root / "bomb.onnx": r"reading bomb\.onnx needed more than 1,024 MB",
         f"{root}/../secret/outside.pt": r"'\.\.' are not allowed.*" + re.escape(str(root)),
         tmp_path / "secret" / "outside.pt": r"outside the folders.*" + re.escape(str(root)),
         root / "out" / "outside.pt": r"outside the folders this server may read \(symlinks",
