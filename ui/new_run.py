@@ -1,10 +1,12 @@
 """The sidebar's New run form: a checkpoint and a dataset, evaluated in a background job.
 
 A new run comes from a bundled, uploaded or server-side checkpoint and the bundled, an
-uploaded (zip) or a server-side dataset. Each preprocessing field says where its value comes
-from (declared in the checkpoint, read from the file, probed, typed, or a default); what the
-file does not tell is measured by the preprocessing probe (core.engine.probe) on the train split,
-shown with every candidate's accuracy. Engine errors name the form's fields (ui.form_errors).
+uploaded (zip) or a server-side dataset, with the dataset's own metadata.csv or an uploaded or
+server-side metadata file (attached to the run, like the CLI's ``--metadata``). Each
+preprocessing field says where its value comes from (declared in the checkpoint, read from
+the file, probed, typed, or a default); what the file does not tell is measured by the
+preprocessing probe (core.engine.probe) on the train split, shown with every candidate's
+accuracy. Engine errors name the form's fields (ui.form_errors).
 Inputs go through ``core.hosting.safety`` (uploads checked by size and content, zips
 extracted safely, server paths only under the allowed roots) and the settings decide what is
 offered: no trust checkbox when hosted, no server paths when hosted without allowed roots.
@@ -21,17 +23,23 @@ from typing import Protocol
 
 import streamlit as st
 
-from core.engine import hf_models, models, preprocessing, vetting
+from core.engine import hf_models, metadata, models, preprocessing, vetting
 from core.engine.sample import CHECKPOINTS, DATASET
 from core.errors import ClassLensError
 from core.hosting import safety
 from core.hosting.settings import Settings, current
 from ui import jobs, prep_fields
 from ui.form_errors import TRUST_MANY, TRUST_ONE, for_form
-from ui.gallery import md_escape
+from ui.gallery import md_code, md_escape
 
 UPLOAD_TYPES = ["safetensors", "pt", "pth", "ckpt", "bin", "pt2", "onnx", "json"]
 DATASET_UPLOAD_TYPES = ["zip"]
+METADATA_UPLOAD_TYPES = ["csv", "parquet"]
+METADATA_HELP = (
+    "Per-image columns to slice by (site, scanner, date, ...): a CSV or Parquet table with a "
+    "'path' column holding each image's path relative to the dataset root (test/cat/001.png). "
+    "The same as --metadata on the CLI."
+)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Reading the checkpoint…")
@@ -187,12 +195,73 @@ def _choose_dataset(settings: Settings) -> Path | None:
     return server_path(text, settings)
 
 
+def _choose_metadata(settings: Settings, data_path: Path) -> Path | None:
+    """Return the metadata file to attach to the run; None: the dataset root's own
+    metadata.csv / metadata.parquet (read with the run when it has one)."""
+    options = ["From the dataset"]
+    if not settings.hosted:
+        options.append("Upload")
+    if settings.server_paths_allowed:
+        options.append("Server path")
+    source = "From the dataset"
+    if len(options) > 1:
+        source = st.radio("Metadata", options, horizontal=True, key="md_src", help=METADATA_HELP)
+    if source == "From the dataset":
+        found = metadata.find(data_path)
+        if found is not None:
+            st.caption(f"Metadata: {md_code(found.name)} at the dataset root.")
+        return None
+    if source == "Upload":
+        upload = st.file_uploader(
+            "Metadata file",
+            type=METADATA_UPLOAD_TYPES,
+            key="md_upload",
+            max_upload_size=settings.max_upload_mb,
+            help=METADATA_HELP,
+        )
+        return None if upload is None else save_metadata_upload(upload)
+    text = st.text_input(
+        "Metadata file on the server",
+        key="md_path",
+        help=METADATA_HELP + (f" {_roots(settings)}." if settings.allowed_roots else ""),
+    )
+    found = server_path(text, settings)
+    if found is not None:
+        check_metadata(found)
+    return found
+
+
+def save_metadata_upload(upload: Upload) -> Path:
+    """Return where an uploaded metadata file is stored (by content, in the cache), refused
+    with the reason when it does not read as a metadata table (tests call it directly:
+    AppTest cannot drive st.file_uploader)."""
+    return metadata.store_upload(upload.name, upload.getvalue())
+
+
+def check_metadata(path: Path) -> None:
+    """Refuse a metadata file that cannot be read, before anything runs (MetadataError)."""
+    try:
+        stamp = path.stat()
+    except OSError as exc:
+        raise metadata.MetadataError(
+            f"metadata file {path} does not exist: check the path."
+        ) from exc
+    _read_metadata(str(path), stamp.st_mtime_ns, stamp.st_size)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read_metadata(path: str, mtime_ns: int, size: int) -> None:
+    """Read the file once per content (mtime and size key the cache); raise if refused."""
+    metadata.read(path)
+
+
 def form() -> None:
     settings = current()
     try:
         ckpt_paths, trusted = _choose_checkpoint(settings)
         data_path = _choose_dataset(settings)
-    except ClassLensError as exc:  # a path outside the roots, a refused zip
+        meta_path = None if data_path is None else _choose_metadata(settings, data_path)
+    except ClassLensError as exc:  # a path outside the roots, a refused zip or metadata file
         st.error(str(exc))
         return
     if not ckpt_paths or data_path is None:
@@ -200,7 +269,7 @@ def form() -> None:
         return
     arch = st.text_input("Architecture (blank: from metadata or detected)", key="arch").strip()
     if len(ckpt_paths) > 1:
-        _several_form(ckpt_paths, data_path, trusted, arch)
+        _several_form(ckpt_paths, data_path, trusted, arch, meta_path)
         return
     ckpt_path = ckpt_paths[0]
     trust_label = TRUST_MANY if st.session_state.get("ck_src") == "Upload" else TRUST_ONE
@@ -228,7 +297,7 @@ def form() -> None:
         return
 
     def job_key(prep: preprocessing.Preprocessing) -> str:
-        what = f"{ckpt.sha256}|{data_path.resolve()}|{arch}|{prep}|{sorted(typed)}"
+        what = f"{ckpt.sha256}|{data_path.resolve()}|{arch}|{prep}|{sorted(typed)}|{meta_path}"
         return hashlib.sha256(what.encode()).hexdigest()
 
     key = job_key(resolved.prep)
@@ -256,13 +325,15 @@ def form() -> None:
         label = f"{ckpt_path.name} on {data_path.name}"
         # Only what was typed is passed: the evaluation resolves the rest as this form did
         # (declared, read, probed from the same cached sweep), and records each source.
-        jobs.start(key, label, _evaluation(ckpt_path, data_path, arch, trusted, typed))
+        jobs.start(key, label, _evaluation(ckpt_path, data_path, arch, trusted, typed, meta_path))
         st.rerun()
     if jobs.get(key) is not None:
         _job_status((key,))
 
 
-def _several_form(paths: list[Path], data_path: Path, trusted: bool, arch: str) -> None:
+def _several_form(
+    paths: list[Path], data_path: Path, trusted: bool, arch: str, meta_path: Path | None
+) -> None:
     """Several uploads: each evaluated with the preprocessing its own metadata gives."""
     ready: list[tuple[Path, str]] = []
     for path in paths:
@@ -279,24 +350,34 @@ def _several_form(paths: list[Path], data_path: Path, trusted: bool, arch: str) 
         "(what it does not is probed on the train split); compare them on the **Compare** page."
     )
     keys = tuple(
-        hashlib.sha256(f"{sha}|{data_path.resolve()}|{arch}|metadata".encode()).hexdigest()
+        hashlib.sha256(
+            f"{sha}|{data_path.resolve()}|{arch}|metadata|{meta_path}".encode()
+        ).hexdigest()
         for _, sha in ready
     )
     busy = any(j is not None and not j.finished for j in map(jobs.get, keys))
     if st.button("Evaluate all", type="primary", disabled=busy):
         for key, (path, _) in zip(keys, ready, strict=True):
             jobs.start(
-                key, f"{path.name} on {data_path.name}", _evaluation(path, data_path, arch, trusted)
+                key,
+                f"{path.name} on {data_path.name}",
+                _evaluation(path, data_path, arch, trusted, meta_path=meta_path),
             )
     if any(jobs.get(k) is not None for k in keys):
         _job_status(keys)
 
 
 def _evaluation(
-    path: Path, data_path: Path, arch: str, trusted: bool, overrides: dict | None = None
+    path: Path,
+    data_path: Path,
+    arch: str,
+    trusted: bool,
+    overrides: dict | None = None,
+    meta_path: Path | None = None,
 ) -> dict:
-    """Return ``evaluate``'s keyword arguments for a job (JSON: it runs in a child process)."""
-    return {
+    """Return ``evaluate``'s keyword arguments for a job (JSON: it runs in a child process),
+    plus ``metadata`` when a file is to be attached (core.engine.worker attaches it after)."""
+    kwargs = {
         "checkpoint": str(path),
         "dataset": str(data_path),
         "arch": arch or None,
@@ -304,6 +385,9 @@ def _evaluation(
         "trust_checkpoint": trusted,
         "num_workers": 0,
     }
+    if meta_path is not None:
+        kwargs["metadata"] = str(meta_path)
+    return kwargs
 
 
 def _job_status(keys: tuple[str, ...]) -> None:

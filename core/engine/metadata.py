@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import paths
 from core.errors import ClassLensError
 from core.runs import Run
 
@@ -106,6 +107,32 @@ def read(file: str | Path) -> tuple[pd.DataFrame, list[str]]:
         if note:
             warnings.append(note)
     return table, warnings
+
+
+def store_upload(name: str, data: bytes) -> Path:
+    """Return where an uploaded metadata file is kept (the cache, by content), after checking
+    its extension and that it reads as a metadata table (``read``: MetadataError if not)."""
+    safe_name = Path(name).name or "metadata.csv"
+    suffix = Path(safe_name).suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise MetadataError(
+            f"{safe_name} is not a metadata file: upload a .csv or .parquet table with a "
+            f"{KEY!r} column (each image's path relative to the dataset root)."
+        )
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    target = paths.cache_dir() / "metadata" / digest / f"metadata{suffix}"
+    if target.exists():  # stored (and read) before
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{uuid.uuid4().hex}{suffix}")  # one per writer
+    tmp.write_bytes(data)
+    try:
+        read(tmp)
+    except MetadataError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MetadataError(str(exc).replace(tmp.name, safe_name)) from exc
+    tmp.replace(target)
+    return target
 
 
 def _check_columns(file: Path, columns: list[str]) -> None:

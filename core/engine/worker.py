@@ -12,6 +12,9 @@ JSON object per line:
 - ``{"progress": [done, total]}`` while inference runs;
 - ``{"run": run_id, "runs_dir": dir}`` or ``{"error": message}`` last.
 
+A ``"metadata"`` key (a CSV/Parquet file, the form's metadata field) is not passed to
+``evaluate``: the file is attached to the run afterwards, as the CLI's ``--metadata`` does.
+
 It exits 0 either way; anything else on exit is a crash the parent reports.
 """
 
@@ -67,6 +70,7 @@ def main(argv: list[str]) -> int:
     from core.engine.evaluate import evaluate
 
     kwargs = json.loads(argv[0])
+    metadata_file = kwargs.pop("metadata", None)  # attached after, like the CLI's --metadata
     try:
         with _phases():
             run = evaluate(
@@ -74,6 +78,8 @@ def main(argv: list[str]) -> int:
                 progress=lambda done, total: _say({"progress": [done, total]}),
                 log=lambda line: _say({"log": line}),
             )
+        if metadata_file:
+            _attach(run, metadata_file)
     except ClassLensError as exc:
         _say({"error": str(exc)})
     except Exception as exc:  # reported in the UI as a one-line error
@@ -81,6 +87,19 @@ def main(argv: list[str]) -> int:
     else:
         _say({"run": run.run_id, "runs_dir": str(run.path.parent)})
     return 0
+
+
+def _attach(run: Any, file: str) -> None:
+    """Attach the metadata file to the run (``core.engine.metadata``), logging what matched."""
+    from core.engine import metadata
+    from core.images.columns import root_paths
+
+    info = metadata.attach(run, file, root_paths(run))
+    m = info["match"]
+    matched = f"{m['matched']:,} of {m['images']:,} images matched"
+    _say({"log": f"metadata: {len(info['columns'])} columns, {matched}"})
+    for warning in info["warnings"]:
+        _say({"log": f"warning: {warning}"})
 
 
 if __name__ == "__main__":
