@@ -27,32 +27,21 @@ def reliability_figure(rel: Reliability, *, title: str = "Reliability diagram") 
     acc = [None if np.isnan(a) else float(a) for a in rel.accuracy]
     conf = [None if np.isnan(c) else float(c) for c in rel.confidence]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22])
-    fig.add_trace(
-        go.Bar(
+
+    def bin_bars(y: list[Any], color: str, name: str) -> go.Bar:
+        # one bar per bin, 90% of its width, the bin's range as hover text
+        return go.Bar(
             x=centers,
-            y=rel.count.tolist(),
+            y=y,
             width=(width * 0.9).tolist(),
-            marker_color=COUNT_COLOR,
-            name="images per bin",
+            marker_color=color,
+            name=name,
             hovertext=labels,
             hovertemplate="%{hovertext}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=centers,
-            y=acc,
-            width=(width * 0.9).tolist(),
-            marker_color=ACC_COLOR,
-            name="accuracy",
-            hovertext=labels,
-            hovertemplate="%{hovertext}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
+        )
+
+    fig.add_trace(bin_bars(rel.count.tolist(), COUNT_COLOR, "images per bin"), row=2, col=1)
+    fig.add_trace(bin_bars(acc, ACC_COLOR, "accuracy"), row=1, col=1)
     fig.add_trace(
         go.Scatter(
             x=centers,

@@ -67,6 +67,16 @@ def _hover_data(cm: np.ndarray, class_names: Sequence[str], classes: list[int]) 
     ]
 
 
+def shown_classes(cm: Any, classes: Sequence[int] | None) -> tuple[np.ndarray, list[int]]:
+    """Return (cm as int64, the class indices a matrix figure shows: ``classes``, default
+    all); ValueError when ``classes`` is empty."""
+    cm = np.asarray(cm, dtype=np.int64)
+    shown = list(range(len(cm))) if classes is None else [int(c) for c in classes]
+    if not shown:
+        raise ValueError("classes is empty: choose at least one class to show.")
+    return cm, shown
+
+
 def tick_text(name: object, *, max_chars: int = TICK_CHARS) -> str:
     """Return a class name short enough for an axis tick: cut to ``max_chars`` with "…"."""
     name = str(name)
@@ -88,10 +98,7 @@ def heatmap_figure(
     transparent marker per shown cell in :func:`overlay_cells` order, the click targets that
     Streamlit can select (heatmap cells themselves cannot be selected).
     """
-    cm = np.asarray(cm, dtype=np.int64)
-    shown = list(range(len(cm))) if classes is None else [int(c) for c in classes]
-    if not shown:
-        raise ValueError("classes is empty: choose at least one class to show.")
+    cm, shown = shown_classes(cm, classes)
     sub = np.ix_(shown, shown)
     names = [plot_text(class_names[c]) for c in shown]
     k = len(shown)

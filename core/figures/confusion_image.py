@@ -25,6 +25,7 @@ from PIL import Image
 from plotly.colors import sequential
 
 from core.analysis.confusion import Normalize, normalize_cm
+from core.figures.confusion import shown_classes
 
 IMAGE_FROM = 100  # from this many shown classes on, the heatmap is an image
 TARGETS_MAX = 2_000  # most frequent off-diagonal cells that get a hover/click target
@@ -102,14 +103,11 @@ def heatmap_image_figure(
 ) -> go.Figure:
     """Return the confusion matrix as one image (rows true, columns predicted, log Blues).
 
-    cm: (n, n) counts; classes: the class indices to show (default all), percentages stay
-    relative to whole classes; highlight: a (true_idx, pred_idx) cell to ring. Trace
-    ``TARGET_TRACE`` holds a transparent marker per :func:`target_cells` entry, in that order.
+    Arguments as :func:`core.figures.confusion.heatmap_figure` (highlight: the cell to ring).
+    Trace ``TARGET_TRACE`` holds a transparent marker per :func:`target_cells` entry, in that
+    order.
     """
-    cm = np.asarray(cm, dtype=np.int64)
-    shown = list(range(len(cm))) if classes is None else [int(c) for c in classes]
-    if not shown:
-        raise ValueError("classes is empty: choose at least one class to show.")
+    cm, shown = shown_classes(cm, classes)
     k = len(shown)
     pos = {c: p for p, c in enumerate(shown)}
     z = normalize_cm(cm, normalize)[np.ix_(shown, shown)]
