@@ -22,6 +22,9 @@ import numpy as np
 from core.errors import ClassLensError
 
 FOLDER = "selections"
+# Selections kept per run: beyond this the oldest files go (their links then say so), so
+# viewers of a hosted dashboard cannot fill the disk one distinct selection at a time.
+MAX_STORED = 256
 AGAIN = "Select the images again on the Embedding map, or remove the condition."
 
 
@@ -66,6 +69,7 @@ def save(run: Any, rows: Any) -> str:
         final.parent.mkdir(exist_ok=True)
         tmp.write_text(json.dumps({"id": sid, "keys": sorted(set(map(str, keys)))}))
         os.replace(tmp, final)
+        _prune(final.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ClassLensError(
@@ -73,6 +77,13 @@ def save(run: Any, rows: Any) -> str:
             "run store is read-only here, so a selection cannot become the filter."
         ) from None
     return sid
+
+
+def _prune(folder: Path) -> None:
+    """Remove the oldest selection files beyond MAX_STORED (by modification time)."""
+    files = sorted(folder.glob("*.json"), key=lambda f: (f.stat().st_mtime_ns, f.name))
+    for old in files[: max(0, len(files) - MAX_STORED)]:
+        old.unlink(missing_ok=True)
 
 
 def load(run: Any, sid: str) -> frozenset[str]:

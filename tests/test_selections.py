@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,20 @@ def test_an_empty_selection_is_not_stored(runs_dir: Path) -> None:
     with pytest.raises(ValueError, match="holds no image"):
         selections.save(run, np.zeros(len(run.predictions()), dtype=bool))
     assert not (run.path / "selections").exists()
+
+
+def test_only_the_newest_selections_are_kept(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _run(runs_dir)
+    monkeypatch.setattr(selections, "MAX_STORED", 3)
+    ids = []
+    for i in range(5):
+        ids.append(selections.save(run, np.arange(i + 1)))
+        path = run.path / "selections" / f"{ids[-1]}.json"
+        os.utime(path, ns=(i * 10**9, i * 10**9))  # distinct, ordered times on any filesystem
+    selections._prune(run.path / "selections")
+    kept = sorted(f.stem for f in (run.path / "selections").glob("*.json"))
+    assert kept == sorted(ids[2:])
+    with pytest.raises(selections.SelectionNotFound, match="not stored"):
+        selections.rows(run, ids[0])
