@@ -235,7 +235,8 @@ def _evaluate(
         y_true,
         gradcam.run_preprocessing(run.meta),
         device=device,
-        batch_size=None,
+        # the run's own batch on CPU (the same sums, bit for bit); on CUDA the automatic size
+        batch_size=run.meta.get("batch_size") if str(run.meta.get("device")) == "cpu" else None,
         progress=progress,
         precision=run.meta.get("precision", "fp32"),
         outputs=run.meta.get("facts", {}).get("outputs", {}).get("kind", "logits"),
