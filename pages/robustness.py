@@ -11,6 +11,7 @@ from core.engine import corruptions
 from core.figures.robustness import severity_figure
 from core.hosting import tasks
 from core.images import robustness as derive
+from core.images import robustness_worker as worker
 from core.images.gallery import paginate
 from core.runs import RunStore
 from ui import tasks as ui_tasks
@@ -97,9 +98,10 @@ if not pending and missing:
             for c, s in missing:
                 tasks.submit(
                     keys[(c, s)],
+                    # in a child process, as evaluations: the server's GIL stays free
                     partial(
-                        derive.corrupted_run, store, base, split, c, s, sample=sample, seed=SEED
-                    ),  # fmt: skip
+                        worker.corrupted_run, store, base, split, c, s, sample=sample, seed=SEED
+                    ),
                     label=f"{corruptions.corruption_label(c)} {s} of {base.run_id} {split}",
                     progress=True,
                 )
@@ -149,13 +151,17 @@ drops = rb.class_drops(frame, base.class_names)
 st.dataframe(
     drops.assign(worst_corruption=drops["worst_corruption"].map(label)),
     hide_index=True,
-    column_config=class_columns(
-        "percent",
-        clean_recall=("clean recall", None),
-        corrupted_recall=("corrupted recall", "Mean over the corruptions and severities shown"),
-        drop=("drop", "Clean recall minus corrupted recall"),
-        worst_recall=("worst recall", "At the worst corruption and severity"),
-    ),
+    column_config={
+        **class_columns(
+            "percent",
+            clean_recall=("clean recall", None),
+            corrupted_recall=("corrupted recall", "Mean over the corruptions and severities"),
+            drop=("drop", "Clean recall minus corrupted recall, in points"),
+            worst_recall=("worst recall", "At the worst corruption and severity"),
+        ),
+        "worst_corruption": st.column_config.TextColumn("worst corruption"),
+        "worst_severity": st.column_config.NumberColumn("at severity"),
+    },
     key="rb_classes",
 )
 

@@ -13,6 +13,7 @@ from core.figures import theme
 from core.figures.theme import GRID, plot_text
 
 CLEAN_COLOR = "#555"
+LEGEND = {**theme.LEGEND_BELOW, "y": -0.2}  # below the x axis' title, not over it
 # plotly's D3 palette: ten corruptions get ten distinct colours (hflip is the ninth)
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
@@ -65,6 +66,4 @@ def severity_figure(
         title_text="severity", dtick=1, range=[-0.1, max(top, 1) + 0.1], gridcolor=GRID
     )
     fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.02], gridcolor=GRID)
-    return theme.layout(
-        fig, title=title, height=420, legend=theme.LEGEND_BELOW, plot_bgcolor="white"
-    )
+    return theme.layout(fig, title=title, height=440, legend=LEGEND, plot_bgcolor="white")
