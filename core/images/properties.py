@@ -44,42 +44,85 @@ _MAX_PIXELS = 16_000_000  # larger images are measured on a thumbnail of this ma
 
 def measure(image: Image.Image) -> tuple[float, float, float, float]:
     """Return (brightness, contrast, colourfulness, sharpness) of one decoded image."""
+    b, c, col, sharp = measure_many(rgb_pixels(image)[None])[0]
+    return float(b), float(c), float(col), float(sharp)
+
+
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+    """Return the (h, w, 3) uint8 RGB pixels measured for ``image`` (a thumbnail of at most
+    4000 px a side when it has more than ``_MAX_PIXELS``)."""
     if image.width * image.height > _MAX_PIXELS:
         image = image.copy()
         image.thumbnail((4000, 4000))
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)  # (h, w, 3), 0..255
-    luma = rgb @ LUMA
-    brightness = luma.mean() / 255.0
-    contrast = luma.std() / 255.0
+    return np.asarray(image.convert("RGB"))
+
+
+def measure_many(rgb_u8: np.ndarray) -> np.ndarray:
+    """Return the (b, 4) brightness, contrast, colourfulness, sharpness of a stack of b
+    same-size images, (b, h, w, 3) uint8 RGB: whole-array numpy per stack, so small images
+    do not pay a dozen numpy calls each (per-call overhead was half the cost at 32x32)."""
+    rgb = rgb_u8.astype(np.float64)  # 0..255
+    luma = rgb @ LUMA  # (b, h, w)
+    px = (1, 2)
+    brightness = luma.mean(axis=px) / 255.0
+    contrast = luma.std(axis=px) / 255.0
     rg = rgb[..., 0] - rgb[..., 1]
     yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
-    colourfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
-    return float(brightness), float(contrast), float(colourfulness), laplacian_variance(luma)
+    colourfulness = np.hypot(rg.std(axis=px), yb.std(axis=px)) + 0.3 * np.hypot(
+        rg.mean(axis=px), yb.mean(axis=px)
+    )
+    return np.stack([brightness, contrast, colourfulness, laplacian_variance(luma)], axis=1)
 
 
-def laplacian_variance(luma: np.ndarray) -> float:
-    """Return the variance of the 4-neighbour Laplacian over the interior pixels (0 if < 3x3)."""
-    if luma.shape[0] < 3 or luma.shape[1] < 3:
-        return 0.0
-    lap = luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:] - 4 * luma[1:-1, 1:-1]
-    return float(lap.var())
+def laplacian_variance(luma: np.ndarray) -> np.ndarray:
+    """Return the variance of the 4-neighbour Laplacian over the interior pixels of each
+    (b, h, w) luma image ((b,) zeros when smaller than 3x3)."""
+    if luma.shape[1] < 3 or luma.shape[2] < 3:
+        return np.zeros(luma.shape[0])
+    lap = (
+        luma[:, :-2, 1:-1]
+        + luma[:, 2:, 1:-1]
+        + luma[:, 1:-1, :-2]
+        + luma[:, 1:-1, 2:]
+        - 4 * luma[:, 1:-1, 1:-1]
+    )
+    return lap.var(axis=(1, 2))
 
 
-def _one(path: str) -> tuple[Any, ...]:
+_UNREADABLE = (np.nan,) * 6 + (np.nan, "", False)
+BATCH_PIXELS = 1 << 20  # pixels measured as one stack (~50 MB of float64 working arrays)
+
+
+def _read(path: str) -> tuple[np.ndarray, tuple[Any, ...]] | None:
+    """Return (RGB pixels, (width, height, file size, format)) of one file, None if unreadable."""
     try:
         size = os.path.getsize(path)
         with Image.open(path) as img:
             fmt = img.format or ""
             width, height = img.size
             img.draft("RGB", img.size)  # no-op except JPEG; keeps full resolution
-            values = measure(img)
-        return (*values, width, height, size, fmt, True)
+            return rgb_pixels(img), (width, height, size, fmt)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-        return (np.nan,) * 6 + (np.nan, "", False)
+        return None
 
 
 def _chunk(paths: Sequence[str]) -> list[tuple[Any, ...]]:
-    return [_one(p) for p in paths]
+    """Return one row per path: the 4 measurements, width, height, size, format, readable;
+    same-size images measured together in stacks of up to BATCH_PIXELS pixels."""
+    rows: list[tuple[Any, ...]] = [_UNREADABLE] * len(paths)
+    by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray, tuple[Any, ...]]]] = {}
+    for i, path in enumerate(paths):
+        read = _read(path)
+        if read is not None:
+            by_shape.setdefault(read[0].shape, []).append((i, *read))
+    for shape, items in by_shape.items():
+        step = max(1, BATCH_PIXELS // max(1, shape[0] * shape[1]))
+        for start in range(0, len(items), step):
+            part = items[start : start + step]
+            values = measure_many(np.stack([rgb for _, rgb, _ in part]))
+            for (i, _, info), v in zip(part, values, strict=True):
+                rows[i] = (*(float(x) for x in v), *info, True)
+    return rows
 
 
 def measure_files(
