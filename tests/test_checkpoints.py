@@ -180,6 +180,22 @@ def test_wrong_arch_for_the_weights_is_a_clear_error(checkpoint: Path) -> None:
         models.load_checkpoint(checkpoint, arch="resnet18")
 
 
+def test_weights_must_fit_words_a_load_failure_and_passes_the_rest() -> None:
+    from core.engine.archs import weights_must_fit
+
+    long = "size mismatch for fc.weight:   copying a param\n" + "x" * 400
+    with pytest.raises(ClassLensError) as caught, weights_must_fit("net 'a'", "Pass --arch."):
+        raise RuntimeError(long)
+    first = " ".join(long.split())[:240]  # whitespace collapsed, cut to 240 characters
+    assert (
+        str(caught.value) == f"the checkpoint's weights do not fit net 'a' ({first}). Pass --arch."
+    )
+    for exc in (ClassLensError("already worded"), OSError("disk")):  # unchanged
+        with pytest.raises(type(exc)) as kept, weights_must_fit("net 'a'", "Pass --arch."):
+            raise exc
+        assert kept.value is exc
+
+
 def test_head_wider_than_the_dataset_names_both_numbers(
     tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -7,6 +7,7 @@ torchvision classification model (by its ``get_model`` name) are registered; ``n
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -142,21 +143,32 @@ def get(name: str) -> Architecture:
 def build(name: str, state_dict: StateDict) -> nn.Module:
     """Return architecture ``name`` with ``state_dict`` loaded (strict), in eval mode."""
     arch = get(name)
-    try:
+    with weights_must_fit(
+        f"architecture {name!r}",
+        "Pass the right --arch, or leave it out to detect it from the weights.",
+    ):
         kwargs = arch.kwargs_from(state_dict)
         check_build_size(arch, kwargs, state_dict)  # before allocating what shapes declare
         model = arch.build(**kwargs)
         fit_first_conv(model, state_dict)
         model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+@contextlib.contextmanager
+def weights_must_fit(what: str, fix: str) -> Iterator[None]:
+    """Turn a failure to build ``what`` or load the weights into it (RuntimeError, KeyError,
+    TypeError, ValueError) into a ClassLensError: "the checkpoint's weights do not fit <what>
+    (<the error's first 240 characters>). <fix>"; a ClassLensError passes unchanged."""
+    try:
+        yield
+    except ClassLensError:
+        raise
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ClassLensError):
-            raise
         first = " ".join(str(exc).split())[:240]
         raise ClassLensError(
-            f"the checkpoint's weights do not fit architecture {name!r} ({first}). "
-            "Pass the right --arch, or leave it out to detect it from the weights."
+            f"the checkpoint's weights do not fit {what} ({first}). {fix}"
         ) from None
-    return model.eval()
 
 
 def fit_first_conv(model: nn.Module, state_dict: StateDict) -> None:

@@ -237,21 +237,16 @@ def build(name: str, sd: StateDict) -> tuple[nn.Module, dict[str, Any]]:
     module carries ``classlens_read``, the preprocessing timm's eval transform would use."""
     bare = strip(name)
     check_name(bare)
-    try:
+    with archs.weights_must_fit(
+        f"timm architecture {bare!r}",
+        f"Pass the right --arch timm:NAME, leave --arch out to detect it, {ONNX_HINT}.",
+    ):
         n_classes, chans = _head(bare, sd)
         kwargs = {"num_classes": n_classes, "in_chans": chans}
         arch = archs.Architecture(bare, "timm", lambda **kw: _create(bare, **kw), lambda _: kwargs)
         check_build_size(arch, kwargs, sd)  # before allocating what the shapes declare
         model = _create(bare, n_classes, chans)
         model.load_state_dict(sd, strict=True)
-    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ClassLensError):
-            raise
-        first = " ".join(str(exc).split())[:240]
-        raise ClassLensError(
-            f"the checkpoint's weights do not fit timm architecture {bare!r} ({first}). Pass the "
-            f"right --arch timm:NAME, leave --arch out to detect it, {ONNX_HINT}."
-        ) from None
     read, words = read_preprocessing(model)
     vars(model)["classlens_read"] = read  # a plain attribute (core.engine.probe reads it)
     timm = _timm()
