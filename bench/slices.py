@@ -30,7 +30,7 @@ from core.analysis import slices
 from core.images import properties
 
 N = 50_000
-SIZE = 64
+SIZE = 32  # px a side: the BENCHMARKS.md figure (50,000 32x32 PNGs)
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
