@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ClassLensError
+from core.runs import Run
 
 FOLDER = "selections"
 # Selections kept per run: beyond this the oldest files go (their links then say so), so
@@ -32,7 +33,7 @@ class SelectionNotFound(ClassLensError):
     """A filter names a selection this run does not have (a link made on another run)."""
 
 
-def _keys(run: Any) -> np.ndarray:
+def _keys(run: Run) -> np.ndarray:
     """Return each prediction row's ``split/path`` key (unique within a run)."""
     p = run.predictions()
     return (p["split"].astype(str) + "/" + p["path"].astype(str)).to_numpy(dtype=object)
@@ -45,12 +46,12 @@ def selection_id(keys: Any) -> str:
     return f"{len(ordered)}-{digest}"
 
 
-def _file(run: Any, sid: str) -> Path:
-    base = run.parent if getattr(run, "parent", None) is not None else run
+def _file(run: Run, sid: str) -> Path:
+    base = run.parent if run.parent is not None else run
     return Path(base.path) / FOLDER / f"{sid}.json"
 
 
-def save(run: Any, rows: Any) -> str:
+def save(run: Run, rows: Any) -> str:
     """Store the images at ``rows`` ((n,) bool or int positions over ``run.predictions()``)
     in the run folder (atomically, once per id) and return the selection's id.
 
@@ -86,7 +87,7 @@ def _prune(folder: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def load(run: Any, sid: str) -> frozenset[str]:
+def load(run: Run, sid: str) -> frozenset[str]:
     """Return the ``split/path`` keys of selection ``sid``, or raise SelectionNotFound saying
     why (missing, unreadable, or not matching its id) and what to do."""
     n = sid.split("-", 1)[0]
@@ -106,7 +107,7 @@ def load(run: Any, sid: str) -> frozenset[str]:
     return frozenset(keys)
 
 
-def rows(run: Any, sid: str) -> np.ndarray:
+def rows(run: Run, sid: str) -> np.ndarray:
     """Return the (n,) bool rows of ``run.predictions()`` in selection ``sid`` (the rows of
     a slice that are in it, when ``run`` is a ``Run.subset``)."""
     keys = load(run, sid)

@@ -174,7 +174,7 @@ def measure_files(
 # --- the per-run cache --------------------------------------------------------------------------
 
 
-def cache_path(run: Any) -> Path:
+def cache_path(run: runs.Run) -> Path:
     """Return where a run's properties cache lives: ``properties.parquet`` in the run folder."""
     return Path(run.path) / CACHE_FILE
 
@@ -183,7 +183,7 @@ def _keys(split: Any, path: Any) -> pd.Index:
     return pd.Index(pd.Series(split).astype(str).to_numpy() + "\0" + pd.Series(path).to_numpy())
 
 
-def _read_table(run: Any) -> pd.DataFrame | None:
+def _read_table(run: runs.Run) -> pd.DataFrame | None:
     try:
         cached = pq.read_table(cache_path(run)).to_pandas()
     except (OSError, ValueError, pa.ArrowException):
@@ -193,7 +193,7 @@ def _read_table(run: Any) -> pd.DataFrame | None:
     return cached
 
 
-def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
+def _read_cache(run: runs.Run, predictions: pd.DataFrame) -> pd.DataFrame | None:
     """Return the cached rows of ``predictions`` (by split and path, in its order and index),
     or None when the cache is missing, unreadable or lacks some of them (e.g. a run subset
     reads its parent's cache)."""
@@ -212,19 +212,19 @@ def _read_cache(run: Any, predictions: pd.DataFrame) -> pd.DataFrame | None:
     return cached.iloc[pos].set_axis(predictions.index)
 
 
-def _write_cache(run: Any, table: pd.DataFrame) -> None:
+def _write_cache(run: runs.Run, table: pd.DataFrame) -> None:
     """Write the cache atomically; a read-only store is no error."""
     runs.write_table_atomic(cache_path(run), table)
 
 
-def has_cached_properties(run: Any) -> bool:
+def has_cached_properties(run: runs.Run) -> bool:
     """Return True when the run's properties cache exists and matches its predictions."""
     run = getattr(run, "parent", None) or run  # a slice (Run.subset) reads its parent's cache
     return _read_cache(run, run.predictions()) is not None
 
 
 def run_properties(
-    run: Any, *, workers: int | None = None, progress: Progress | None = None
+    run: runs.Run, *, workers: int | None = None, progress: Progress | None = None
 ) -> pd.DataFrame:
     """Return one row per prediction row (same index): split, path, ``COLUMNS``, readable.
 
@@ -232,7 +232,7 @@ def run_properties(
     from the image files (``workers`` processes; default: up to 4 when there are many files)
     and written there atomically.
     """
-    if getattr(run, "parent", None) is not None:  # a slice: the parent's rows, never rewritten
+    if run.parent is not None:  # a slice: the parent's rows, never rewritten
         whole = run_properties(run.parent, workers=workers, progress=progress)
         return whole.iloc[run.rows].set_axis(run.predictions().index)
     predictions = run.predictions()
