@@ -200,10 +200,10 @@ def test_the_estimate_counts_only_what_is_not_stored(tmp_path: Path) -> None:
     run = _run(store, [6, 4])  # 10 test images; 100 images/s, 0.5 s to load the model
     n, seconds = robustness.estimate(run, "test", None, ["blur", "hflip"], [1, 2])
     assert n == 30  # blur 1, blur 2, hflip 1 (a flip has no severity 2)
-    assert seconds == pytest.approx(3 * (10 / 100 + 0.5))
+    assert seconds == pytest.approx(3 * (10 / 100 * robustness.CORRUPT_COST + 0.5))
     _run(store, [6, 4], rid=robustness.derived_id(run, "test", "blur", 1))
     assert robustness.estimate(run, "test", None, ["blur", "hflip"], [1, 2])[0] == 20
-    assert robustness.estimate(run, "test", 4, ["blur"], [1]) == (4, pytest.approx(0.54))
+    assert robustness.estimate(run, "test", 4, ["blur"], [1]) == (4, pytest.approx(0.56))
     with pytest.raises(ClassLensError, match="unknown corruption"):
         robustness.estimate(run, "test", None, ["fog"], [1])
 

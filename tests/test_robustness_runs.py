@@ -209,30 +209,28 @@ def test_the_cli_prints_the_stored_runs_numbers(good, capsys: pytest.CaptureFixt
     assert_cli_error(bad, "no run 'nope'")
 
 
-def test_the_child_process_variant_stores_the_same_run(good, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_child_process_variant_stores_the_same_runs(good, tmp_path: Path) -> None:  # noqa: ANN001
     from core.images import robustness_worker
 
     store, run = good
+    stored = robustness.corrupted_run(store, run, "test", "contrast", 1, sample=30, seed=4)
+    settings = [("contrast", 1), ("contrast", 2), ("jpeg", 3)]
     seen: list[tuple[int, int]] = []
-    child = robustness_worker.corrupted_run(
-        store,
-        run,
-        "test",
-        "contrast",
-        2,
-        sample=30,
-        seed=4,
-        progress=lambda d, t: seen.append((d, t)),
+    child = robustness_worker.corrupted_runs(
+        store, run, "test", settings, sample=30, seed=4, progress=lambda d, t: seen.append((d, t))
     )
-    assert child.run_id == robustness.derived_id(run, "test", "contrast", 2, sample=30, seed=4)
-    assert seen and seen[-1] == (30, 30)
+    assert [r.run_id for r in child] == [
+        robustness.derived_id(run, "test", c, s, sample=30, seed=4) for c, s in settings
+    ]
+    assert child[0].run_id == stored.run_id
+    assert seen[-1] == (60, 60)  # the two runs not stored yet, in one child
     other = RunStore(tmp_path / "other")  # the same settings computed in this process
     shutil.copytree(run.path, other.root / run.run_id)
     here = robustness.corrupted_run(
         other, other.get(run.run_id), "test", "contrast", 2, sample=30, seed=4
     )
-    np.testing.assert_array_equal(child.predictions()["y_pred"], here.predictions()["y_pred"])
-    np.testing.assert_array_equal(child.probs(), here.probs())
+    np.testing.assert_array_equal(child[1].predictions()["y_pred"], here.predictions()["y_pred"])
+    np.testing.assert_array_equal(child[1].probs(), here.probs())
     meta = json.loads((run.path / "meta.json").read_text())
     meta["checkpoint"]["sha256"] = "0" * 64  # as if the file had changed since
     (run.path / "meta.json").write_text(json.dumps(meta))

@@ -1,18 +1,21 @@
 """One derived run (core/images/robustness.py) in a child process, for the dashboard.
 
-``corrupted_run`` here has the signature of ``robustness.corrupted_run`` and the same result,
-but the model runs in ``python -m core.images.robustness_worker '<json>'``: inference in a
-thread of the server would share its GIL with every session's reruns (the reason evaluations
-run in core/engine/worker.py). The child reports one JSON object per line on stdout:
-``{"progress": [done, total]}`` while it runs, then ``{"run": id}`` or ``{"error": message}``.
+``corrupted_runs`` (many settings) and ``corrupted_run`` (one, the signature of
+``robustness.corrupted_run``) give the same runs, but the model runs in ``python -m
+core.images.robustness_worker '<json>'``: inference in a thread of the server would share its
+GIL with every session's reruns (the reason evaluations run in core/engine/worker.py). The
+child reports one JSON object per line on stdout: ``{"progress": [done, total]}`` while it
+runs, then ``{"runs": [ids]}`` or ``{"error": message}``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +36,58 @@ def corrupted_run(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> runs.Run:
-    """Return ``robustness.corrupted_run(...)`` computed in a child process (``python -m
-    core.images.robustness_worker``), as the dashboard runs evaluations: the server's threads
-    keep its GIL for the sessions. A stored run is returned without starting one; the child's
-    ClassLensError is raised here with its message."""
-    rid = robustness.derived_id(
-        run, split, corruption, severity, sample=sample, seed=seed
-    )  # checks input
-    hit = store.get(rid)
-    if hit is not None:
-        return hit
+    """Return ``robustness.corrupted_run(...)`` computed in a child process (see
+    ``corrupted_runs``, which starts one child for many settings: prefer it)."""
+    runs_ = corrupted_runs(
+        store, run, split, [(corruption, severity)], sample=sample, seed=seed, progress=progress
+    )
+    return runs_[0]
+
+
+def corrupted_runs(
+    store: runs.RunStore,
+    run: runs.Run,
+    split: str,
+    settings: Sequence[tuple[str, int]],
+    *,
+    sample: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[runs.Run]:
+    """Return the derived runs of ``settings`` ((corruption, severity) pairs), in order, those
+    not stored yet computed one after another in ONE child process (``python -m
+    core.images.robustness_worker``; its start-up, importing torch, is seconds), as the dashboard
+    runs evaluations: the server's threads keep its GIL for the sessions.
+
+    progress(done, total) counts images over all the runs to compute. The child's
+    ClassLensError is raised here with its message (runs it stored before stay stored).
+    """
+    ids = [
+        robustness.derived_id(run, split, c, s, sample=sample, seed=seed) for c, s in settings
+    ]  # checks every setting before anything starts
+    todo = [pair for pair, rid in zip(settings, ids, strict=True) if store.get(rid) is None]
+    if todo:
+        _in_child(store, run, split, todo, sample, seed, progress)
+    out = [store.get(rid) for rid in ids]
+    if any(r is None for r in out):
+        raise ClassLensError("the robustness process ended without storing every run; try again.")
+    return [r for r in out if r is not None]
+
+
+def _in_child(
+    store: runs.RunStore,
+    run: runs.Run,
+    split: str,
+    todo: Sequence[tuple[str, int]],
+    sample: int | None,
+    seed: int,
+    progress: Progress | None,
+) -> None:
     args = {
         "runs_dir": str(store.root),
         "run": run.run_id,
         "split": split,
-        "corruption": corruption,
-        "severity": severity,
+        "settings": [[c, int(s)] for c, s in todo],
         "sample": sample,
         "seed": seed,
     }
@@ -79,37 +118,45 @@ def corrupted_run(
     drain.join(timeout=5)
     if "error" in result:
         raise ClassLensError(str(result["error"]))
-    out = store.get(str(result.get("run", "")))
-    if out is None:
+    if "runs" not in result:
         tail = "".join(errors[-3:]).strip() or f"exit status {proc.returncode}"
         raise ClassLensError(f"the robustness process stopped unexpectedly: {tail}")
-    return out
 
 
 def _say(obj: dict[str, Any]) -> None:
     print(json.dumps(obj), flush=True)
 
 
+def _report(done: int, _of: int, *, before: int, total: int) -> None:
+    _say({"progress": [before + done, total]})
+
+
 def main(argv: list[str]) -> int:
-    """Child process: compute one derived run from the JSON arguments in ``argv[0]``; report
-    ``{"progress": [done, total]}`` lines, then ``{"run": id}`` or ``{"error": message}``."""
+    """Child process: compute the derived runs of the JSON arguments in ``argv[0]``; report
+    ``{"progress": [done, total]}`` lines (images over all runs), then ``{"runs": [ids]}`` or
+    ``{"error": message}``."""
     args = json.loads(argv[0])
     try:
         store = runs.RunStore(args["runs_dir"])
         run = store.get(args["run"])
         if run is None:
             raise ClassLensError(f"no run {args['run']} in {store.root}; evaluate it first.")
-        out = robustness.corrupted_run(
-            store, run, args["split"], args["corruption"], int(args["severity"]),
-            sample=args.get("sample"), seed=int(args.get("seed", 0)),
-            progress=lambda done, total: _say({"progress": [done, total]}),
-        )  # fmt: skip
+        split, sample, seed = args["split"], args.get("sample"), int(args.get("seed", 0))
+        n = len(robustness.sample_paths(run, split, sample, seed))
+        total = n * len(args["settings"])
+        done = []
+        for i, (corruption, severity) in enumerate(args["settings"]):
+            out = robustness.corrupted_run(
+                store, run, split, corruption, int(severity), sample=sample, seed=seed,
+                progress=functools.partial(_report, before=i * n, total=total),
+            )  # fmt: skip
+            done.append(out.run_id)
     except ClassLensError as exc:
         _say({"error": str(exc)})
     except Exception as exc:  # reported to the caller as a one-line error
         _say({"error": f"unexpected {type(exc).__name__}: {exc}"})
     else:
-        _say({"run": out.run_id})
+        _say({"runs": done})
     return 0
 
 
