@@ -51,7 +51,9 @@ c_info, c_split = st.columns([3, 1])
 with c_split:
     split = split_picker(run)
 if (why := metadata.problem(run)) is not None:
-    st.warning(f"The dataset's metadata file was not used: {why}", icon=":material/table:")
+    st.warning(
+        f"The dataset's metadata file was not used: {md_escape(why)}", icon=":material/table:"
+    )
 measured = properties.has_cached_properties(run)
 if not measured:
     n = len(run.predictions())

@@ -25,6 +25,7 @@ from core.errors import ClassLensError
 from core.hosting import settings as core_settings
 from core.hosting.attempts import AttemptLimiter
 from core.hosting.settings import Settings
+from ui.text import md_code
 
 ROLE_KEY = "_classlens_role"  # password mode: the role, kept for the browser session
 CAN_EDIT_KEY = "_classlens_can_edit"  # app.py: this rerun's gate said editor (pages read it)
@@ -258,7 +259,8 @@ def gate(settings: Settings) -> Role:
 
 
 def _account(who: str, role: Role, label: str, on_click) -> None:  # noqa: ANN001
-    """Show who is signed in, their role, and the sign-out button, in the sidebar."""
+    """Show who is signed in (``who`` is markdown: names in it already escaped), their role,
+    and the sign-out button, in the sidebar."""
     with st.sidebar:
         st.caption(f"{who} · {role.value}")
         st.button(label, on_click=on_click, key="_classlens_sign_out")
@@ -362,10 +364,10 @@ def _oidc_gate(settings: Settings) -> Role:
 
         def refused() -> None:
             st.title(TITLE)
-            why_not = f"**{email}** may not open this dashboard" if email else why
+            why_not = f"{md_code(email)} may not open this dashboard" if email else why
             st.error(f"{why_not}. Ask its owner to add you as a viewer.")
             st.button("Log out", on_click=st.logout)
 
         _only(refused)
-    _account(f"Signed in as **{st.user.get('email')}**", role, "Log out", st.logout)
+    _account(f"Signed in as {md_code(str(st.user.get('email')))}", role, "Log out", st.logout)
     return role

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from core.runs import Run
 from ui import jobs
 from ui import tasks as ui_tasks
 from ui.page_state import keep, put
+from ui.text import md_code, md_escape, md_names  # noqa: F401 (re-exported: pages import them here)
 
 if TYPE_CHECKING:
     from core.engine.models import Checkpoint
@@ -57,29 +57,6 @@ def thumbnail_png(path: str, size: int) -> bytes | None:
     except OSError:
         return None
     return _thumbnail(path, mtime, size)
-
-
-def md_escape(text: str) -> str:
-    """Return ``text`` safe inside Streamlit markdown (class names may hold * _ [ ] etc.)."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~:$<>" else ch for ch in text)
-
-
-def md_code(text: str) -> str:
-    """Return ``text`` as one markdown code span that no backtick inside it can close (the
-    fence is one backtick longer than its longest run), for names shown as `code`."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    pad = " " if longest else ""
-    return f"{'`' * (longest + 1)}{pad}{text}{pad}{'`' * (longest + 1)}"
-
-
-def md_names(text: str, class_names: Sequence[str]) -> str:
-    """Return ``text`` (markdown from core, which quotes class names as 'name') with every
-    quoted class name escaped, so a class called **bold** or <script> shows as typed."""
-    for name in sorted(set(class_names), key=len, reverse=True):
-        escaped = md_escape(name)
-        if escaped != name:
-            text = text.replace(f"'{name}'", f"'{escaped}'")
-    return text
 
 
 def class_filter(

@@ -15,6 +15,7 @@ from ui import jobs
 from ui.form_errors import for_form
 from ui.run_picker import PENDING_KEY
 from ui.state import RUN_KEY, list_runs
+from ui.text import md_escape
 
 OPENED_KEY = "_opened_job"  # the followed keys whose run was opened already (open once)
 
@@ -31,7 +32,7 @@ def _followed(keys: tuple[str, ...]) -> None:
     followed = [j for j in map(jobs.get, keys) if j is not None]
     for job in followed:
         if job.error:
-            st.error(f"{job.label}: {for_form(job.error)}")
+            st.error(f"{md_escape(job.label)}: {for_form(job.error)}")
         elif not job.finished:
             frac, text = jobs.status(job)
             if frac is None:

@@ -32,6 +32,7 @@ from core.images import columns as slice_table
 from core.images import properties
 from core.runs import Run
 from ui.page_state import keep, put
+from ui.text import md_escape
 
 WHERE_KEY = "slice_where"  # page state: the filter as ?where= text ("" = all images)
 PARAM = "where"
@@ -59,7 +60,7 @@ def current_where() -> Where:
     try:
         return parse(text)
     except ValueError as exc:
-        st.warning(f"{exc} Showing all images.", icon=":material/filter_alt_off:")
+        st.warning(f"{md_escape(str(exc))} Showing all images.", icon=":material/filter_alt_off:")
         apply(Where())
         return Where()
 
@@ -125,7 +126,10 @@ def restrict(run: Run) -> Run:
     try:
         sliced = load_run(f"{run.run_id}{SEP}{text}")
     except (MissingColumns, ValueError) as exc:
-        st.warning(f"{exc} Showing all images of this run.", icon=":material/filter_alt_off:")
+        st.warning(
+            f"{md_escape(str(exc))} Showing all images of this run.",
+            icon=":material/filter_alt_off:",
+        )
         return run
     return sliced if sliced is not None else run
 
@@ -137,8 +141,8 @@ def narrowed(run: Run) -> Run:
     sliced = restrict(run)
     if sliced is not run and not len(sliced.predictions()):
         st.warning(
-            f"No image of this run matches the filter ({sliced.meta['slice']['label']}). Change "
-            "it or pick **All images** under *Images* in the sidebar.",
+            f"No image of this run matches the filter ({md_escape(sliced.meta['slice']['label'])})."
+            " Change it or pick **All images** under *Images* in the sidebar.",
             icon=":material/filter_alt_off:",
         )
         st.stop()
@@ -156,7 +160,8 @@ def note(run: Run) -> None:
     )
     with st.container(key="slice_note"):
         st.info(
-            f"Images where **{info['label']}**: **{info['n']:,} of {info['of']:,} images** "
+            f"Images where **{md_escape(info['label'])}**: **{info['n']:,} of {info['of']:,} "
+            "images** "
             f"({per_split}). Every number on this page is computed on them.",
             icon=":material/filter_alt:",
         )
@@ -238,7 +243,9 @@ def sidebar(run: Run) -> None:
             st.caption("All images. Add a condition to compute every page on a slice.")
         for i, c in enumerate(where.conditions):
             text_col, drop_col = st.columns([5, 1], vertical_alignment="center")
-            text_col.markdown(f"{'where' if i == 0 else 'and'} **{describe(Where((c,)))}**")
+            text_col.markdown(
+                f"{'where' if i == 0 else 'and'} **{md_escape(describe(Where((c,))))}**"
+            )
             drop_col.button(
                 ":material/close:",
                 key=f"slice_drop_{i}",
@@ -251,7 +258,7 @@ def sidebar(run: Run) -> None:
         try:
             df = columns_for(run)
         except (OSError, ValueError) as exc:
-            st.caption(f"No columns to filter on: {exc}")
+            st.caption(f"No columns to filter on: {md_escape(str(exc))}")
             return
         kinds = slice_table.column_kinds(df)
         with st.expander("Add a condition", icon=":material/filter_alt:"):

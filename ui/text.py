@@ -1,0 +1,37 @@
+"""The one way a name reaches rendered markdown: escaped, or as a code span it cannot close.
+
+Streamlit renders markdown in st.markdown / caption / alerts / headings and in every widget's
+label and help, radio options, expander and tab labels. Class names, run (checkpoint) names,
+paths, metadata columns and values, user names and anything read from a URL are user strings:
+put them through ``md_escape`` (or ``md_code``) at the point they join markdown, so a class
+called ``[x](http://e) **b** <img src=x>`` shows as typed instead of a link, bold and an image.
+tests/app/test_security.py walks every page's rendered text for such names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+
+def md_escape(text: str) -> str:
+    """Return ``text`` safe inside Streamlit markdown (class names may hold * _ [ ] etc.)."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~:$<>" else ch for ch in str(text))
+
+
+def md_code(text: str) -> str:
+    """Return ``text`` as one markdown code span that no backtick inside it can close (the
+    fence is one backtick longer than its longest run), for names shown as `code`."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    pad = " " if longest else ""
+    return f"{'`' * (longest + 1)}{pad}{text}{pad}{'`' * (longest + 1)}"
+
+
+def md_names(text: str, class_names: Sequence[str]) -> str:
+    """Return ``text`` (markdown from core, which quotes class names as 'name') with every
+    quoted class name escaped, so a class called **bold** or <script> shows as typed."""
+    for name in sorted(set(class_names), key=len, reverse=True):
+        escaped = md_escape(name)
+        if escaped != name:
+            text = text.replace(f"'{name}'", f"'{escaped}'")
+    return text
