@@ -340,7 +340,7 @@ def _several_form(
         try:
             ckpt = _inspect(str(path), models.sha256_file(path), trusted, arch)
         except ClassLensError as exc:
-            st.error(f"{path.name}: {for_form(str(exc), trust=TRUST_MANY)}")
+            st.error(f"{md_escape(path.name)}: {for_form(str(exc), trust=TRUST_MANY)}")
             continue
         ready.append((path, ckpt.sha256))
     if not ready:
