@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -35,13 +35,19 @@ RARE_KEEP = 20
 LEAKS = 6  # training images copied (brightened) into test/, for the Leakage page
 LEAK_BRIGHTEN = 3  # grey levels added to each leaked copy: a near-copy, not a duplicate
 MLP_WIDTH = 512
-# metadata.csv: every image gets a scanner and a writer (seeded). A DEGRADED scanner's TEST
-# images are darkened and blurred (train is untouched, so the checkpoints do not change): the
+# metadata.csv: every image gets a scanner and a writer (seeded). The DEGRADED scanner's TEST
+# images come out skewed and dimmer (train is untouched, so the checkpoints do not change): the
 # Slices page and the weak-segment search should find it. "writer" is noise: nothing to find.
+# The degraded scanner is the small one (10% of images) and the damage mild, so the good model
+# stays good on every class (98% test accuracy; no class's recall more than 5 points below
+# train, the overfitting check's threshold) while failing about 1 in 8 of that scanner's
+# images. Darkening and blurring all of one in four scanners (tried first) put the good model's
+# precision on '9' at 84%; blur alone barely hurts it; a skew spreads the errors over classes.
 SCANNERS = ("A", "B", "C", "D")
-DEGRADED: str | None = None  # issue 14 wanted "D"; off: it broke the good model's per-class lesson
-DARKEN = 0.85  # pixel values scaled by this (0.5 makes the good model fail 3 in 4 of them)
-BLUR = 1.0  # Gaussian blur radius in pixels (32-px images)
+SCANNER_SHARE = (0.3, 0.3, 0.3, 0.1)  # of all images, drawn per image
+DEGRADED: str | None = "D"
+DARKEN = 0.9  # pixel values scaled by this (a dimmer lamp)
+SKEW = 11.0  # degrees the page is rotated (a skewed feed); bilinear, black fill
 WRITERS = tuple(f"w{i:02d}" for i in range(1, 13))
 # Std of the frozen first layer: higher = sharper kernel = more memorisation, lower test accuracy.
 MLP_SCALE = 0.1325
@@ -62,7 +68,7 @@ def write_dataset() -> None:
         index, test_size=0.3, stratify=digits.target, random_state=0
     )
     rng = np.random.default_rng(0)  # its own generator: the split above is unchanged
-    scanner = rng.choice(SCANNERS, len(index))
+    scanner = rng.choice(SCANNERS, len(index), p=SCANNER_SHARE)
     writer = rng.choice(WRITERS, len(index))
     shutil.rmtree(DATA, ignore_errors=True)
     rows = ["path,scanner,writer"]
@@ -84,9 +90,9 @@ def write_dataset() -> None:
 
 
 def degrade(image: Image.Image) -> Image.Image:
-    """Return the image darker (x DARKEN) and blurred (Gaussian, BLUR px): a worn scanner."""
+    """Return the image darker (x DARKEN) and rotated by SKEW degrees: a worn scanner."""
     dark = np.round(np.asarray(image, dtype=np.float64) * DARKEN).astype(np.uint8)
-    return Image.fromarray(dark).filter(ImageFilter.GaussianBlur(BLUR))
+    return Image.fromarray(dark).rotate(SKEW, resample=Image.Resampling.BILINEAR, fillcolor=0)
 
 
 def write_leaks(indices: list[int], digits) -> None:  # noqa: ANN001 - sklearn Bunch
@@ -234,6 +240,8 @@ def check(figures: dict) -> None:
         message
         for ok, message in [
             (good["test_accuracy"] >= 0.97, f"good test accuracy {good['test_accuracy']} < 0.97"),
+            # every class within 5 points of train (the overfitting check), even on scanner D
+            (min(good["test_recall"].values()) >= 0.95, f"good test recall {good['test_recall']}"),
             (over["train_accuracy"] >= 0.99, f"overfit train accuracy {over['train_accuracy']}"),
             (gap >= 0.08, f"overfit train-test gap {gap:.4f} < 0.08"),
             (imb["test_accuracy"] >= 0.88, f"imbalanced test accuracy {imb['test_accuracy']}"),
@@ -253,10 +261,12 @@ repository root, CPU only, deterministic, a few minutes).
 - `digits/{{train,test}}/<digit>/<index>.png`: scikit-learn's bundled 8x8 digits, upscaled to
   32x32 grayscale (bicubic); stratified 70/30 split, `random_state=0`; `<index>` is the position
   in `sklearn.datasets.load_digits()`.
-- `digits/metadata.csv`: a `scanner` (A-D) and a `writer` (w01-w12) per image, seeded; the
-  no scanner is degraded for now (`DEGRADED` in build_sample.py: darkening and blurring one
-  scanner's test images broke the good model's per-class lesson). `--data-only` rewrites the
-  images and figures without retraining.
+- `digits/metadata.csv`: a `scanner` (A-D; D is the small one, about 10% of images) and a
+  `writer` (w01-w12) per image, seeded. Scanner {degraded}'s **test** images are degraded when
+  the sample is built: pixel values x {darken} and rotated {skew} degrees (a dimmer lamp and a
+  skewed feed), so the good model does measurably worse on them and the Slices page finds it;
+  the writer is noise. `--data-only` rewrites the images, metadata and figures without
+  retraining (the train split, and so the checkpoints, do not change).
 - `checkpoints/*.safetensors`: three models; their metadata (`classlens` key) holds the
   architecture, class names, preprocessing (mean {mean}, std {std}) and a description.
   - `good`: a small CNN, healthy on every class.
@@ -331,7 +341,7 @@ def main(data_only: bool = False) -> None:
         table=table(figures),
         degraded=DEGRADED,
         darken=DARKEN,
-        blur=BLUR,
+        skew=SKEW,
     )
     (HERE / "README.md").write_text(readme.replace("RARE", RARE_DIGIT))
     print(table(figures))

@@ -108,7 +108,17 @@ def test_imbalanced_reading_agrees_with_its_bins(sample_runs: dict[str, Run]) ->
     acc, mean_conf = np.mean(correct[half]), np.mean(conf[half])
     assert acc < mean_conf, "the sample's 50% bin is overconfident"
     reading = next(m.value for m in at.markdown if "(ECE)" in m.value)
-    spans = re.findall(r"\*\*overconfident\*\* from (\d+)% to (\d+)% confidence", reading)
-    assert any(int(lo) <= 50 < int(hi) for lo, hi in spans), reading
+    # Each side's share of the ECE from the per-sample bins: the reading names the 50% bin
+    # only when the overconfident side is a lean (at least 10% of the ECE and half a point),
+    # not one noisy bin. (Changed on purpose, issue 14: with the sample's degraded scanner the
+    # overconfident side of this model is too small; a mixed model: tests/test_calibration.py.)
+    signed = [len(m) * (np.mean(correct[m]) - np.mean(conf[m])) / len(conf) for m in members if m]
+    over, under = -sum(g for g in signed if g < 0), sum(g for g in signed if g > 0)
+    assert under > over
+    if over >= max(0.10 * (over + under), 0.005):
+        spans = re.findall(r"\*\*overconfident\*\* from (\d+)% to (\d+)% confidence", reading)
+        assert any(int(lo) <= 50 < int(hi) for lo, hi in spans), reading
+    else:
+        assert "The model is **underconfident**" in reading
     assert "**underconfident**" in reading  # and the confident bins lean the other way
     assert np.mean(correct) > np.mean(conf)  # the averages alone would say underconfident

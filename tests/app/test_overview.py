@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
+from sklearn.calibration import calibration_curve
 
 from core.runs import Run
 
@@ -68,8 +70,12 @@ def test_good_model_verdict_is_good(sample_runs: dict[str, Run]) -> None:
     assert not at.error
     assert at.warning[0].value.startswith("**Needs attention: leakage, ")
     assert check_line(at, "Per-class thresholds").startswith(":green[")
-    assert "Accuracy 98.7%, and every class's precision and recall above 85%" in check_line(
-        at, "Per-class thresholds"
+    # (the accuracy from metrics.json: the sample's degraded scanner, issue 14, moved it)
+    accuracy = sample_runs["good"].metrics["splits"]["test"]["accuracy"]
+    assert accuracy >= 0.97
+    assert (
+        f"Accuracy {100 * accuracy:.1f}%, and every class's precision and recall above 85%"
+        in check_line(at, "Per-class thresholds")
     )
     assert "Every class has precision and recall of at least 85%" in at.success[0].value
 
@@ -275,8 +281,25 @@ def test_calibration_line_quotes_the_calibration_pages_ece(sample_runs: dict[str
     ece = next(m.value for m in page.metric if m.label == "ECE")
     assert f"ECE on test is {ece} (above 5%)" in line
     assert level_of(line) == "attention"
-    # the bins err both ways on this model: the line must not call it plainly underconfident
-    assert "errs both ways" in line and "overconfident from" in line
+    # Which way it errs, recomputed from the predictions over 15 equal-width bins (sklearn's
+    # calibration_curve): the line names the side holding most of the ECE, with its points, or
+    # both sides. (Changed on purpose, issue 14: with the sample's degraded scanner this model
+    # errs mostly one way; "errs both ways" is tested in tests/test_health.py.)
+    pred = run.predictions()
+    test = pred[pred["split"] == "test"]
+    conf = test["confidence"].to_numpy(dtype=float)
+    right = (test["y_true"] == test["y_pred"]).to_numpy()
+    accuracy, confidence = calibration_curve(right, conf, n_bins=15, strategy="uniform")
+    count = np.histogram(conf, bins=np.linspace(0, 1, 16))[0]
+    count = count[count > 0]
+    gap = (accuracy - confidence) * count / len(conf)
+    under, over = 100 * gap[gap > 0].sum(), -100 * gap[gap < 0].sum()
+    assert f"ECE on test is {under + over:.1f}%" in line
+    if "errs both ways" in line:
+        assert "overconfident from" in line and "underconfident from" in line
+    else:
+        side = "underconfident" if under > over else "overconfident"
+        assert f"the model is {side}, {max(under, over):.1f} of those points" in line
 
 
 def test_embedding_leakage_waits_for_its_button(sample_runs: dict[str, Run]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from html import escape
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.metrics import accuracy_score
 
 from core.figures.report import build_report
@@ -28,9 +30,8 @@ def _segments(at) -> list[str]:  # noqa: ANN001
 def test_page_cli_and_report_agree_on_the_samples_weak_segments(
     sample_runs: dict[str, Run], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The sample no longer plants a degraded scanner (it broke the good model's per-class
-    # lesson; see sample_data/build_sample.py DEGRADED), so this checks agreement, whatever
-    # the search finds: the same segments, in the same order, on the page, the CLI and the report.
+    # Agreement, whatever the search finds: the same segments, in the same order, on the page,
+    # the CLI and the report (what it must find on the sample: the test below).
     run = sample_runs["good"]
     proc = cli_inprocess(capsys, "slices", run.path, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -46,6 +47,48 @@ def test_page_cli_and_report_agree_on_the_samples_weak_segments(
         assert text.startswith("Images with ")
         assert f"{seg['images']}" in text.replace(",", "")
     assert "<li data-segment=" in html.split('<ol id="segments">')[1]
+
+
+def test_the_samples_degraded_scanner_is_the_top_segment_on_page_cli_and_report(
+    sample_runs: dict[str, Run], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # sample_data/build_sample.py degrades scanner D's test images (skewed, dimmer): the search
+    # must rank that scanner (or a brightness / sharpness proxy of it) first.
+    run = sample_runs["good"]
+    proc = cli_inprocess(capsys, "slices", run.path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    top = json.loads(proc.stdout)["segments"][0]
+    conds = top["conditions"]
+    names_scanner = {"column": "scanner", "op": "==", "value": "D"} in conds
+    assert names_scanner or {c["column"] for c in conds} <= {"brightness", "sharpness"}, conds
+    assert top["q_value"] <= 0.05
+
+    # Its numbers from the predictions and metadata.csv, with sklearn and scipy.
+    meta = pd.read_csv(conftest.ROOT / "sample_data/digits/metadata.csv")
+    pred = run.predictions()
+    test = pred[pred["split"] == "test"]
+    scanner = ("test/" + test["path"]).map(dict(zip(meta["path"], meta["scanner"], strict=True)))
+    if names_scanner:
+        rows = (scanner == "D").to_numpy()
+        y_true, y_pred = test["y_true"].to_numpy(), test["y_pred"].to_numpy()
+        assert top["images"] == rows.sum()
+        assert top["accuracy"] == pytest.approx(accuracy_score(y_true[rows], y_pred[rows]))
+        assert top["rest_accuracy"] == pytest.approx(accuracy_score(y_true[~rows], y_pred[~rows]))
+        right = y_true == y_pred
+        table = [
+            [right[rows].sum(), (~right[rows]).sum()],
+            [right[~rows].sum(), (~right[~rows]).sum()],
+        ]
+        want_p = stats.fisher_exact(table, alternative="less").pvalue
+        assert top["p_value"] == pytest.approx(want_p, rel=1e-6)
+
+    at = _open(run)
+    shown = _segments(at)
+    assert shown and top["text"] in shown[0].replace("\\", "")
+    assert f"{top['images']} images" in shown[0]
+    html = build_report(run, "test")
+    first = html.split('<ol id="segments">')[1].split("</li>")[0]
+    assert f"<li data-segment='{escape(top['text'])}'>" in first
 
 
 def test_per_value_accuracy_equals_sklearn_on_each_scanner(sample_runs: dict[str, Run]) -> None:
