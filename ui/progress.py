@@ -21,13 +21,29 @@ OPENED_KEY = "_opened_job"  # the followed keys whose run was opened already (op
 
 
 def evaluation_progress() -> None:
-    """Render the followed jobs' progress in the main area (nothing when none)."""
+    """Render the followed jobs' progress in the main area (nothing when none); refreshed every
+    second only while one of them runs."""
     keys = st.session_state.get(jobs.FOLLOW_KEY)
-    if keys:
+    if not keys:
+        return
+    if waiting(tuple(keys)):
+        _followed_live(tuple(keys))
+    else:  # nothing to wait for: no timer, so no rerun closes a list the analyst just opened
         _followed(tuple(keys))
 
 
+def waiting(keys: tuple[str, ...]) -> bool:
+    """Return whether a followed job is still running (what the page refreshes for)."""
+    return any(j is not None and not j.finished for j in map(jobs.get, keys))
+
+
 @st.fragment(run_every=1.0)
+def _followed_live(keys: tuple[str, ...]) -> None:
+    _followed(keys)
+    if not waiting(keys):  # the last one ended: one app rerun draws them without the timer
+        st.rerun(scope="app")
+
+
 def _followed(keys: tuple[str, ...]) -> None:
     followed = [j for j in map(jobs.get, keys) if j is not None]
     for job in followed:
