@@ -3,6 +3,7 @@ core/images/robustness.py that needs no model: sampling, ids, listing, estimates
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -258,3 +259,28 @@ class _Pwn:
 
     def __reduce__(self) -> tuple:
         return (Path.touch, (self.marker,))
+
+
+def test_corrupted_view_is_the_corrupted_image_at_the_models_input(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    run = _run(store, [2])
+    folder = tmp_path / "runs" / "data" / "test" / "0"  # the fake run's dataset root
+    folder.mkdir(parents=True)
+    img = _image("RGB", size=(40, 30), seed=2)
+    img.save(folder / "000.png")
+    meta = json.loads((run.path / "meta.json").read_text())
+    meta["preprocessing"] = {"image_size": 20, "channels": 1, "mean": [0.5], "std": [0.5]}
+    (run.path / "meta.json").write_text(json.dumps(meta))
+    run = store.get(run.run_id)
+    by_hand = corruptions.apply(img.convert("L"), "rotate", 4, key="test/0/000.png")
+    by_hand = np.asarray(by_hand.resize((20, 20), Image.Resampling.BILINEAR))
+    view = robustness.corrupted_view(run, "test", "0/000.png", "rotate", 4)
+    assert view.shape == (20, 20, 3) and view.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(view[:, :, c], by_hand)
+    clean = np.asarray(img.convert("L").resize((20, 20), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(
+        robustness.corrupted_view(run, "test", "0/000.png", "blur", 0)[:, :, 0], clean
+    )
+    with pytest.raises(ClassLensError, match="unknown corruption"):
+        robustness.corrupted_view(run, "test", "0/000.png", "fog", 1)

@@ -32,7 +32,7 @@ import torch
 from core import runs
 from core.analysis import metrics
 from core.contracts import MetaJson
-from core.engine import corruptions, inference, models
+from core.engine import corruptions, data, inference, models
 from core.engine.inference import Progress
 from core.errors import ClassLensError
 from core.images import gallery, gradcam
@@ -302,6 +302,26 @@ def _evaluate(
         },
     }
     return store.write(rid, table, meta, report)
+
+
+def corrupted_view(
+    run: runs.Run, split: str, path: str, corruption: str, severity: int
+) -> np.ndarray:
+    """Return one image as the model saw it in the derived run: (size, size, 3) uint8, the
+    run's decode (mode, resize) of the corrupted image, a 1-channel input repeated to 3.
+
+    path: the image's ``path`` in the run's predictions. Raises ClassLensError for an unknown
+    corruption or severity, OSError/ValueError when the file cannot be read.
+    """
+    corruptions.check(corruption, severity)
+    key = f"{split}/{path}"
+    arr = data.decode(
+        gallery.image_path(run, split, path),
+        gradcam.run_preprocessing(run.meta),
+        corrupt=lambda img: corruptions.apply(img, corruption, severity, key=key),
+    )
+    hwc = arr.transpose(1, 2, 0)
+    return np.repeat(hwc, 3, axis=2) if hwc.shape[2] == 1 else np.ascontiguousarray(hwc)
 
 
 def estimate(
