@@ -14,6 +14,7 @@ BENCHMARKS = (
     "memory",  # peak RSS of opening that run
     "inference",  # images/s of files -> stored run vs the bare forward pass (CPU or GPU)
     "gpu",  # pipeline and forward vs the card's FLOP ceiling (prints "no CUDA device" on CPU)
+    "bootstrap",  # the Compare page's paired bootstrap (1000 resamples of 3000 rows)
     "slices",  # image properties of 50,000 files; weak-segment search at 50,000 x 20 columns
 )
 

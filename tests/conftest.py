@@ -40,6 +40,32 @@ CLI_TIMEOUT = 180
 # Tiny models on a shared 2-core box: one thread avoids OpenMP spin-waiting (10x faster here).
 torch.set_num_threads(1)
 
+# Every module under tests/browser carries these marks (pytestmark).
+BROWSER_MARKS = frozenset({"browser", "slow"})
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Skip importing tests/browser (playwright, an OpenID provider: about a second per xdist
+    worker) when ``-m`` deselects every test marked browser and slow, whatever other marks
+    they carry (``make test-fast``); otherwise let pytest decide."""
+    markexpr = config.getoption("markexpr", "")
+    if collection_path != REPO / "tests" / "browser" or not markexpr or "(" in markexpr:
+        return None
+    from itertools import product
+
+    from _pytest.mark.expression import Expression
+
+    names = sorted(set(re.findall(r"[A-Za-z_]\w*", markexpr)) - {"and", "or", "not"})
+    others = [n for n in names if n not in BROWSER_MARKS]
+    if len(others) > 8:
+        return None
+    expr = Expression.compile(markexpr)
+    for values in product((False, True), repeat=len(others)):
+        marks = BROWSER_MARKS | {n for n, on in zip(others, values, strict=True) if on}
+        if expr.evaluate(lambda name, /, **kw: name in marks):  # noqa: B023 (used at once)
+            return None
+    return True
+
 
 # --- isolation ---------------------------------------------------------------------------------
 

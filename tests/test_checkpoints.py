@@ -157,6 +157,7 @@ def test_architecture_is_detected_for_a_torchvision_resnet18(tmp_path: Path) -> 
         torch.testing.assert_close(_logits(loaded.module, x), _logits(model, x), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # builds torchvision's and timm's signature indexes (10-25 s cold)
 def test_unrecognised_weights_ask_for_arch(tmp_path: Path) -> None:
     path = tmp_path / "odd.pt"
     torch.save({"encoder.w": torch.zeros(4, 4)}, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -188,15 +187,16 @@ def test_paired_interval_is_narrower_than_unpaired_when_models_agree() -> None:
     assert paired.high[1] - paired.low[1] < 0.5 * (single.high[1] - single.low[1])
 
 
-def test_bootstrap_is_fast() -> None:
-    y, preds = _models(n=3000, k=10)
-    elapsed = []
-    for _ in range(2):  # best of two: the CI machine is shared
-        start = time.perf_counter()
-        boot = compare.bootstrap(y, preds, n_classes=10)
-        elapsed.append(time.perf_counter() - start)
+def test_bootstrap_defaults_to_1000_resamples_drawn_with_seed_0() -> None:
+    # Its speed (1000 resamples of 3000 rows, 10 classes: goal 1 s) is timed by bench/bootstrap.py.
+    y, preds = _models(n=300, k=10)
+    boot = compare.bootstrap(y, preds, n_classes=10)
     assert boot.samples["recall"].shape == (1000, 2, 10)
-    assert min(elapsed) < 1.0, f"1000 resamples of 3000 rows took {min(elapsed):.2f}s"
+    last = np.random.default_rng(0).integers(0, len(y), size=(1000, len(y)))[-1]
+    for i, p in enumerate(preds):
+        ref = _sk(y[last], p[last], 10)
+        np.testing.assert_allclose(boot.samples["recall"][-1, i], ref["recall"])
+        np.testing.assert_allclose(boot.samples["macro_f1"][-1, i], ref["macro_f1"])
 
 
 def test_bootstrap_rejects_bad_shapes() -> None:

@@ -523,6 +523,7 @@ def test_inception_with_its_aux_head_is_evaluated_without_it(
     assert "auxiliary head left out" in " ".join(meta["facts"]["weights"]["adapted"])
 
 
+@pytest.mark.slow  # builds torchvision's and timm's signature indexes (10-25 s cold)
 def test_a_two_layer_head_is_refused_naming_the_closest_architectures_and_onnx(
     tmp_path: Path, capsys, runs_dir: Path
 ) -> None:

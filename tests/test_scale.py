@@ -206,6 +206,13 @@ def test_bench_analysis_times_every_page_and_sklearn(many: runs.Run) -> None:
     assert set(times) == {*work, "sklearn"} and all(t > 0 for t in times.values())
 
 
+def test_bench_bootstrap_times_the_compare_pages_bootstrap() -> None:
+    from bench import bootstrap
+
+    assert 0 < bootstrap.measure(n=200, k=3, repeats=1) < 60
+
+
+@pytest.mark.slow  # starts a child process (imports the core)
 def test_bench_memory_reads_a_child_peak(many: runs.Run) -> None:
     from bench import memory
 
