@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.runs import Run
@@ -93,6 +94,7 @@ def _content(at: AppTest, page: str, sliced: str) -> None:
         assert at.session_state["thresholds"]["good_accuracy"] == 0.95
 
 
+@pytest.mark.slow  # some 40 page runs in one session (about 10 s); make test runs it
 def test_every_page_keeps_its_selections_across_navigation(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["imbalanced"]
     steps = _steps(sample_runs)
