@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,18 @@ def sample_runs(tmp_path_factory: pytest.TempPathFactory, sample_store: Path) ->
     os.environ["CLASSLENS_RUNS_DIR"] = str(base / "runs")
     os.environ["CLASSLENS_CACHE_DIR"] = str(base / "cache")
     return ensure_sample_runs(base / "runs")  # finds the copied runs: no inference
+
+
+@pytest.fixture()
+def no_settings_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Clear the CLASSLENS_* settings (all but the run store and cache folders) before the
+    test, and after it those app.py exported to os.environ from a hosted AppTest's secrets."""
+    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
+        monkeypatch.delenv(name)
+    yield
+    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
+        os.environ.pop(name)
 
 
 def open_page(page: str, run: Run, **query: str) -> AppTest:

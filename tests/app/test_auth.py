@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -25,15 +24,7 @@ AUTH = {  # what st.login would need; AppTest seeds st.user instead of redirecti
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_settings_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """app.py exports secrets' safety settings (CLASSLENS_HOSTED...) to os.environ: undo it."""
-    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        monkeypatch.delenv(name)
-    yield
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        os.environ.pop(name)
+pytestmark = pytest.mark.usefixtures("no_settings_leak")  # hosted settings undone
 
 
 def _app(run: Run, classlens: dict, **extra: dict) -> AppTest:

@@ -3,9 +3,6 @@ page (no "Page not found"), and signing in lands on that page with the link's qu
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -16,14 +13,7 @@ from tests.app.test_sharing import param
 PW = "deep-link-viewer-pw"
 
 
-@pytest.fixture(autouse=True)
-def _no_settings_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        monkeypatch.delenv(name)
-    yield
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        os.environ.pop(name)
+pytestmark = pytest.mark.usefixtures("no_settings_leak")  # hosted settings undone
 
 
 def test_thresholds_link_survives_the_password_login(sample_runs: dict[str, Run]) -> None:

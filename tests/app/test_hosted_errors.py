@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +16,11 @@ OPTION = "client.showErrorDetails"
 
 
 @pytest.fixture(autouse=True)
-def _restore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        monkeypatch.delenv(name)
+def _restore(no_settings_leak: None) -> Iterator[None]:
     before = st.get_option(OPTION)
     st.set_option(OPTION, "full")  # as `streamlit run app.py` without the production config
     yield
     st.set_option(OPTION, before)
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        os.environ.pop(name)
 
 
 def _app(run: Run, classlens: dict) -> AppTest:

@@ -36,15 +36,7 @@ EVIL_NAMES = ("<script>alert(1)", "**bold**", "<img src=x onerror=alert(2)>")
 EVIL_NAME = "[x](http:e) **b** <img src=x>"
 
 
-@pytest.fixture(autouse=True)
-def _no_settings_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """app.py exports the hosted settings to os.environ: undo it after each test."""
-    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        monkeypatch.delenv(name)
-    yield
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        os.environ.pop(name)
+pytestmark = pytest.mark.usefixtures("no_settings_leak")  # hosted settings undone
 
 
 class _Pwn:
