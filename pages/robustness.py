@@ -72,21 +72,16 @@ if not pairs:
 ids = {p: derive.derived_id(base, split, *p, sample=sample, seed=SEED) for p in pairs}
 stored = {p: r for p in pairs if (r := store.get(ids[p])) is not None}
 missing = [p for p in pairs if p not in stored]
-keys = {p: ("robustness", str(store.root), ids[p]) for p in missing}
-running = {p: t for p in missing if (t := tasks.get(keys[p])) is not None}
-for p, t in running.items():
-    if t.finished and t.error is not None:
-        st.error(f"{corruptions.corruption_label(p[0])} {p[1]}: {t.error}")
-pending = [t for t in running.values() if not t.finished]
-# One progress bar, of the first task still running; the stored runs are shown meanwhile
-# and the page's last line reruns it. All finished while this rerun waited: read them.
-text = f"Corrupted copies: {{}} of {len(pairs):,} done; now"
-if pending and all(
-    ui_tasks.ready(t, f"{text.format(len(pairs) - len(pending) + i)} {t.label}")
-    for i, t in enumerate(pending)
-):
-    st.rerun()
-if not pending and missing:
+# One computation at a time per run, split and images (one child process computes its runs,
+# core.images.robustness_worker), shared by every session: they all see its progress.
+key = ("robustness", str(store.root), base.run_id, split, sample, SEED)
+task = tasks.get(key)
+if task is not None and task.finished and task.error is not None:
+    st.error(task.error)
+if task is not None and not task.finished:
+    if ui_tasks.ready(task, f"Evaluating corrupted copies ({task.label})"):
+        st.rerun()  # it finished while this rerun waited: read its runs from the store
+elif missing:
     n_img, seconds = derive.estimate(base, split, sample, chosen, levels, seed=SEED, store=store)
     todo = (
         f"{len(missing)} of {len(pairs)} (corruption, severity) runs are not computed yet: "
@@ -95,16 +90,15 @@ if not pending and missing:
     if can_edit():
         st.info(todo, icon=":material/schedule:")
         if st.button("Compute them", type="primary", key="rb_start"):
-            for c, s in missing:
-                tasks.submit(
-                    keys[(c, s)],
-                    # in a child process, as evaluations: the server's GIL stays free
-                    partial(
-                        worker.corrupted_run, store, base, split, c, s, sample=sample, seed=SEED
-                    ),
-                    label=f"{corruptions.corruption_label(c)} {s} of {base.run_id} {split}",
-                    progress=True,
-                )
+            tasks.forget(key)  # a finished earlier computation of other settings
+            tasks.submit(
+                key,
+                partial(
+                    worker.corrupted_runs, store, base, split, missing, sample=sample, seed=SEED
+                ),
+                label=f"{len(missing)} runs of {base.run_id} {split}",
+                progress=True,
+            )
             st.rerun()
     else:
         st.info(f"{todo} Only an editor can start them; the stored ones are shown below.")
