@@ -1174,19 +1174,43 @@ def test_a_hugging_face_config_with_remote_code_or_an_unknown_model_type_is_refu
     assert_cli_error(proc, r"does not know the model type 'my_net'.*Export the model to ONNX")
 
 
-@pytest.mark.slow
-def test_hugging_face_weights_that_do_not_fit_their_config_are_refused(
-    tmp_path: Path, capsys
-) -> None:
-    root = rgb_dataset(tmp_path / "data")
-    folder = tmp_path / "m"
-    _hf_vit(folder, _images(root))
+def _fewer_layers_in_the_config(folder: Path, marker: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
 
+
+def _a_pytorch_model_bin_smuggling_a_call(folder: Path, marker: Path) -> None:
+    from safetensors.torch import load_file
+
+    sd = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save({**sd, "evil": _Call(marker)}, folder / "pytorch_model.bin")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("edit", "wording"),
+    [
+        (
+            _fewer_layers_in_the_config,
+            r"do not fit ViTForImageClassification as config.json describes",
+        ),
+        (_a_pytorch_model_bin_smuggling_a_call, r"pytorch_model\.bin is not a safe weights file"),
+    ],
+    ids=["weights_that_do_not_fit_their_config", "pytorch_model_bin_smuggling_a_call"],
+)
+def test_an_edited_hugging_face_folder_is_refused_and_its_code_never_runs(
+    edit: Callable[[Path, Path], None], wording: str, tmp_path: Path, capsys
+) -> None:
+    root = rgb_dataset(tmp_path / "data")
+    folder, marker = tmp_path / "m", tmp_path / "pwned"
+    _hf_vit(folder, _images(root))
+    edit(folder, marker)
+
     proc = cli_inprocess(capsys, "evaluate", "--checkpoint", folder, "--data", root)
 
-    assert_cli_error(proc, r"do not fit ViTForImageClassification as config.json describes")
+    assert_cli_error(proc, wording)
+    assert not marker.exists()
 
 
 @pytest.mark.slow
@@ -1270,23 +1294,3 @@ def test_a_hugging_face_model_uploaded_as_its_files_is_stored_as_one_model(
     stray = [uploads[0], _Upload("labels.json", b"{}")]
     saved, refused = save_checkpoint_uploads(stray, Settings())
     assert saved == [] and "labels.json cannot be read with it" in refused[0]
-
-
-@pytest.mark.slow
-def test_a_hugging_face_pytorch_model_bin_smuggling_a_call_is_refused_and_never_runs(
-    tmp_path: Path, capsys
-) -> None:
-    root = rgb_dataset(tmp_path / "data")
-    folder = tmp_path / "m"
-    _hf_vit(folder, _images(root))
-    from safetensors.torch import load_file
-
-    sd = load_file(str(folder / "model.safetensors"))
-    (folder / "model.safetensors").unlink()
-    marker = tmp_path / "pwned"
-    torch.save({**sd, "evil": _Call(marker)}, folder / "pytorch_model.bin")
-
-    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", folder, "--data", root)
-
-    assert_cli_error(proc, r"pytorch_model\.bin is not a safe weights file")
-    assert not marker.exists()
