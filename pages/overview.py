@@ -13,6 +13,7 @@ from core.analysis.diagnostics import pct
 from core.figures import charts
 from core.hosting import settings
 from ui import downloads, health
+from ui import tasks as ui_tasks
 from ui.alerts import all_classes_pass
 from ui.boot import ensure_app
 from ui.gallery import md_code, md_escape
@@ -158,3 +159,5 @@ with st.expander(f"Skipped files ({len(skipped)})", icon=":material/block:"):
         st.caption("Every file in the dataset was read and evaluated.")
     else:
         st.dataframe(skipped, hide_index=True)
+
+ui_tasks.rerun_if_pending()  # "Compute now" hashes or embeddings still running: show them when done

@@ -3,7 +3,9 @@ cached here.
 
 Cheap checks run on open, cached per run and split: calibration bins, suspicious labels and,
 when the run's pHash cache exists or the run is small, pixel leakage. Costly ones (pHash of a
-large run, model embeddings) show "not computed yet" with a button and never block the page.
+large run, model embeddings) show "not computed yet" with a button and never block the page:
+asked for, they run on core.hosting.tasks (shared with the Leakage page, keyed by run) while
+the page shows their progress and reruns until they are done.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import streamlit as st
 
 from core.analysis import calibration, failure_clusters, health, slices
 from core.analysis.diagnostics import Thresholds
-from core.errors import ClassLensError
-from core.images import checkup, leakage
+from core.hosting import tasks
+from core.images import checkup, embeddings, leakage
 from core.runs import Run
+from ui import tasks as ui_tasks
 from ui.alerts import verdict_box
 from ui.gallery import md_names
 from ui.state import load_run
@@ -69,26 +72,30 @@ def _worst_cluster(run_id: str, split: str, embedded: bool) -> failure_clusters.
     return checkup.worst_cluster(_run(run_id), split) if embedded else None
 
 
+# Costly caches a "Compute now" asks for: (the task key's kind, shared with the Leakage page
+# so one computation serves both pages and every viewer; what computes it; its verb; its file).
+COSTLY = {"pixels": ("phash", leakage.run_hashes, "Hashing", leakage.cache_path),
+          "embeddings": ("embeddings", embeddings.run_embeddings, "Embedding",
+                         embeddings.cache_path)}  # fmt: skip
+
+
 def _compute(run: Run, kind: str) -> None:
-    """Compute the costly cache ``kind`` ("pixels" or "embeddings") with a progress bar."""
-    verb = "Hashing" if kind == "pixels" else "Embedding"
-    bar = st.progress(0.0, text=f"{verb} the images…")
-
-    def progress(n: int, total: int) -> None:
-        bar.progress(n / max(total, 1), text=f"{verb} the images: {n:,} of {total:,}…")
-
-    try:
-        if kind == "pixels":
-            leakage.run_hashes(run, progress=progress)
-        else:
-            from core.images import embeddings
-
-            embeddings.run_embeddings(run, progress=progress)
-            _embedding_leak.clear()
-    except ClassLensError as exc:
-        st.session_state.setdefault(ERRORS, {})[(kind, run.run_id)] = str(exc)
-    finally:
-        bar.empty()
+    """Start or join the shared computation of the costly cache ``kind`` ("pixels" or
+    "embeddings") on core.hosting.tasks, off the script thread; while it runs, draw its
+    progress (Overview's last line, ``ui.tasks.rerun_if_pending``, reruns the page)."""
+    task_kind, fn, verb, cache_path = COSTLY[kind]
+    kept = tasks.get((task_kind, run.run_id))
+    if kept is not None and kept.finished and kept.error is None and not cache_path(run).exists():
+        tasks.forget((task_kind, run.run_id))  # its file was deleted since: compute it again
+    label = f"{verb} {run.run_id}"
+    task = tasks.submit((task_kind, run.run_id), fn, run, label=label, progress=True)
+    if not ui_tasks.ready(task, f"{verb} the images"):
+        return
+    st.session_state.setdefault(REQUESTS, set()).discard((kind, run.run_id))
+    if task.error is not None:
+        st.session_state.setdefault(ERRORS, {})[(kind, run.run_id)] = task.error
+    elif kind == "embeddings":
+        _embedding_leak.clear()
 
 
 def _ask(kind: str, run_id: str) -> None:
@@ -96,14 +103,12 @@ def _ask(kind: str, run_id: str) -> None:
 
 
 def _cached_embedding_leak(run: Run, split: str) -> health.LeakFinding | None:
-    from core.images import embeddings
 
     # only once the embeddings exist: a None cached before would outlive them
     return _embedding_leak(run.run_id, split) if embeddings.cache_path(run).exists() else None
 
 
 def _cached_cluster(run: Run, split: str) -> failure_clusters.Cluster | None:
-    from core.images import embeddings
 
     return _worst_cluster(run.run_id, split, embeddings.cache_path(run).exists())
 
@@ -122,7 +127,6 @@ CACHED = checkup.Inputs(
 def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
     """Return the health summary of ``split`` (checkup.run_summary through this module's
     caches), first computing the costly caches the user asked for."""
-    from core.images import embeddings
 
     rid = run.run_id
     asked = st.session_state.get(REQUESTS, set())

@@ -302,9 +302,23 @@ def test_calibration_line_quotes_the_calibration_pages_ece(sample_runs: dict[str
         assert f"the model is {side}, {max(under, over):.1f} of those points" in line
 
 
-def test_embedding_leakage_waits_for_its_button(sample_runs: dict[str, Run]) -> None:
-    from core.images import embeddings
+def test_embedding_leakage_waits_for_its_button(
+    sample_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
 
+    from core.hosting import tasks
+    from core.images import embeddings
+    from ui import health as ui_health
+
+    threads: list[str] = []
+
+    def spy(run: Run, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return embeddings.run_embeddings(run, **kwargs)
+
+    kind, _, verb, path = ui_health.COSTLY["embeddings"]
+    monkeypatch.setitem(ui_health.COSTLY, "embeddings", (kind, spy, verb, path))
     run = sample_runs["good"]
     embeddings.cache_path(run).unlink(missing_ok=True)
     at = open_page("overview", run)
@@ -317,3 +331,6 @@ def test_embedding_leakage_waits_for_its_button(sample_runs: dict[str, Run]) -> 
     assert level_of(line) in ("pass", "attention", "fail")
     assert "embedding cosine similarity at least 0.998" in line
     assert embeddings.cache_path(run).exists()
+    # Computed once, off the script thread, on the shared task the Leakage page also uses.
+    assert len(threads) == 1 and threads[0].startswith("classlens-task"), threads
+    assert tasks.get(("embeddings", run.run_id)).finished
