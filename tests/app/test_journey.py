@@ -19,7 +19,8 @@ from tests.app.conftest import ROOT
 
 ORDER = [
     "overview", "confusion", "per_class", "mistakes", "overfitting", "compare", "thresholds",
-    "calibration", "leakage", "suspicious", "embedding_map", "failure_clusters", "runs",
+    "calibration", "leakage", "suspicious", "embedding_map", "failure_clusters", "robustness",
+    "runs",
 ]  # fmt: skip
 Step = tuple[str, str, object]  # (AppTest widget kind, key, value to set)
 
@@ -56,6 +57,9 @@ def _steps(runs: dict[str, Run]) -> dict[str, list[list[Step]]]:
         "embedding_map": [[("selectbox", "em_color", "predicted class"),
                            ("multiselect", "em_splits", ["test"])]],
         "failure_clusters": [[("number_input", "fc_k", 5)]],
+        # nothing is computed (no click): the settings and the estimate only
+        "robustness": [[("multiselect", "rb_corruptions", ["blur", "jpeg"]),
+                        ("number_input", "rb_sample", 100)]],
     }  # fmt: skip
 
 
