@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.engine.sample import ensure_sample_runs
 from core.errors import ClassLensError
-from ui.auth import CAN_EDIT_KEY, gate, load_settings
+from ui.auth import CAN_EDIT_KEY, gate, load_settings, restore_destination
 from ui.boot import inside_app
 from ui.progress import evaluation_progress
 from ui.run_picker import sidebar
@@ -58,6 +58,7 @@ except ClassLensError as exc:
     st.error(f"Could not evaluate the bundled sample: {exc}")
 
 page = st.navigation(PAGES, expanded=True)  # 15 views: none hidden behind "View more"
+restore_destination()  # OIDC: the view a shared link opened before signing in
 sidebar(can_edit=role.can_edit)
 evaluation_progress()  # a New run's progress, above whichever page is open
 with inside_app():

@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlparse
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.errors import ClassLensError
+from core.hosting import destinations
 from core.hosting import settings as core_settings
 from core.hosting.attempts import AttemptLimiter
 from core.hosting.settings import Settings
@@ -216,6 +218,57 @@ VIEW_PATHS = tuple(
 )
 
 
+# OIDC: the view a link opened before signing in, kept across the provider's redirect.
+_DESTINATIONS = destinations.Destinations(VIEW_PATHS)
+XSRF_COOKIE = "_streamlit_xsrf"  # Streamlit's own; its token stays while the browser keeps it
+DESTINATION_KEY = "_classlens_destination"  # session: the view to open on this run
+RESTORED_KEY = "_classlens_restored"  # session: the kept view was looked up once
+
+
+def view_of(url: str | None) -> str | None:
+    """Return the view ``url`` names (a page file's stem, after any base path), None else."""
+    last = urlparse(url or "").path.rstrip("/").rsplit("/", 1)[-1]
+    return last if last in VIEW_PATHS else None
+
+
+def _current_view() -> str | None:
+    return view_of(st.context.url)
+
+
+def _browser() -> str | None:
+    return destinations.browser_key(st.context.cookies.get(XSRF_COOKIE))
+
+
+def _log_in() -> None:
+    """Keep this link's view (page and query) for after the provider's redirect; sign in."""
+    _DESTINATIONS.remember(_browser(), _current_view(), st.query_params.to_dict())
+    st.login()
+
+
+def _take_destination_once() -> None:
+    """On a session's first signed-in run at the bare root, note the view kept for this
+    browser before it left to sign in (``restore_destination`` opens it)."""
+    if st.session_state.get(RESTORED_KEY):
+        return
+    st.session_state[RESTORED_KEY] = True
+    target = _DESTINATIONS.take(_browser())
+    if target is not None and _current_view() is None and not st.query_params:
+        st.session_state[DESTINATION_KEY] = target
+
+
+def restore_destination() -> None:
+    """Open the view an OIDC sign-in took this visitor away from (app.py, after
+    st.navigation): only one of the app's pages, with the link's parsed query."""
+    target = st.session_state.pop(DESTINATION_KEY, None)
+    if target is None:
+        return
+    view, query = target
+    if view is None:
+        st.query_params.from_dict(query)
+    else:
+        st.switch_page(f"pages/{view}.py", query_params=query)
+
+
 def _only(render) -> NoReturn:  # noqa: ANN001
     """Show one screen and nothing else: no run picker, no page list, no views.
 
@@ -355,7 +408,7 @@ def _oidc_gate(settings: Settings) -> Role:
         def screen() -> None:
             st.title(TITLE)
             st.write("This dashboard is private. Log in with your organisation's account.")
-            st.button("Log in", type="primary", on_click=st.login)
+            st.button("Log in", type="primary", on_click=_log_in)
 
         _only(screen)
     email, why = verified_email(st.user.to_dict(), settings)
@@ -369,5 +422,6 @@ def _oidc_gate(settings: Settings) -> Role:
             st.button("Log out", on_click=st.logout)
 
         _only(refused)
+    _take_destination_once()
     _account(f"Signed in as {md_code(str(st.user.get('email')))}", role, "Log out", st.logout)
     return role
