@@ -316,3 +316,25 @@ def test_opening_cell_and_pairs_of_class_on_a_hand_counted_matrix() -> None:
     assert confusion.opening_cell(perfect) == (0, 0)
     assert confusion.opening_cell(perfect, 2) == (2, 2)
     assert confusion.pairs_of_class(perfect, 2).empty
+
+
+def test_image_heatmap_hover_escapes_class_names_like_the_heatmap() -> None:
+    """The 100+-class image's click targets name their cell as the small heatmap does:
+    markup in a class name is entity-escaped (html.escape), shown as typed, never rendered."""
+    import html
+
+    from core.figures import confusion_image
+
+    names = ["<b>cat</b>", "a & b", "<img src=x onerror=alert(1)>"]
+    cm = np.array([[3, 2, 0], [0, 4, 1], [5, 0, 2]])
+    fig = confusion_image.heatmap_image_figure(cm, names)
+    targets = fig.data[confusion_image.TARGET_TRACE]
+    cells = confusion_image.target_cells(cm, range(3))
+    assert cells == [(2, 0), (0, 1), (1, 2)]  # off-diagonal counts 5, 2, 1 by hand
+    for (i, j), data in zip(cells, targets.customdata, strict=True):
+        assert list(data[:3]) == [html.escape(names[i], quote=False),
+                                  html.escape(names[j], quote=False), cm[i, j]]  # fmt: skip
+    small = confusion_fig.heatmap_figure(cm, names).data[confusion_fig.OVERLAY_TRACE]
+    p = confusion_fig.overlay_cells(range(3)).index((2, 0))
+    assert list(small.customdata[p][:2]) == list(targets.customdata[0][:2])
+    assert "<" not in "".join(str(v) for row in targets.customdata for v in row[:2])

@@ -26,6 +26,7 @@ from plotly.colors import sequential
 
 from core.analysis.confusion import Normalize, normalize_cm
 from core.figures.confusion import shown_classes
+from core.figures.theme import plot_text
 
 IMAGE_FROM = 100  # from this many shown classes on, the heatmap is an image
 TARGETS_MAX = 2_000  # most frequent off-diagonal cells that get a hover/click target
@@ -136,9 +137,11 @@ def heatmap_image_figure(
             selected={"marker": {"opacity": 0}},
             unselected={"marker": {"opacity": 0}},
             # An object array, not nested lists: plotly validates lists element by element.
+            # Names escaped as the small heatmap's hover (plotly reads HTML in hover text).
             customdata=np.array(
-                [[class_names[i], class_names[j], int(cm[i, j]), round(row_share[i, j], 4),
-                  round(col_share[i, j], 4)] for i, j in cells] or np.zeros((0, 5)),
+                [[plot_text(class_names[i]), plot_text(class_names[j]), int(cm[i, j]),
+                  round(row_share[i, j], 4), round(col_share[i, j], 4)] for i, j in cells]
+                or np.zeros((0, 5)),
                 dtype=object,
             ),
             hovertemplate=(
