@@ -161,6 +161,29 @@ def test_leak_sentence_signs_the_change_and_says_unchanged_when_it_rounds_to_zer
     assert "unchanged at 90%" in same.sentence and "+0.0" not in same.sentence
 
 
+def test_leak_change_is_the_difference_of_the_shown_numbers_as_on_leakage() -> None:
+    """The sample's good run: 533 of 546 right, 524 of 536 without the 10 near-copies: 97.6%
+    and 97.8% shown, so +0.2 points (the unrounded +0.14 printed +0.1), the delta the Leakage
+    page shows beside the same two numbers (core.analysis.tables.points_delta)."""
+    from core.analysis.tables import points_delta
+
+    before, after = 533 / 546, 524 / 536
+    c = health.check_leakage(finding(10, 546, before, after), T)
+    assert "97.8% instead of 97.6% (+0.2 points)" in c.sentence, c.sentence
+    assert points_delta(before, after) == "+0.2 pts"
+
+
+def test_one_leaked_image_and_pair_are_singular() -> None:
+    c = health.check_leakage(finding(1, 55, 47 / 55, 47 / 54), T)
+    assert c.sentence.startswith("1 of 55 test images (1.8%) nearly copies a training image")
+    assert "(1 pair, pHash" in c.sentence and "1 pairs" not in c.sentence
+    assert "87.0% instead of 85.5% (+1.5 points)" in c.sentence  # 85.45% -> 87.04%: 1.59 unshown
+    many = health.check_leakage(finding(2, 55, 47 / 55, 47 / 53, pairs=3), T)
+    assert (
+        "(1.8%)" not in many.sentence and "nearly copy a training image (3 pairs" in many.sentence
+    )
+
+
 def test_every_image_leaked_has_no_accuracy_without_them() -> None:
     c = health.check_leakage(finding(5, 5, 1.0, math.nan), T)
     assert c.level == "fail" and "no accuracy without them" in c.sentence

@@ -133,6 +133,12 @@ def _points(delta: float) -> str:
     return f"{100 * delta:+.1f} points"
 
 
+def _shown_points(before: float, after: float) -> float:
+    """Return ``after - before`` in points as the reader computes it from the two shares the
+    sentence shows (one decimal, as pct_brief), so "97.8% instead of 97.6%" says +0.2."""
+    return round(round(100 * after, 1) - round(100 * before, 1), 1)
+
+
 def _first_upper(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -233,18 +239,21 @@ def check_leakage(
         )
     share = f.leaked / f.n if f.n else 0.0
     images = f"{f.leaked:,} of {f.n:,} {f.split} images ({pct_brief(share)})"
-    what = f"{images} nearly copy a training image ({f.pairs:,} pairs, {f.method}){unread}"
+    copy = "nearly copies" if f.leaked == 1 else "nearly copy"
+    pairs = "1 pair" if f.pairs == 1 else f"{f.pairs:,} pairs"
+    what = f"{images} {copy} a training image ({pairs}, {f.method}){unread}"
     if math.isnan(f.accuracy_without):
         effect = f"every {f.split} image is a near-copy, so there is no accuracy without them"
         drop = 0.0
     else:
         delta = f.accuracy_without - f.accuracy
         drop = -delta
+        shown = _shown_points(f.accuracy, f.accuracy_without)  # as the Leakage page's delta
         change = (
             f"unchanged at {pct_brief(f.accuracy)}"
-            if round(100 * delta, 1) == 0
+            if shown == 0
             else f"{pct_brief(f.accuracy_without)} instead of {pct_brief(f.accuracy)} "
-            f"({_points(delta)})"
+            f"({_points(shown / 100)})"
         )
         effect = f"{f.split} accuracy without them is {change}"
     level = "fail" if share >= limits.leak_fail_share or drop > t.overfit_gap else "attention"
@@ -254,7 +263,7 @@ def check_leakage(
             if share >= limits.leak_fail_share
             else f", a fall of more than {100 * t.overfit_gap:g} points"
         )
-    reason = f"leakage, {images} nearly copy a training image"
+    reason = f"leakage, {images} {copy} a training image"
     return Check(key, title, level, f"{what}; {effect}.", page, reason=reason)
 
 
