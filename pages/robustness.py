@@ -12,12 +12,12 @@ from core.figures.robustness import severity_figure
 from core.hosting import tasks
 from core.images import robustness as derive
 from core.images import robustness_worker as worker
-from core.images.gallery import paginate
 from core.runs import RunStore
 from ui import tasks as ui_tasks
 from ui.auth import can_edit
 from ui.boot import ensure_app
-from ui.gallery import md_escape, pager, thumbnail_grid
+from ui.flips import first_flips
+from ui.gallery import md_escape
 from ui.page_state import keep
 from ui.state import current_run, split_picker
 from ui.tables import class_columns
@@ -167,19 +167,6 @@ flips = rb.first_flips(frame, which)
 st.markdown(f"**{len(flips):,} of {frame['path'].nunique():,} images** change their prediction "
             f"under {md_escape(label(which))} at a severity shown; lowest severity first, right "
             "answers lost before wrong ones changed.")  # fmt: skip
-page, size = pager(len(flips), key="rb_gallery", reset_on=(base.run_id, split, which, n))
-cls = base.class_names
-for s, rows in paginate(flips, page=page, page_size=size).groupby("severity", sort=True):
-    derived = stored[(which, int(s))]
-    shown = derived.predictions().iloc[rows["row"].to_numpy()]
-    before = dict(zip(shown.index, rows.itertuples(), strict=True))
-
-    def headline(idx: int, b: dict = before, s: int = int(s)) -> str:
-        r = b[idx]
-        mark = "✓" if r.clean_correct else "✗"
-        return (f"**{md_escape(cls[r.y_true])}** · clean {md_escape(cls[r.clean_pred])} {mark} "
-                f"→ :red[**{md_escape(cls[r.y_pred])}**] at {s}")  # fmt: skip
-
-    st.caption(f"Severity {int(s)}")
-    thumbnail_grid(shown, derived, key=f"rb_flip_{int(s)}", headline=headline)
+first_flips(flips, stored, base, split=split, corruption=which, key="rb_gallery",
+            reset_on=(base.run_id, split, which, n))  # fmt: skip
 ui_tasks.rerun_if_pending()  # while derived runs compute: show them as they land

@@ -5,6 +5,7 @@ computes nothing; a hosted viewer sees stored results but cannot start new ones.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -13,14 +14,16 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.metrics import accuracy_score, recall_score
 from streamlit.testing.v1 import AppTest
 
+from core.analysis import robustness as rb
 from core.engine import corruptions
 from core.hosting import tasks
 from core.images import robustness as derive
 from core.runs import Run, RunStore
-from tests.app.conftest import ROOT, open_page
+from tests.app.conftest import ROOT, RecordingStorage, open_page
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +69,15 @@ def _started() -> list[tuple]:
     return [k for k in keys if isinstance(k, tuple) and k and k[0] == "robustness"]
 
 
-def test_estimate_compute_and_numbers_equal_a_hand_loop(sample_runs: dict[str, Run]) -> None:
+def corruptions_view(run: Run, path: str, severity: int) -> np.ndarray:
+    """Return blur at ``severity`` of ``path`` as the model saw it, enlarged 4x (32 px -> 128)."""
+    arr = derive.corrupted_view(run, "test", path, "blur", severity)
+    return np.repeat(np.repeat(arr, 4, axis=0), 4, axis=1)
+
+
+def test_estimate_compute_and_numbers_equal_a_hand_loop(
+    sample_runs: dict[str, Run], media: type[RecordingStorage]
+) -> None:
     run = sample_runs["good"]
     tasks.clear()
     at = _choose(open_page("robustness", run))
@@ -142,6 +153,17 @@ def test_estimate_compute_and_numbers_equal_a_hand_loop(sample_runs: dict[str, R
         )
     line = next(m.value for m in at.markdown if "change their prediction" in m.value)
     assert re.match(rf"\*\*{len(flipped):,} of {N:,} images\*\*", line), line
+    zoom = [b.key for b in at.button if (b.key or "").startswith("rb_gallery_")]
+    assert len(zoom) == min(len(flipped), 24)
+    # the first card shows the first flip as the model saw it (corrupted, at its input size)
+    first = rb.first_flips(rb.from_runs(run, list(derived.values())), "blur").iloc[0]
+    seen = corruptions_view(run, first["path"], int(first["severity"]))
+    url = next(i.url for e in at.image for i in e.proto.imgs)
+    shown_px = np.asarray(Image.open(io.BytesIO(media.read(url))).convert("RGB"))
+    # st.image sends an RGB PNG as JPEG (quality 90): encode what we expect the same way
+    buf = io.BytesIO()
+    Image.fromarray(seen).save(buf, format="JPEG", quality=90)
+    assert np.array_equal(shown_px, np.asarray(Image.open(buf).convert("RGB")))
 
     # a second visit: everything stored, nothing started, nothing to compute
     assert len(_started()) == 1  # one computation (one child process) for the four runs
