@@ -227,11 +227,17 @@ def _raw(text: str, name: str) -> bool:
         "leakage",
         "embedding_map",
         "failure_clusters",
+        "robustness",
         "slices",
         "runs",
     ],
 )
 def test_markup_class_names_render_as_literal_text(evil_run: Run, page: str) -> None:
+    if page == "robustness":  # one stored derived run (of the page's defaults) to show
+        from core.images.robustness import corrupted_run
+        from core.runs import RunStore
+
+        corrupted_run(RunStore(evil_run.path.parent), evil_run, "test", "blur", 1)
     at = open_page(page, evil_run)
     for _ in range(120):  # pages with shared work (embeddings, map, clusters): until it is done
         if not len(at.get("progress")):
@@ -240,6 +246,8 @@ def test_markup_class_names_render_as_literal_text(evil_run: Run, page: str) -> 
         at.run()
     if page in ("embedding_map", "failure_clusters"):
         assert at.get("plotly_chart") or any("images ·" in m.value for m in at.markdown), page
+    if page == "robustness":
+        assert at.get("plotly_chart") and any("change their pred" in m.value for m in at.markdown)
     assert at.session_state[RUN_KEY] == evil_run.run_id, "the page shows the markup run"
     texts = _rendered_text(at)
     assert "New run" in texts, "the walk reached the sidebar's block labels"
