@@ -260,3 +260,32 @@ def test_classes_without_an_image_in_the_slice_are_absent(run: Run) -> None:
         False,
         True,
     ]
+
+
+def test_a_slice_is_not_described_as_unreadable_files(tmp_path: Path) -> None:
+    """Overview's count note and run facts on a slice: the images outside it were filtered
+    out, not skipped; counts by hand with numpy over the predictions."""
+    from dataclasses import replace
+
+    from core.analysis import tables
+
+    stored = _synthetic_run(tmp_path)
+    split = stored.predictions()["split"].to_numpy()
+    found = {s: int((split == s).sum()) for s in ("train", "test")}
+    meta = {**stored.meta, "class_names": NAMES, "dataset": {"root": "/d", "splits": found}}
+    run = replace(stored, meta=meta)
+    mask = (run.predictions()["y_true"] == 0).to_numpy()  # the ants only
+    kept = {s: int((split[mask] == s).sum()) for s in ("train", "test")}
+    sub = run.subset(mask, "true class is ant")
+
+    counts = tables.image_counts(sub.meta, sub.metrics).set_index("split")
+    for s in ("train", "test"):
+        assert counts.loc[s].tolist() == [kept[s], kept[s], 0, 0]
+        assert tables.count_note(sub.meta, sub.metrics, s) == ""  # was "... could not be read"
+    facts = {k: dict(v) for k, v in tables.run_facts(sub.meta, sub.metrics).items()}
+    assert facts["Dataset"]["test images"] == f"{found['test']:,} ({kept['test']:,} in this slice)"
+    assert facts["Model"]["classes"] == "6 (5 with no image in this slice: bee, cat, dog, eel, fox)"
+    # the full run still reads as before
+    assert dict(tables.run_facts(run.meta, run.metrics)["Dataset"])["test images"] == (
+        f"{found['test']:,}"
+    )

@@ -243,6 +243,8 @@ def image_counts(meta: dict[str, Any], metrics: dict[str, Any]) -> pd.DataFrame:
     count), evaluated (metrics.json's n, the headline count), unreadable (found but not
     evaluated: failed to decode) and set_aside (other skipped files: not images, hidden, ...)."""
     found = meta.get("dataset", {}).get("splits", {})
+    if "slice" in meta:  # Run.subset: its images are those kept, none skipped (not unreadable)
+        found = meta["slice"].get("n_by_split", {})
     rows = []
     for split in ordered_splits(metrics.get("splits", {})):
         m = metrics["splits"][split]
@@ -285,7 +287,8 @@ def _classes_text(meta: dict[str, Any]) -> str:
     if not absent:
         return str(n)
     shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
-    return f"{n} ({len(absent)} not in the dataset: {shown})"
+    where = "with no image in this slice" if "slice" in meta else "not in the dataset"
+    return f"{n} ({len(absent)} {where}: {shown})"
 
 
 def _root_text(root: str | None, server_paths: bool) -> str:
@@ -315,6 +318,8 @@ def run_facts(
 
     def _found(split: str) -> str:
         n = evaluated.get(split, counts[split])
+        if "slice" in meta:  # the dataset's count, then the slice's (none were unreadable)
+            return f"{counts[split]:,} ({evaluated.get(split, 0):,} in this slice)"
         return (
             f"{counts[split]:,}"
             if n == counts[split]
