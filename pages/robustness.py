@@ -111,7 +111,7 @@ if run.parent is not None:
     in_slice = run.predictions().loc[lambda d: d["split"] == split, "path"]
     frame = rb.within(frame, in_slice)
     st.caption(f"Slice filter on: the numbers cover the {frame['path'].nunique():,} sampled "
-               f"images inside it ({run.meta['slice']['label']}).")  # fmt: skip
+               f"images inside it ({md_escape(run.meta['slice']['label'])}).")  # fmt: skip
 if frame.empty:
     st.info("No sampled image of this split is inside the slice filter.", icon=":material/info:")
     ui_tasks.rerun_if_pending()
