@@ -67,8 +67,8 @@ predictions = run.predictions()
 for rank, c in enumerate(clusters[:CARDS], start=1):
     with st.container(border=True, key=f"fc_card_{rank}"):
         st.markdown(
-            f"#### #{rank} · {c.size:,} images · accuracy {c.accuracy:.0%} "
-            f"(rest of the split {c.accuracy_outside:.0%})"
+            f"#### #{rank} · {c.size:,} images · accuracy {fc.share_text(c.accuracy)} "
+            f"(rest of the split {fc.share_text(c.accuracy_outside)})"
         )
         st.markdown(
             f"**{c.n_wrong:,} mistakes**"

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.analysis import failure_clusters as fc
 
@@ -147,3 +148,44 @@ def test_health_line_for_the_worst_cluster() -> None:
     assert health.check_clusters(worst, ["a", "b"], "test").level == "pass"
     assert health.check_clusters(None, ["a"], "test").level == health.NOT_COMPUTED
     assert health.check_clusters(None, ["a"], "t", unavailable="no").level == health.NOT_AVAILABLE
+
+
+def test_one_cluster_for_the_whole_split_says_so_and_is_not_judged() -> None:
+    """The Overview of a small slice (11 test images, one cluster): no 'nan%', no pass."""
+    from core.analysis import health
+
+    emb = np.random.default_rng(0).normal(size=(11, 2))
+    y = np.zeros(11, int)
+    worst = fc.failure_clusters(emb, np.zeros(11, int), y, y)[0]
+    assert math.isnan(worst.accuracy_outside)
+    s = fc.worst_sentence(worst, ["a"], "test")
+    assert s == "One cluster holds all 11 test images, at 100% accuracy: too few images to " + (
+        "compare clusters."
+    )
+    check = health.check_clusters(worst, ["a"], "test")
+    assert check.level == health.NOT_AVAILABLE and "nan" not in check.sentence
+
+
+@pytest.mark.parametrize(
+    ("right", "n", "shown"),
+    [(1192, 1195, "99.7%"), (1195, 1195, "100%"), (1, 1000, "0.1%"), (0, 9, "0%"), (58, 60, "97%")],
+)
+def test_share_text_never_rounds_a_mistake_to_100(right: int, n: int, shown: str) -> None:
+    assert fc.share_text(right / n) == shown
+    if 0 < right < n:  # the shown share lies on the true side of 0% and 100%
+        assert 0 < float(shown.rstrip("%")) < 100
+
+
+def test_rest_of_the_split_with_few_mistakes_is_not_rounded_to_100() -> None:
+    """The sample's train split: the worst cluster (62 images, 1 wrong) against 1,195 others
+    with 3 wrong showed '(100% for the rest of the split)'."""
+    emb = np.vstack([np.full((62, 2), 5.0), np.full((1195, 2), -5.0)])
+    labels = np.array([0] * 62 + [1] * 1195)
+    y_true = np.zeros(1257, int)
+    y_pred = y_true.copy()
+    y_pred[[0, 100, 200, 300]] = 1
+    worst = fc.failure_clusters(emb, labels, y_true, y_pred)[0]
+    assert worst.label == 0 and math.isclose(worst.accuracy_outside, 1192 / 1195)
+    assert "at 98% accuracy (99.7% for the rest of the split)" in fc.worst_sentence(
+        worst, ["a", "b"], "train"
+    )

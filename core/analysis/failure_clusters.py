@@ -205,10 +205,29 @@ def pair_words(pairs: Sequence[tuple[int, int, int]], class_names: Sequence[str]
     return ", ".join(f"'{class_names[t]}' → '{class_names[p]}' ({c})" for t, p, c in pairs)
 
 
+def share_text(x: float) -> str:
+    """Return an accuracy for the cards and sentences: a whole percent ("97%"), one decimal
+    cut towards the middle where a whole percent would read 0% or 100% although some images
+    differ ("99.7%", never "100%" beside a mistake), "–" for NaN (no images)."""
+    if math.isnan(x):
+        return "–"
+    if 0.995 <= x < 1:
+        return f"{math.floor(1000 * x) / 10:.1f}%"
+    if 0 < x < 0.005:
+        return f"{math.ceil(1000 * x) / 10:.1f}%"
+    return f"{x:.0%}"
+
+
 def worst_sentence(c: Cluster, class_names: Sequence[str], split: str) -> str:
     """Return one sentence about the worst cluster, quoting only the numbers it holds."""
     mistakes = f"; mistakes mostly {pair_words(c.pairs[:1], class_names)}" if c.pairs else ""
+    if math.isnan(c.accuracy_outside):  # one cluster holds every image: nothing to compare
+        return (
+            f"One cluster holds all {c.size:,} {split} images, at {share_text(c.accuracy)} "
+            f"accuracy: too few images to compare clusters{mistakes}."
+        )
     return (
-        f"The worst failure cluster holds {c.size:,} {split} images at {c.accuracy:.0%} accuracy "
-        f"({c.accuracy_outside:.0%} for the rest of the split){mistakes}."
+        f"The worst failure cluster holds {c.size:,} {split} images at "
+        f"{share_text(c.accuracy)} accuracy ({share_text(c.accuracy_outside)} for the rest of "
+        f"the split){mistakes}."
     )

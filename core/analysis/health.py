@@ -542,6 +542,8 @@ def check_clusters(
             page,
         )
     sentence = failure_clusters.worst_sentence(worst, class_names, split)
+    if math.isnan(worst.accuracy_outside):  # one cluster is the whole split
+        return Check("clusters", title, NOT_AVAILABLE, sentence, page, reason="")
     if worst.score > 1 - worst.accuracy_outside:
         return Check(
             "clusters",
@@ -549,8 +551,9 @@ def check_clusters(
             "attention",
             sentence,
             page,
-            reason=f"a failure cluster of {worst.size:,} images at {worst.accuracy:.0%} "
-            f"accuracy vs {worst.accuracy_outside:.0%} elsewhere",
+            reason=f"a failure cluster of {worst.size:,} images at "
+            f"{failure_clusters.share_text(worst.accuracy)} accuracy vs "
+            f"{failure_clusters.share_text(worst.accuracy_outside)} elsewhere",
         )
     return Check(
         "clusters", title, "pass", sentence + " No cluster fails clearly more than the rest.", page
