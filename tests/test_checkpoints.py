@@ -197,6 +197,39 @@ def test_weights_must_fit_words_a_load_failure_and_passes_the_rest() -> None:
         assert kept.value is exc
 
 
+def test_a_named_torchvision_arch_is_fitted_without_building_the_signature_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torchvision
+
+    from core.engine import adapt, archs
+
+    def whole_index() -> None:
+        raise AssertionError("the whole torchvision signature index was built")
+
+    monkeypatch.setattr(archs, "signatures", whole_index)
+    plain = torchvision.models.resnet18(num_classes=3).state_dict()
+    wrapped = {f"model.{k}": v for k, v in plain.items()}  # as a Lightning module saves it
+
+    name, mapped, notes = adapt.fit(wrapped, only="resnet18")
+
+    assert (name, sorted(mapped), notes[0]) == (
+        "resnet18",
+        sorted(plain),
+        "key prefix 'model.' removed",
+    )
+    assert archs.signature("digits_cnn") is None and archs.signature("resnet181") is None
+
+
+@pytest.mark.slow  # builds torchvision's signature index
+def test_one_architectures_signature_equals_its_entry_in_the_index() -> None:
+    from core.engine import archs
+
+    index = archs.signatures()
+    for name in ("resnet18", "mobilenet_v3_small", "vit_b_16", "googlenet"):
+        assert archs.signature(name) == index[name], name
+
+
 def test_head_wider_than_the_dataset_names_both_numbers(
     tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture
 ) -> None:

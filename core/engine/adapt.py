@@ -163,8 +163,15 @@ def fit(
     """
     fits: list[Fit] = []
     own = _own_signatures()
+
+    def torchvision() -> dict[str, dict[str, tuple[int, ...]]]:
+        if only is None:
+            return archs.signatures()
+        sig = archs.signature(only)  # one model, not the whole index
+        return {} if sig is None else {only: sig}
+
     # The project's nets first: the torchvision signatures cost a minute the first time.
-    for sigs in (lambda: own, archs.signatures):
+    for sigs in (lambda: own, torchvision):
         group = sigs()
         if only is not None:
             group = {only: group[only]} if only in group else {}

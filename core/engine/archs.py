@@ -246,6 +246,15 @@ def signatures() -> dict[str, dict[str, tuple[int, ...]]]:
     return index
 
 
+def signature(name: str) -> dict[str, tuple[int, ...]] | None:
+    """Return ``signatures()[name]`` built alone (one model on the meta device), so a named
+    --arch never builds the whole index; None where signatures() has no entry for ``name``."""
+    arch = registry().get(name)
+    if arch is None or arch.source == "classlens":
+        return None
+    return _meta_signature(arch, {"num_classes": SIGNATURE_CLASSES})
+
+
 @lru_cache(maxsize=1)
 def _key_index() -> dict[str, str]:
     """Return {architecture: hash of its state_dict key names} (they do not depend on
