@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import streamlit as st
 
 from core.analysis import robustness as rb
 from core.engine import corruptions
 from core.figures.robustness import severity_figure
-from core.hosting import tasks
-from core.images import robustness as derive
-from core.images import robustness_worker as worker
 from core.runs import RunStore
 from ui import tasks as ui_tasks
-from ui.auth import can_edit
 from ui.boot import ensure_app
-from ui.flips import first_flips
 from ui.gallery import md_escape
 from ui.page_state import keep
+from ui.robustness import first_flips, stored_runs
 from ui.state import current_run, split_picker
 from ui.tables import class_columns
 
@@ -69,39 +63,7 @@ if not pairs:
     st.info("Choose at least one corruption and severity.", icon=":material/info:")
     st.stop()
 
-ids = {p: derive.derived_id(base, split, *p, sample=sample, seed=SEED) for p in pairs}
-stored = {p: r for p in pairs if (r := store.get(ids[p])) is not None}
-missing = [p for p in pairs if p not in stored]
-# One computation at a time per run, split and images (one child process computes its runs,
-# core.images.robustness_worker), shared by every session: they all see its progress.
-key = ("robustness", str(store.root), base.run_id, split, sample, SEED)
-task = tasks.get(key)
-if task is not None and task.finished and task.error is not None:
-    st.error(task.error)
-if task is not None and not task.finished:
-    if ui_tasks.ready(task, f"Evaluating corrupted copies ({task.label})"):
-        st.rerun()  # it finished while this rerun waited: read its runs from the store
-elif missing:
-    n_img, seconds = derive.estimate(base, split, sample, chosen, levels, seed=SEED, store=store)
-    todo = (
-        f"{len(missing)} of {len(pairs)} (corruption, severity) runs are not computed yet: "
-        f"{n_img:,} images to evaluate, about {seconds:,.0f} s at this run's speed."
-    )
-    if can_edit():
-        st.info(todo, icon=":material/schedule:")
-        if st.button("Compute them", type="primary", key="rb_start"):
-            tasks.forget(key)  # a finished earlier computation of other settings
-            tasks.submit(
-                key,
-                partial(
-                    worker.corrupted_runs, store, base, split, missing, sample=sample, seed=SEED
-                ),
-                label=f"{len(missing)} runs of {base.run_id} {split}",
-                progress=True,
-            )
-            st.rerun()
-    else:
-        st.info(f"{todo} Only an editor can start them; the stored ones are shown below.")
+stored = stored_runs(base, store, split, pairs, sample=sample, seed=SEED)
 if not stored:
     ui_tasks.rerun_if_pending()
     st.stop()
