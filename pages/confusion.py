@@ -117,7 +117,7 @@ with side_col:
 cell = run.predictions().loc[results.cell_rows(true_idx, pred_idx)]
 st.divider()
 st.subheader(
-    f"{len(cell):,} images: true '{md_escape(names[true_idx])}' "
+    f"{len(cell):,} image{'' if len(cell) == 1 else 's'}: true '{md_escape(names[true_idx])}' "
     f"predicted '{md_escape(names[pred_idx])}'"
 )
 if cell.empty:

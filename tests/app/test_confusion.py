@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +24,8 @@ ZOOM = "cm_gallery-zoom-"
 
 
 def _title(at: AppTest) -> str:
-    """Return the gallery heading ("N images: true 'a' predicted 'b'")."""
-    heads = [h.value for h in at.subheader if " images: true '" in h.value]
+    """Return the gallery heading ("N images: true 'a' predicted 'b'", "1 image: ...")."""
+    heads = [h.value for h in at.subheader if re.search(r" images?: true '", h.value)]
     assert len(heads) == 1, [h.value for h in at.subheader]
     return heads[0]
 
@@ -72,7 +73,8 @@ def test_page_opens_on_the_most_confused_cell(sample_runs: dict[str, Run]) -> No
     cm = run.metrics["splits"]["test"]["confusion_matrix"]
     i, j = _worst_pair(cm)
     names = run.class_names
-    assert _title(at) == f"{cm[i][j]:,} images: true '{names[i]}' predicted '{names[j]}'"
+    assert cm[i][j] == 1  # the good model's worst cell is one image: the heading is singular
+    assert _title(at) == f"1 image: true '{names[i]}' predicted '{names[j]}'"
     assert _shown_rows(at) == _expected_rows(run, "test", i, j)[:24]
     assert len(at.get("plotly_chart")) >= 1
 
@@ -89,7 +91,8 @@ def test_every_chosen_cell_shows_exactly_its_images(
     cells += [(i, j) for i in range(len(cm)) for j in range(len(cm)) if cm[i][j] == 0][:1]
     for i, j in cells:
         _choose(at, i, j)
-        assert _title(at) == f"{cm[i][j]:,} images: true '{names[i]}' predicted '{names[j]}'"
+        noun = "image" if cm[i][j] == 1 else "images"
+        assert _title(at) == f"{cm[i][j]:,} {noun}: true '{names[i]}' predicted '{names[j]}'"
         assert _shown_rows(at) == _expected_rows(run, "test", i, j)[:24]
         if cm[i][j]:
             assert len(at.image) == min(cm[i][j], 24)
