@@ -15,7 +15,7 @@ import streamlit as st
 from core.analysis import calibration, failure_clusters, health, slices
 from core.analysis.diagnostics import Thresholds
 from core.hosting import tasks
-from core.images import checkup, embeddings, leakage
+from core.images import checkup, embeddings, leakage, properties
 from core.runs import Run
 from ui import tasks as ui_tasks
 from ui.alerts import verdict_box
@@ -51,7 +51,10 @@ def _suspicious(run_id: str, split: str) -> int:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _segments(run_id: str, split: str) -> slices.Search:
+def _segments(run_id: str, split: str, measured: bool) -> slices.Search:
+    """The weak-segment search; ``measured`` (the image properties cache exists) keys the
+    cache, so a search from before Slices measured them is not kept after (both pages then
+    search the same slices)."""
     return checkup.weak_segments(_run(run_id), split)
 
 
@@ -118,7 +121,7 @@ CACHED = checkup.Inputs(
     suspicious=lambda run, split: _suspicious(run.run_id, split),
     pixel_leak=lambda run, split: _pixel_leak(run.run_id, split),
     embedding_leak=_cached_embedding_leak,
-    segments=lambda run, split: _segments(run.run_id, split),
+    segments=lambda run, split: _segments(run.run_id, split, properties.cache_path(run).exists()),
     worst_cluster=_cached_cluster,
     no_cluster=None,  # "not computed yet", with its button
 )

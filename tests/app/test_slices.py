@@ -128,3 +128,34 @@ def test_column_choices_hold_metadata_and_properties_not_outcomes(
     options = at.selectbox(key="sl_column").options
     assert "scanner" in options and "writer" in options and "brightness" in options
     assert not np.isin(["split", "correct"], options).any()
+
+
+def test_overview_searches_the_slices_the_slices_page_searched(sample_runs: dict[str, Run]) -> None:
+    # Journey: Overview before the image properties are measured, Slices (which measures
+    # them on a sample this small), Overview again. The Overview's weak-segment line must then
+    # count the slices the Slices page tried, not keep its search from before (60 vs 256).
+    import re
+
+    from core.images import properties
+
+    run = sample_runs["good"]
+    properties.cache_path(run).unlink(missing_ok=True)  # a derived cache: rebuilt when needed
+
+    def tried(at) -> int:  # noqa: ANN001
+        """The slice count in the top weak segment's line (both pages write the same words)."""
+        found = [re.search(r"correcting for ([\d,]+) slices tried", m.value) for m in at.markdown]
+        hits = [int(f.group(1).replace(",", "")) for f in found if f]
+        assert hits, [m.value for m in at.markdown]
+        return hits[0]
+
+    at = conftest.open_page("overview", run)
+    before = tried(at)
+    at.switch_page("pages/slices.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert properties.cache_path(run).exists()
+    on_slices = tried(at)
+    at.switch_page("pages/overview.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert tried(at) == on_slices > before
