@@ -16,19 +16,35 @@ import streamlit as st
 from core.analysis import confusion
 from core.figures import confusion as confusion_fig
 from core.figures import confusion_image
-from ui.page_state import keep, put
+from ui.page_state import STORE, keep, put
 
 TRUE_KEY, PRED_KEY = "cm_true", "cm_pred"
 OPENED_KEY = "cm_opened"  # the (run id, split) the cell was opened for
 
 
 def open_cell(run_id: str, split: str, pairs: pd.DataFrame, n_classes: int) -> None:
-    """Keep the selected cell valid; on a new run or split, select its most confused pair."""
-    if st.session_state.get(OPENED_KEY) != (run_id, split):
+    """Keep the selected cell valid; on a new run or split, select its most confused pair.
+
+    The same run under another slice filter (``<run id>~<where>``) keeps the cell while it
+    still holds a mistake there (or is a diagonal cell): a filter narrows the view, it is not
+    a new run."""
+    opened = st.session_state.get(OPENED_KEY)
+    if opened != (run_id, split):
         st.session_state[OPENED_KEY] = (run_id, split)
-        first = confusion.opening_cell(pairs)
-        put(TRUE_KEY, first[0])
-        put(PRED_KEY, first[1])
+        same = opened is not None and (opened[0].partition("~")[0], opened[1]) == (
+            run_id.partition("~")[0],
+            split,
+        )
+        stored = st.session_state.get(STORE, {})  # the page was left: its widgets were dropped
+        cell = tuple(st.session_state.get(k, stored.get(k)) for k in (TRUE_KEY, PRED_KEY))
+        kept = same and (
+            cell[0] == cell[1]
+            or bool(((pairs["true_idx"] == cell[0]) & (pairs["pred_idx"] == cell[1])).any())
+        )
+        if not kept:
+            first = confusion.opening_cell(pairs)
+            put(TRUE_KEY, first[0])
+            put(PRED_KEY, first[1])
     for key in (TRUE_KEY, PRED_KEY):
         keep(key, 0, options=range(n_classes))
 

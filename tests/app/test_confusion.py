@@ -232,3 +232,49 @@ def test_many_classes_rank_the_confused_pairs_and_open_them(many_classes_run: Ru
     assert _title(at) == r"2 images: true 'class\_30' predicted 'class\_02'"
     assert _shown_rows(at) == [150, 151]
     assert len(at.image) == 2  # the single-split dataset's files are found under its root
+
+
+def test_a_slice_filter_keeps_the_chosen_cell_while_it_holds_images(
+    sample_runs: dict[str, Run],
+) -> None:
+    # Journey: pick a cell, filter the images in the sidebar, clear the filter. A filter is the
+    # same run narrowed: the cell stays while it holds images, and only a filter that empties
+    # it opens the filtered matrix's most confused pair (was: any filter reset the cell).
+    run = sample_runs["imbalanced"]
+    names = run.class_names
+    cm = np.array(run.metrics["splits"]["test"]["confusion_matrix"])
+    worst = _worst_pair(cm.tolist())
+    off = [(i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j]]
+
+    def row_worst(c: tuple[int, int]) -> tuple[int, int]:  # what filtering to c's class opens
+        only = np.zeros_like(cm)
+        only[c[0]] = cm[c[0]]
+        return _worst_pair(only.tolist())
+
+    # a mistake the page opens on neither unfiltered nor filtered to its true class
+    i, j = next(c for c in off if c != worst and c != row_worst(c))
+    at = open_page("confusion", run)
+    _choose(at, i, j)
+
+    def sidebar_filter(value: str) -> None:
+        at.selectbox(key="slice_new_column").set_value("true class").run()
+        at.multiselect(key="slice_new_values-true class").set_value([value]).run()
+        at.button(key="slice_add").click().run()
+        assert not at.exception, at.exception
+
+    sidebar_filter(names[i])
+    assert at.query_params["where"] == f"true class~is~{names[i]}"
+    noun = "image" if cm[i, j] == 1 else "images"
+    assert _title(at) == f"{cm[i, j]:,} {noun}: true '{names[i]}' predicted '{names[j]}'"
+    at.button(key="slice_clear").click().run()
+    assert _title(at).endswith(f": true '{names[i]}' predicted '{names[j]}'")
+    # a filter without the cell's images: the filtered matrix's own most confused pair
+    k = next(c for c in range(len(names)) if c != i and cm[c].sum() - cm[c, c] > 0)
+    sidebar_filter(names[k])
+    df = run.predictions()
+    test = df[(df["split"] == "test") & (df["y_true"] == k)]
+    sub = sk_confusion_matrix(test["y_true"], test["y_pred"], labels=range(len(names)))
+    a, b = _worst_pair(sub.tolist())
+    assert a == k and sub[a, b] > 0
+    noun = "image" if sub[a, b] == 1 else "images"
+    assert _title(at) == f"{sub[a, b]:,} {noun}: true '{names[a]}' predicted '{names[b]}'"
