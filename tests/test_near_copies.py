@@ -44,6 +44,12 @@ def test_summary_counts_pairs_images_and_label_conflicts_by_hand() -> None:
     )
     empty = near_copies.summarise(_pairs([]))
     assert (empty.n_pairs, empty.leaked, empty.n_differ) == (0, (), 0)
+    # the sample's good run under 'scanner is D': one pair, one of 55 test images
+    one = near_copies.summarise(_pairs([("d.png", "t5.png", 5, 5)]))
+    assert one.count_line("test", 55, "within 4 bits") == (
+        "**1** test–train pair within 4 bits · **1** of 55 test images nearly duplicates a "
+        "training image"
+    )
 
 
 @pytest.mark.parametrize(

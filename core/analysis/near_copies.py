@@ -105,9 +105,11 @@ class Summary:
 
     def count_line(self, split: str, n_split: int, within: str) -> str:
         """Return the page's count line (markdown)."""
+        pairs = "pair" if self.n_pairs == 1 else "pairs"
+        verb = "duplicates" if len(self.leaked) == 1 else "duplicate"
         return (
-            f"**{self.n_pairs:,}** {split}–train pairs {within} · **{len(self.leaked):,}** of "
-            f"{n_split:,} {split} images nearly duplicate a training image"
+            f"**{self.n_pairs:,}** {split}–train {pairs} {within} · **{len(self.leaked):,}** of "
+            f"{n_split:,} {split} images nearly {verb} a training image"
         )
 
 

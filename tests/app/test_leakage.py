@@ -23,8 +23,8 @@ from ui.state import list_runs
 pytestmark = pytest.mark.slow
 
 COUNT = re.compile(
-    r"^\*\*([\d,]+)\*\* (\w+)–train pairs within (\d+) bits · "
-    r"\*\*([\d,]+)\*\* of ([\d,]+) \w+ images nearly duplicate a training image$"
+    r"^\*\*([\d,]+)\*\* (\w+)–train pairs? within (\d+) bits · "
+    r"\*\*([\d,]+)\*\* of ([\d,]+) \w+ images nearly duplicates? a training image$"
 )
 CLASSES = ("k0", "k1", "k2")
 
