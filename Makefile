@@ -24,6 +24,11 @@ run: $(VENV)/.installed
 		--server.headless true \
 		--browser.gatherUsageStats false
 
+# Tests write bytecode even where the environment turns it off (PYTHONDONTWRITEBYTECODE=1):
+# otherwise every xdist worker and every CLI child recompiles core/ and pytest re-rewrites the
+# asserts of every test module, each run (about 7 s CPU per worker). __pycache__/ is ignored.
+test test-fast screenshots: export PYTHONDONTWRITEBYTECODE =
+
 ## Lint, then the whole test suite (unit, CLI, sample models, app, browser) on two workers;
 ## every browser test runs in one of them (one server, one Chromium)
 test: $(VENV)/.installed lint

@@ -387,9 +387,20 @@ def _prefixed(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return {prefix + k: v for k, v in sd.items()}
 
 
+# Some checkpoints are looked up in torchvision's signature index before their prefix is
+# stripped (the index is built once per session, 10-25 s): those cases run in the slow suite.
+INDEXED = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     "prefix",
-    ["model.", "module._orig_mod.", "_orig_mod.module.", "net.module.", "module.module.model."],
+    [
+        pytest.param("model.", marks=INDEXED),
+        "module._orig_mod.",
+        "_orig_mod.module.",
+        pytest.param("net.module.", marks=INDEXED),
+        pytest.param("module.module.model.", marks=INDEXED),
+    ],
 )
 def test_any_consistent_key_prefix_is_seen_through(
     prefix: str, tmp_path: Path, capsys, runs_dir: Path
@@ -960,9 +971,9 @@ def test_the_readme_lists_every_ecosystem_with_a_save_line() -> None:
 
 
 @pytest.mark.parametrize(
-    "ecosystem",  # torchvision's line saves a full-size resnet18: slow
+    "ecosystem",  # torchvision's line saves a full-size resnet18; Lightning's 'model.' prefix
     [
-        pytest.param(e, marks=pytest.mark.slow) if e == "torchvision" else e
+        pytest.param(e, marks=INDEXED) if e in ("torchvision", "Lightning") else e
         for e in README_ECOSYSTEMS
     ],
 )
