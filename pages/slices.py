@@ -86,14 +86,12 @@ overall = float(rows["correct"].mean())
 c_info.metric(f"Accuracy on {split}", pct(overall), help=f"{len(rows):,} images")
 st.plotly_chart(slice_figure(table, column=column, overall=overall), key="sl_chart")
 shown = table.drop(columns="condition")
-st.dataframe(
-    shown,
+shares = ["share", "accuracy", "ci low", "ci high", "rest accuracy"]
+st.dataframe(  # one decimal everywhere, as the chart and sentences ("97.66%" beside "97.6%")
+    shown.style.format("{:.1%}", subset=shares, na_rep="–").format(
+        "{:+.1f}", subset=["gap (points)"], na_rep="–"
+    ),
     hide_index=True,
-    column_config={
-        c: st.column_config.NumberColumn(format="percent")
-        for c in ("share", "accuracy", "ci low", "ci high", "rest accuracy")
-    }
-    | {"gap (points)": st.column_config.NumberColumn(format="%+.1f")},
 )
 downloads.offer(
     shown,

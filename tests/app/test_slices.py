@@ -159,3 +159,19 @@ def test_overview_searches_the_slices_the_slices_page_searched(sample_runs: dict
     at.run()
     assert not at.exception, at.exception
     assert tried(at) == on_slices > before
+
+
+def test_the_table_shows_every_share_with_one_decimal(sample_runs: dict[str, Run]) -> None:
+    # Journey: the scanner table showed "97.66%" beside "97.6%" and "100%" beside "98.19%"
+    # (Streamlit's "percent" trims zeros); now as the chart and sentences: one decimal.
+    import pyarrow as pa
+
+    at = _open(sample_runs["good"])
+    at.selectbox(key="sl_column").set_value("scanner").run()
+    table = at.dataframe[0].value
+    styler = at.dataframe[0].proto.arrow_data.styler
+    shown = pa.ipc.open_stream(styler.display_values).read_all().to_pandas()
+    for col in ("share", "accuracy", "ci low", "ci high", "rest accuracy"):
+        assert shown[col].tolist() == [f"{100 * x:.1f}%" for x in table[col]], col
+    assert shown["gap (points)"].tolist() == [f"{x:+.1f}" for x in table["gap (points)"]]
+    assert shown["accuracy"].iloc[3] == "85.5%"  # scanner D: 47 of 55
