@@ -209,6 +209,28 @@ def test_the_estimate_counts_only_what_is_not_stored(tmp_path: Path) -> None:
         robustness.estimate(run, "test", None, ["fog"], [1])
 
 
+def test_the_dashboard_estimate_adds_one_child_start_up(tmp_path: Path) -> None:
+    from core.images import robustness_worker as worker
+
+    store = RunStore(tmp_path)
+    run = _run(store, [6, 4])  # 10 test images; 100 images/s, 0.5 s to load the model
+    # nothing measured yet: the module's default; 2 pairs x (10 images x 1.5 / 100 + 0.5 s)
+    n, seconds, start = worker.estimate(store, run, "test", None, ["blur"], [1, 2])
+    assert (n, start) == (20, worker.STARTUP_S)
+    assert seconds == pytest.approx(2 * (0.15 + 0.5) + worker.STARTUP_S)
+    worker._record_startup(store, 12.345)  # noqa: SLF001 - as the parent does on "started"
+    assert worker.startup_s(store) == 12.35
+    assert [r.run_id for r in store.list(derived=True)] == [run.run_id]  # not a run
+    assert worker.estimate(store, run, "test", None, ["blur"], [1]) == (
+        10, pytest.approx(0.65 + 12.35), 12.35
+    )  # fmt: skip
+    (store.root / worker.STARTUP_FILE).write_text("{not json")
+    assert worker.startup_s(store) == worker.STARTUP_S
+    for pair in ((1,), (2,)):  # everything stored: no child, nothing to start
+        _run(store, [6, 4], rid=robustness.derived_id(run, "test", "blur", *pair))
+    assert worker.estimate(store, run, "test", None, ["blur"], [1, 2]) == (0, 0.0, 0.0)
+
+
 def test_bad_requests_are_refused_before_any_model_is_loaded(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     run = _run(store, [6, 4])

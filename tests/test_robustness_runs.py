@@ -224,6 +224,8 @@ def test_the_child_process_variant_stores_the_same_runs(good, tmp_path: Path) ->
     ]
     assert child[0].run_id == stored.run_id
     assert seen[-1] == (60, 60)  # the two runs not stored yet, in one child
+    assert (store.root / robustness_worker.STARTUP_FILE).is_file()  # the child's start-up
+    assert robustness_worker.startup_s(store) > 0
     other = RunStore(tmp_path / "other")  # the same settings computed in this process
     shutil.copytree(run.path, other.root / run.run_id)
     here = robustness.corrupted_run(

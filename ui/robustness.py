@@ -45,10 +45,11 @@ def stored_runs(
     elif missing:
         names = sorted({c for c, _ in pairs})
         levels = sorted({s for _, s in pairs})
-        n_img, secs = derive.estimate(base, split, sample, names, levels, seed=seed, store=store)
+        n_img, secs, start = worker.estimate(store, base, split, sample, names, levels, seed=seed)
         todo = (
             f"{len(missing)} of {len(pairs)} (corruption, severity) runs are not computed yet: "
-            f"{n_img:,} images to evaluate, about {secs:,.0f} s at this run's speed."
+            f"{n_img:,} images to evaluate, about {secs:,.0f} s (incl. ~{start:,.0f} s to "
+            "start) at this run's speed."
         )
         if not can_edit():
             st.info(f"{todo} Only an editor can start them; the stored ones are shown below.")

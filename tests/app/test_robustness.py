@@ -22,6 +22,7 @@ from core.analysis import robustness as rb
 from core.engine import corruptions
 from core.hosting import tasks
 from core.images import robustness as derive
+from core.images import robustness_worker as worker
 from core.runs import Run, RunStore
 from tests.app.conftest import ROOT, RecordingStorage, open_page
 
@@ -85,6 +86,8 @@ def test_estimate_compute_and_numbers_equal_a_hand_loop(
     assert f"4 of 4 (corruption, severity) runs are not computed yet: {4 * N:,} images" in info
     n_img, _ = derive.estimate(run, "test", N, CHOSEN, LEVELS)
     assert n_img == 4 * N
+    _, secs, start = worker.estimate(RunStore(run.path.parent), run, "test", N, CHOSEN, LEVELS)
+    assert f"about {secs:,.0f} s (incl. ~{start:,.0f} s to start)" in info
     assert not at.get("plotly_chart")  # nothing shown before starting
 
     at.button(key="rb_start").click().run()
