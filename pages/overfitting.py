@@ -29,7 +29,8 @@ other = None
 if "train" in run.splits and len(held_out) > 1:
     keep("overfit_other", held_out[0], options=held_out)
     other = st.segmented_control("Compare train with", held_out, key="overfit_other", required=True)
-ov = diagnostics.overfitting(run.metrics, t, other=other)
+whole = run.parent.metrics if run.parent is not None else None  # a slice's gap is only stated
+ov = diagnostics.overfitting(run.metrics, t, other=other, whole=whole)
 if not ov.available:
     st.info(ov.message, icon=":material/info:")
     st.stop()

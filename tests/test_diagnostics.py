@@ -229,6 +229,37 @@ def test_overfitting_bad_gap_equals_sklearn_and_names_the_worst_classes() -> Non
     assert "'bird'" not in ov.message  # 1 point: below the 5-point flag
 
 
+def test_a_slice_gap_is_stated_beside_the_whole_datasets_not_called_overfitting() -> None:
+    # as 'scanner is D' in the sample: only the slice's test images are degraded
+    test_cm = [[70, 20, 10], [5, 90, 5], [0, 1, 99]]
+    sliced = two_splits(PERFECT, test_cm)
+    whole = two_splits(PERFECT, [[97, 2, 1], [1, 98, 1], [0, 1, 99]])
+    y_true, y_pred = labels_from_cm(test_cm)
+    gap = 100 * (1.0 - accuracy_score(y_true, y_pred))  # 13.7 points, by sklearn
+    w_true, w_pred = labels_from_cm([[97, 2, 1], [1, 98, 1], [0, 1, 99]])
+    whole_gap = 100 * (1.0 - accuracy_score(w_true, w_pred))  # 2.0 points
+
+    ov = dg.overfitting(sliced, whole=whole)
+
+    assert ov.level == "bad" and ov.accuracy_gap == pytest.approx(gap / 100)
+    assert ov.message.startswith("Train/test gap on this slice: train accuracy 100% vs test")
+    assert f"a gap of {gap:.1f} points" in ov.message
+    assert f"compare with the whole dataset's gap: {whole_gap:.1f} points." in ov.message
+    assert "how the slice's train and test images differ" in ov.message
+    assert "learned" not in ov.message and "Overfitting" not in ov.message
+    assert "'cat' (+30 pts), 'dog' (+10 pts)" in ov.message
+    # unfiltered, the same numbers keep the overfitting wording
+    assert "learned its training images" in dg.overfitting(sliced).message
+    # a moderate gap on a slice: the same caveat, the level unchanged
+    moderate = two_splits(PERFECT, [[90, 10, 0], [5, 95, 0], [6, 0, 94]])
+    ov = dg.overfitting(moderate, whole=whole)
+    assert ov.level == "needs attention" and "Some overfitting" not in ov.message
+    assert "the whole dataset's gap: 2.0 points" in ov.message
+    # no gap on a slice: the unfiltered sentence
+    fine = two_splits(PERFECT, [[99, 1, 0], [0, 99, 1], [1, 0, 99]])
+    assert dg.overfitting(fine, whole=whole).message == dg.overfitting(fine).message
+
+
 def test_overfitting_moderate_gap_needs_attention() -> None:
     ov = dg.overfitting(two_splits(PERFECT, [[90, 10, 0], [5, 95, 0], [6, 0, 94]]))
     assert ov.accuracy_gap == pytest.approx(0.07)

@@ -108,6 +108,22 @@ def test_gap_level_flips_at_the_limit_and_twice_it(test_acc: float, level: str, 
     assert c.page == "pages/overfitting.py"
 
 
+def test_a_slice_gap_is_not_called_overfitting_and_cites_the_whole_gap() -> None:
+    whole = gap_metrics(0.875, 0.84375)  # the whole dataset: 3.1 points
+    c = health.check_gap(gap_metrics(0.875, 0.7421875), T16, whole=whole)
+    assert c.level == "fail"
+    assert c.reason.startswith("train/test gap on this slice, train accuracy")
+    assert "overfitting" not in c.reason
+    assert c.sentence.endswith(
+        "On a slice the gap can come from how the slice's train and test images differ, not "
+        "only from the model; compare with the whole dataset's gap: 3.1 points."
+    )
+    headline = health.summarize([c]).headline
+    assert headline.startswith("Not production-ready: train/test gap on this slice, train")
+    # the same numbers unfiltered keep the word
+    assert health.check_gap(gap_metrics(0.875, 0.7421875), T16).reason.startswith("overfitting, ")
+
+
 def test_one_class_gap_alone_needs_attention_and_is_named() -> None:
     c = health.check_gap(gap_metrics(0.875, 0.8125, train_r=1.0, test_r=0.875), T16)
     assert c.level == "attention"

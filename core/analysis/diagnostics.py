@@ -275,6 +275,20 @@ class ClassGap:
         return self.train_recall - self.other_recall
 
 
+def slice_caveat(whole: MetricsJson, held_out: str) -> str:
+    """Return the sentence that qualifies a slice's train/held-out gap, with the whole
+    dataset's gap (``whole``: its metrics) when it has both splits."""
+    out = (
+        f"On a slice the gap can come from how the slice's train and {held_out} images differ, "
+        "not only from the model"
+    )
+    splits = whole["splits"]
+    if "train" in splits and held_out in splits:
+        gap = splits["train"]["accuracy"] - splits[held_out]["accuracy"]
+        out += f"; compare with the whole dataset's gap: {100 * gap:.1f} points"
+    return out + "."
+
+
 @dataclass(frozen=True)
 class Overfitting:
     """The train-versus-held-out comparison."""
@@ -289,9 +303,17 @@ class Overfitting:
 
 
 def overfitting(
-    metrics: MetricsJson, thresholds: Thresholds = Thresholds(), *, other: str | None = None
+    metrics: MetricsJson,
+    thresholds: Thresholds = Thresholds(),
+    *,
+    other: str | None = None,
+    whole: MetricsJson | None = None,
 ) -> Overfitting:
-    """Return the overfitting verdict comparing train with ``other`` (default: test, else val)."""
+    """Return the overfitting verdict comparing train with ``other`` (default: test, else val).
+
+    whole: the whole dataset's metrics when ``metrics`` are a slice's; a gap on a slice is then
+    only stated, beside the whole dataset's (a slice's train and held-out images can differ).
+    """
     splits = metrics["splits"]
     held_out = other or next((s for s in ("test", "val") if s in splits), None)
     if "train" not in splits or held_out is None or held_out not in splits:
@@ -333,7 +355,13 @@ def overfitting(
         f"train accuracy {_pct(tr['accuracy'])} vs {held_out} {_pct(te['accuracy'])}, "
         f"a gap of {100 * acc_gap:.1f} points"
     )
-    if acc_gap > 2 * t:
+    if whole is not None and (acc_gap > t or big):
+        level = "bad" if acc_gap > 2 * t else "needs attention"
+        message = (
+            f"Train/{held_out} gap on this slice: {facts}. {slice_caveat(whole, held_out)}"
+            + (f" Largest per-class recall gaps: {names}." if names else "")
+        )
+    elif acc_gap > 2 * t:
         level = "bad"
         message = (
             f"Overfitting: {facts}. The model learned its training images rather than the "

@@ -164,9 +164,15 @@ def check_classes(m: SplitMetrics, t: Thresholds = Thresholds()) -> Check:
     )
 
 
-def check_gap(metrics: Mapping[str, Any], t: Thresholds = Thresholds()) -> Check:
+def check_gap(
+    metrics: Mapping[str, Any],
+    t: Thresholds = Thresholds(),
+    *,
+    whole: Mapping[str, Any] | None = None,
+) -> Check:
     """Return the train/test gap check: core.analysis.diagnostics.overfitting's level, in one
-    sentence."""
+    sentence. whole: the whole dataset's metrics when ``metrics`` are a slice's (a gap is then
+    stated, not called overfitting, beside the whole dataset's gap)."""
     ov = diagnostics.overfitting(cast(MetricsJson, dict(metrics)), t)
     title, page = "Train/test gap", "pages/overfitting.py"
     if not ov.available:
@@ -192,8 +198,15 @@ def check_gap(metrics: Mapping[str, Any], t: Thresholds = Thresholds()) -> Check
     else:
         drop = f"{100 * worst.gap:.1f}" if worst is not None and worst.gap > 0 else "0"
         why = f"and no class's recall drops more than {limit:g} points (largest {drop})"
-    reason = f"{facts}, {why}" if level == "pass" else f"overfitting, {facts}, {why}"
-    return Check("gap", title, level, _first_upper(f"{facts}, {why}."), page, reason=reason)
+    sentence = _first_upper(f"{facts}, {why}.")
+    if level == "pass":
+        reason = f"{facts}, {why}"
+    elif whole is not None:
+        reason = f"train/{ov.other} gap on this slice, {facts}, {why}"
+        sentence += " " + diagnostics.slice_caveat(cast(MetricsJson, dict(whole)), ov.other)
+    else:
+        reason = f"overfitting, {facts}, {why}"
+    return Check("gap", title, level, sentence, page, reason=reason)
 
 
 def check_leakage(
@@ -611,6 +624,7 @@ def summary(
     segments: slices.Search | Literal[False] | None = False,
     clusters: failure_clusters.Cluster | Literal[False] | None = False,
     clusters_unavailable: str | None = None,
+    whole: Mapping[str, Any] | None = None,
 ) -> Summary:
     """Return the health summary of ``split`` of a run (metrics.json, meta.json).
 
@@ -624,13 +638,14 @@ def summary(
     core.analysis.slices.weak_segments on the split (None: not computed yet; False, the
     default: the check is left out); clusters: the worst cluster of
     core.analysis.failure_clusters on the split (None: not computed yet; False: left out),
-    clusters_unavailable: why the run cannot have it.
+    clusters_unavailable: why the run cannot have it; whole: the whole dataset's metrics when
+    the run is a slice (the train/test gap is then not called overfitting).
     """
     m = metrics["splits"][split]
     return summarize(
         [
             check_classes(m, t),
-            check_gap(metrics, t),
+            check_gap(metrics, t, whole=whole),
             check_leakage(leak, t, limits, unavailable=leak_unavailable),
             check_leakage(
                 embedding_leak,

@@ -167,7 +167,8 @@ def _per_class(m: SplitMetrics, t: Thresholds) -> str:
 
 
 def _overfitting(run: Run, t: Thresholds) -> str:
-    ov = diagnostics.overfitting(run.metrics, t)
+    whole = run.parent.metrics if run.parent is not None else None
+    ov = diagnostics.overfitting(run.metrics, t, whole=whole)
     if not ov.available:
         return ""
     comparison = tables.split_comparison(run.metrics, ov)

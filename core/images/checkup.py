@@ -198,4 +198,5 @@ def run_summary(
         segments=inputs.segments(run, split) if n else None,
         clusters=cluster,
         clusters_unavailable=no_clusters(run),
+        whole=run.parent.metrics if run.parent is not None else None,
     )
