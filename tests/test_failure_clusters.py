@@ -127,6 +127,32 @@ def test_distinctions_numeric_and_categorical_against_pandas() -> None:
     assert found[1].inside == "JPEG 100%" and found[1].outside == "JPEG 50%"
 
 
+def test_distinction_means_are_written_as_the_app_writes_numbers() -> None:
+    inside = np.array([True] * 4 + [False] * 4)
+    # means 1,243.75 and 720 (by hand): was "1.24e+03 vs 720"
+    df = pd.DataFrame({"width": [1200.0, 1250.0, 1275.0, 1250.0, 700.0, 740.0, 720.0, 720.0]})
+    (d,) = fc.distinctions(df, inside, ~inside)
+    assert (d.inside, d.outside) == ("1,244", "720")
+    small = pd.DataFrame({"contrast": [0.41, 0.45, 0.47, 0.5, 0.1, 0.12, 0.14, 0.16]})
+    (d,) = fc.distinctions(small, inside, ~inside)
+    assert (d.inside, d.outside) == ("0.458", "0.13")  # 0.4575 and 0.13 by hand
+
+
+@pytest.mark.parametrize(
+    ("x", "text"),
+    [
+        (1243.7, "1,244"), (720.0, "720"), (12.34, "12.3"), (0.4567, "0.457"),
+        (999.7, "1,000"), (-1234.5, "-1,234"), (0.00012345, "0.000123"), (0.0, "0"),
+        (1_000_000.4, "1,000,000"), (1.0, "1"),
+    ],
+)  # fmt: skip
+def test_number_has_three_significant_digits_and_separators(x: float, text: str) -> None:
+    from core.analysis.diagnostics import number
+
+    assert number(x) == text
+    assert "e" not in text and float(text.replace(",", "")) == pytest.approx(x, rel=5e-3, abs=0)
+
+
 def test_health_line_for_the_worst_cluster() -> None:
     from core.analysis import health
 

@@ -6,6 +6,7 @@ dashboard and a CI gate reach the same verdict from the same numbers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,6 +75,20 @@ def pct(x: float, digits: int = 1) -> str:
 def pct_brief(x: float) -> str:
     """Return a percentage for sentences: whole when it is, else one decimal ("12%", "91.3%")."""
     return f"{100 * x:.0f}%" if abs(100 * x - round(100 * x)) < 1e-6 else f"{100 * x:.1f}%"
+
+
+def number(x: float) -> str:
+    """Return ``x`` for sentences as the app writes numbers: three significant digits, thousands
+    separators, never an exponent above 0.0001: 1243.7 -> "1,244", 720.0 -> "720", 12.34 ->
+    "12.3", 0.4567 -> "0.457", 999.7 -> "1,000"."""
+    x = float(x)
+    if not math.isfinite(x) or x == 0:
+        return "0" if x == 0 else str(x)
+    if abs(x) < 1e-4:
+        return f"{x:.2e}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(x))))
+    text = f"{x:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 _pct = pct_brief

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.analysis.diagnostics import number
+
 Z95 = 1.959964  # two-sided 95% normal quantile
 MIN_EFFECT = 0.5  # |standardised difference| below this is not called distinguishing
 NOT_DISTINGUISHING = {"split", "true class", "predicted class", "correct", "confidence"}
@@ -181,7 +183,7 @@ def _column_distinction(
         if pooled == 0:
             return []
         return [
-            Distinction(name, f"{a.mean():.3g}", f"{b.mean():.3g}", (a.mean() - b.mean()) / pooled)
+            Distinction(name, number(a.mean()), number(b.mean()), (a.mean() - b.mean()) / pooled)
         ]
     values = col.astype("object").where(col.notna(), None)
     if values.nunique(dropna=True) > 50:
