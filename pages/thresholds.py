@@ -91,11 +91,7 @@ if point is not None:
     m[3].metric("Flagged", f"{point.flagged:,}", help="Images with P ≥ threshold")
     m[4].metric("False alarms", f"{point.fp:,}", help=f"Flagged images that are not '{md_name}'")
     m[5].metric("Missed", f"{point.fn:,}", help=f"'{md_name}' images below the threshold")
-    st.caption(
-        f"Counts one-vs-rest over {len(rows):,} {split} images: {point.tp:,} '{md_name}' images "
-        f"flagged, {point.fp:,} others flagged, {point.fn:,} '{md_name}' missed, {point.tn:,} "
-        "others correctly left out."
-    )
+    st.caption(th.counts_sentence(point, md_name, len(rows), split))
     both = th.argmax_recall(y_true, rows["y_pred"].to_numpy(), probs, cls, point.threshold)
     note = md_names(th.argmax_sentence(both, name), [name])
     if both.differs:

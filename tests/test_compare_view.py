@@ -68,6 +68,10 @@ def test_dropped_text_counts_each_run_left_out() -> None:
         "Left out, because some other run has no prediction for them: 3 images of good, "
         "1,200 images of big. Re-evaluate the runs on the same dataset to compare every image."
     )
+    assert compare_view.dropped_text((1, 0, 0), ["good", "overfit", "big"]) == (
+        "Left out, because some other run has no prediction for them: 1 image of good. "
+        "Re-evaluate the runs on the same dataset to compare every image."
+    )
 
 
 def _finding(n_lines: int) -> compare.Finding:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from core.analysis import calibration, health
+from core.analysis import calibration, health, slices
 from core.analysis.diagnostics import Thresholds, pct_brief
 from core.analysis.metrics import split_report
 
@@ -298,6 +298,24 @@ def test_suspicious_levels(flagged: int, level: str) -> None:
     if flagged:
         assert c.sentence.startswith(f"{flagged} of 100 test labels ({flagged}%)")
         assert "confidently" not in c.sentence
+
+
+def test_suspicious_sentence_agrees_in_number() -> None:
+    assert "1 of 100 test labels (1%) is disputed by the model" in (
+        health.check_suspicious(1, 100, "test").sentence
+    )
+    assert "4 of 100 test labels (4%) are disputed by the model" in (
+        health.check_suspicious(4, 100, "test").sentence
+    )
+
+
+def test_no_weak_segment_counts_the_slices_tried_in_number() -> None:
+    def line(tried: int) -> str:
+        search = slices.Search(segments=(), tried=tried, split="test", images=50, columns=("a",))
+        return health.check_segments(search, "test").sentence
+
+    assert "(1 slice tried, false discovery rate" in line(1)
+    assert "(1,212 slices tried, false discovery rate" in line(1212)
 
 
 @pytest.mark.parametrize(("big", "level"), [(29, "pass"), (30, "attention")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,6 +115,13 @@ def test_planted_effect_found_and_ranked_first() -> None:
     s = top.sentence()
     assert s.startswith("Images with c2 is C (")
     assert f"after correcting for {search.tried:,} slices tried." in s
+
+
+def test_segment_sentence_says_slice_for_one_tried() -> None:
+    cond = slices.Condition("c2", "==", "C")
+    seg = slices.Segment((cond,), 40, 0.2, 0.5, 0.9, 1e-5, 1e-5, tried=1, split="test")
+    assert seg.sentence().endswith("p < 0.001 after correcting for 1 slice tried.")
+    assert dataclasses.replace(seg, tried=2).sentence().endswith("for 2 slices tried.")
 
 
 def test_target_class_judges_recall() -> None:

@@ -126,6 +126,35 @@ def test_recall_sentence() -> None:
     assert "41% of the 232 flagged images are really '8'" in text
 
 
+def test_recall_sentence_with_one_flagged_image_is_singular() -> None:
+    hit = th.ThresholdPoint(0.9, 1.0, 0.5, tp=1, fp=0, fn=1, tn=8)
+    assert th.recall_sentence(hit, "8", 0.5).endswith(
+        "it then finds 50.0% of them (1 of 2), and the 1 flagged image is really '8'."
+    )
+    miss = th.ThresholdPoint(0.9, 0.0, 0.0, tp=0, fp=1, fn=2, tn=7)
+    assert th.recall_sentence(miss, "8", 0.5).endswith("the 1 flagged image is not really '8'.")
+
+
+@pytest.mark.parametrize(
+    ("counts", "words"),
+    [
+        ((95, 137, 5, 763), "95 '8' images flagged, 137 others flagged, 5 '8' missed, 763 others"),
+        ((1, 1, 0, 1), "1 '8' image flagged, 1 other flagged, 0 '8' missed, 1 other correctly"),
+        ((0, 2, 1, 1_000), "0 '8' images flagged, 2 others flagged, 1 '8' missed, 1,000 others"),
+    ],
+)
+def test_counts_sentence_pluralises_each_count(counts: tuple[int, ...], words: str) -> None:
+    tp, fp, fn, tn = counts
+    point = th.ThresholdPoint(0.5, 0.0, 0.0, tp=tp, fp=fp, fn=fn, tn=tn)
+    text = th.counts_sentence(point, "8", sum(counts), "test")
+    assert text.startswith(f"Counts one-vs-rest over {sum(counts):,} test image")
+    assert words in text and text.endswith("correctly left out.")
+    one = th.counts_sentence(
+        th.ThresholdPoint(0.5, 1.0, 1.0, tp=1, fp=0, fn=0, tn=0), "8", 1, "val"
+    )
+    assert one.startswith("Counts one-vs-rest over 1 val image: 1 '8' image flagged, 0 others")
+
+
 def test_argmax_recall_against_threshold_recall_hand_counted() -> None:
     # Class 0 images (rows 0-3): row 0 argmax 0 at P 0.40 (lost at 0.5), row 1 argmax 0 at 0.9,
     # row 2 argmax 1 at P(0) 0.45, row 3 argmax 1 at P(0) 0.3. Row 4 is class 1.
@@ -148,8 +177,13 @@ def test_argmax_recall_against_threshold_recall_hand_counted() -> None:
     text = th.argmax_sentence(r, "zero")
     assert "most likely class (argmax): recall 50.0% (2 of 4)" in text
     assert "P('zero') ≥ 0.5, one class at a time: recall 25.0% (1 of 4)" in text
-    assert "1 'zero' images the model names 'zero' have P('zero') below 0.5" in text
+    # singular on purpose (was "1 'zero' images ... have"): one image, hand-counted above
+    assert "1 'zero' image the model names 'zero' has P('zero') below 0.5" in text
     low = th.argmax_recall(y_true, y_pred, probs, 0, 0.42)  # row 0 lost, row 2 gained
     assert (low.tp_threshold, low.lost, low.gained, low.differs) == (2, 1, 1, False)
     assert "although another class is more likely" in th.argmax_sentence(low, "zero")
+    assert "1 'zero' image reaches 0.42 although" in th.argmax_sentence(low, "zero")
+    # two lost (rows 0 and 1 below 0.95): the plural
+    two = th.argmax_sentence(th.argmax_recall(y_true, y_pred, probs, 0, 0.95), "zero")
+    assert "2 'zero' images the model names 'zero' have P('zero') below 0.95" in two
     assert th.argmax_sentence(th.argmax_recall(y_true, y_pred, probs, 2, 0.5), "two") == ""

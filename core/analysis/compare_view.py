@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from core.analysis import compare
+from core.analysis.diagnostics import plural
 from core.runs import Run
 
 N_RESAMPLES = 1000  # paired bootstrap resamples behind every interval
@@ -53,7 +54,7 @@ def dropped_text(dropped: Sequence[int], names: Sequence[str]) -> str | None:
     every run has every image); one count per run, in ``names``' order."""
     if not any(dropped):
         return None
-    parts = ", ".join(f"{d:,} images of {names[i]}" for i, d in enumerate(dropped) if d)
+    parts = ", ".join(f"{plural(d, 'image')} of {names[i]}" for i, d in enumerate(dropped) if d)
     return (
         f"Left out, because some other run has no prediction for them: {parts}. Re-evaluate "
         "the runs on the same dataset to compare every image."

@@ -77,6 +77,12 @@ def pct_brief(x: float) -> str:
     return f"{100 * x:.0f}%" if abs(100 * x - round(100 * x)) < 1e-6 else f"{100 * x:.1f}%"
 
 
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """Return the count with its noun in the right number: (1, "image") -> "1 image",
+    (1_200, "image") -> "1,200 images"; ``many`` for irregular plurals."""
+    return f"{n:,} {noun if n == 1 else many or noun + 's'}"
+
+
 def number(x: float) -> str:
     """Return ``x`` for sentences as the app writes numbers: three significant digits, thousands
     separators, never an exponent above 0.0001: 1243.7 -> "1,244", 720.0 -> "720", 12.34 ->

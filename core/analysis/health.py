@@ -364,7 +364,8 @@ def check_suspicious(flagged: int | None, n: int, split: str, limits: Limits = L
         )
     share = flagged / n
     level = "fail" if share >= limits.suspicious_fail else "attention"
-    what = f"{flagged:,} of {n:,} {split} labels ({pct_brief(share)}) are disputed by the model"
+    are = "is" if flagged == 1 else "are"
+    what = f"{flagged:,} of {n:,} {split} labels ({pct_brief(share)}) {are} disputed by the model"
     bound = (
         f"at least {pct_brief(limits.suspicious_fail)}"
         if level == "fail"
@@ -515,7 +516,8 @@ def check_segments(search: slices.Search | None, split: str) -> Check:
             title,
             "pass",
             f"No slice of {split} is significantly worse than the rest "
-            f"({search.tried:,} slices tried, false discovery rate {pct_brief(slices.ALPHA)}).",
+            f"({diagnostics.plural(search.tried, 'slice')} tried, false discovery rate "
+            f"{pct_brief(slices.ALPHA)}).",
             page,
         )
     top = search.segments[0]

@@ -369,7 +369,7 @@ class Segment:
             f"Images with {self.text()} ({_pct(self.share)} of {self.split}, "
             f"{self.images:,} images): {metric} {_pct(self.accuracy)} vs "
             f"{_pct(self.rest_accuracy)} elsewhere, {p} after correcting for "
-            f"{self.tried:,} slices tried."
+            f"{self.tried:,} slice{'s' if self.tried != 1 else ''} tried."
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.analysis.diagnostics import plural
+
 
 def _check(y_true: Any, scores: Any, c: int) -> tuple[np.ndarray, np.ndarray]:
     """Return (positives (n,) bool, class scores (n,) float64) after checking shapes."""
@@ -270,8 +272,24 @@ def recall_sentence(point: ThresholdPoint | None, class_name: str, target: float
     return (
         f"To find {target:.0%} of '{class_name}' images, flag every image with "
         f"P('{class_name}') ≥ {point.threshold:.3g}; it then finds {point.recall:.1%} of them "
-        f"({point.tp:,} of {point.tp + point.fn:,}), and {point.precision:.0%} of the "
-        f"{point.flagged:,} flagged images are really '{class_name}'."
+        f"({point.tp:,} of {point.tp + point.fn:,}), and "
+        + (
+            f"the 1 flagged image is {'' if point.tp else 'not '}really '{class_name}'."
+            if point.flagged == 1
+            else f"{point.precision:.0%} of the {point.flagged:,} flagged images are really "
+            f"'{class_name}'."
+        )
+    )
+
+
+def counts_sentence(point: ThresholdPoint, class_name: str, n: int, split: str) -> str:
+    """Return the one-vs-rest counts at ``point`` over the ``n`` images of ``split`` as one
+    sentence (``class_name`` as it should appear, e.g. markdown-escaped)."""
+    q = f"'{class_name}'"
+    return (
+        f"Counts one-vs-rest over {plural(n, f'{split} image')}: {plural(point.tp, f'{q} image')} "
+        f"flagged, {plural(point.fp, 'other')} flagged, {point.fn:,} {q} missed, "
+        f"{plural(point.tn, 'other')} correctly left out."
     )
 
 
@@ -325,10 +343,14 @@ def argmax_sentence(r: ArgmaxRecall, class_name: str) -> str:
     )
     why = []
     if r.lost:
+        has = "has" if r.lost == 1 else "have"
         why.append(
-            f"{r.lost:,} {q} images the model names {q} have P({q}) below {t}: among "
+            f"{plural(r.lost, f'{q} image')} the model names {q} {has} P({q}) below {t}: among "
             f"{r.n_classes} classes the most likely one can win with less"
         )
     if r.gained:
-        why.append(f"{r.gained:,} {q} images reach {t} although another class is more likely")
+        reach = "reaches" if r.gained == 1 else "reach"
+        why.append(
+            f"{plural(r.gained, f'{q} image')} {reach} {t} although another class is more likely"
+        )
     return text + (" " + "; ".join(why) + "." if why else "")

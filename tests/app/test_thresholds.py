@@ -112,4 +112,5 @@ def test_threshold_recall_explained_against_overview(sample_runs: dict[str, Run]
     assert f"(argmax): recall {argmax:.1%}" in info
     assert f"one class at a time: recall {at_half:.1%}" in info
     lost = int(((y_true == c) & (y_pred == c) & (probs[:, c] < 0.5)).sum())
-    assert f"{lost} '8' images the model names '8' have P('8') below 0.5" in info
+    noun, verb = ("image", "has") if lost == 1 else ("images", "have")
+    assert f"{lost} '8' {noun} the model names '8' {verb} P('8') below 0.5" in info
