@@ -113,6 +113,31 @@ def test_gap_chart_and_distributions(sample_runs: dict[str, Run]) -> None:
     assert wrong.median[0] == pytest.approx(float(np.median(test_wrong.loss)), rel=1e-5)
 
 
+def test_a_slice_gap_is_stated_beside_the_whole_datasets(sample_runs: dict[str, Run]) -> None:
+    # sample_data/build_sample.py degrades only scanner D's TEST images: on that slice the
+    # train/test gap is the scanner's doing, which the page must not call overfitting
+    run = sample_runs["good"]
+    at = open_page("overfitting", run, where="scanner~is~D")
+    assert not at.exception, at.exception
+    overall = at.dataframe[0].value
+    gap = overall.loc["accuracy", "train"] - overall.loc["accuracy", "test"]
+    assert gap > 0.05, "the sample's degraded scanner shows a gap on its slice"
+    alert = (at.error or at.warning)[0].value
+    whole = run.metrics["splits"]
+    whole_gap = whole["train"]["accuracy"] - whole["test"]["accuracy"]
+    assert alert.startswith("Train/test gap on this slice: train accuracy"), alert
+    assert f"a gap of {100 * gap:.1f} points" in alert
+    assert f"compare with the whole dataset's gap: {100 * whole_gap:.1f} points." in alert
+    assert "learned" not in alert and "overfitting" not in alert.lower()
+    # Overview's gap check on the same slice: the gap, not the word
+    ov = open_page("overview", run, where="scanner~is~D")
+    assert not ov.exception, ov.exception
+    shown = " ".join(e.value for e in [*ov.markdown, *ov.error, *ov.warning, *ov.success])
+    assert f"a gap of {100 * gap:.1f} points" in shown
+    assert f"the whole dataset's gap: {100 * whole_gap:.1f} points" in shown
+    assert "overfitting, train accuracy" not in shown
+
+
 def test_good_model_shows_no_overfitting_or_a_small_gap(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["good"]
     splits = run.metrics["splits"]
