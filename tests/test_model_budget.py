@@ -116,7 +116,7 @@ print(json.dumps(out))
 """
 
 
-def _onnx_bomb(path: Path, numbers: int) -> None:
+def write_onnx_bomb(path: Path, numbers: int) -> None:
     """Write a 150-byte ONNX model whose output is ``numbers`` zeros (ConstantOfShape)."""
     import numpy as np
     import onnx
@@ -140,7 +140,7 @@ def test_files_asking_for_gigabytes_are_refused_in_a_child_and_the_server_stays_
     import sys
 
     bomb = tmp_path / "bomb.onnx"
-    _onnx_bomb(bomb, 750_000_000)  # 3 GB of float32 when its outputs are counted
+    write_onnx_bomb(bomb, 750_000_000)  # 3 GB of float32 when its outputs are counted
     assert bomb.stat().st_size < 1_000
     head = tmp_path / "head.safetensors"
     save_file({"fc.weight": torch.zeros(1_000_000, 1, dtype=torch.float16),
