@@ -150,7 +150,7 @@ def test_editor_uploads_and_evaluates_a_checkpoint(hosted: Server, page, tmp_pat
     _log_in(page, hosted.url, EDITOR)
     assert page.get_by_text(f"Signed in as {EDITOR} · editor").count() == 1
     page.get_by_text("New run").click()
-    page.get_by_text("Upload", exact=True).click()
+    page.get_by_role("radiogroup", name="Checkpoint").get_by_text("Upload", exact=True).click()
     settle(page)
     page.locator('input[type="file"]').set_input_files(str(ckpt))
     settle(page)
