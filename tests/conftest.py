@@ -133,6 +133,24 @@ def sample_store(shared_tmp: Path) -> Path:
     return folder / "runs"
 
 
+@pytest.fixture(scope="session")
+def digits64_checkpoint(shared_tmp: Path) -> Path:
+    """Return the 64-px probe checkpoint (tests/digits64.py), trained once per test session:
+    the first worker trains it under a file lock, the others wait and find it. Read-only."""
+    from filelock import FileLock
+
+    from tests import digits64
+
+    folder = shared_tmp / "digits64"
+    with FileLock(str(shared_tmp / "digits64.lock")):
+        path = folder / "digits_64px.safetensors"
+        if not path.exists():
+            built = digits64.build(folder.with_name("digits64.tmp"))
+            folder.mkdir(exist_ok=True)
+            built.replace(path)  # whole or absent: a worker never sees half a file
+    return path
+
+
 @pytest.fixture(autouse=True)
 def runs_dir(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cache_dir: Path

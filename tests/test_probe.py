@@ -16,7 +16,6 @@ from core.engine import data, evaluate, models, probe
 from core.engine.nets import DigitsCNN
 from core.engine.preprocessing import resolve_with_sources
 from core.engine.sample import CHECKPOINTS, DATASET
-from tests import digits64
 from tests.conftest import (
     assert_cli_run,
     cli,
@@ -27,10 +26,11 @@ from tests.conftest import (
 )
 
 
-@pytest.fixture(scope="module")
-def ckpt64(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample digits CNN fine-tuned at 64 px, saved without metadata (tests/digits64.py)."""
-    return digits64.build(tmp_path_factory.mktemp("digits64"))
+@pytest.fixture
+def ckpt64(digits64_checkpoint: Path) -> Path:
+    """The sample digits CNN fine-tuned at 64 px, saved without metadata (tests/digits64.py),
+    trained once per session (tests/conftest.py)."""
+    return digits64_checkpoint
 
 
 # --- the stratified sample --------------------------------------------------------------------

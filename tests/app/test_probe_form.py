@@ -11,14 +11,15 @@ import pytest
 from core.engine import evaluate
 from core.engine.sample import DATASET
 from core.runs import Run, RunStore
-from tests import digits64
 from tests.app.conftest import open_page
 from ui.state import RUN_KEY
 
 
-@pytest.fixture(scope="module")
-def ckpt64(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return digits64.build(tmp_path_factory.mktemp("digits64-app"))
+@pytest.fixture
+def ckpt64(digits64_checkpoint: Path) -> Path:
+    """The sample digits CNN fine-tuned at 64 px, saved without metadata (tests/digits64.py),
+    trained once per session (tests/conftest.py)."""
+    return digits64_checkpoint
 
 
 def _form(at, checkpoint: Path, dataset: Path):
