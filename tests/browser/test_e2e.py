@@ -55,10 +55,10 @@ def settle(page, timeout: float = 60) -> None:
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
     deadline = time.monotonic() + timeout
     quiet = 0
-    while time.monotonic() < deadline and quiet < 3:
+    while time.monotonic() < deadline and quiet < 3:  # idle for three looks, 0.25 s apart
         running = page.locator('[data-testid="stStatusWidget"]').count() > 0
         quiet = 0 if running else quiet + 1
-        time.sleep(0.4)
+        time.sleep(0.25)
     page.wait_for_timeout(600)  # plotly draws after the script finishes
 
 
