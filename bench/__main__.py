@@ -16,6 +16,7 @@ BENCHMARKS = (
     "gpu",  # pipeline and forward vs the card's FLOP ceiling (prints "no CUDA device" on CPU)
     "bootstrap",  # the Compare page's paired bootstrap (1000 resamples of 3000 rows)
     "slices",  # image properties of 50,000 files; weak-segment search at 50,000 x 20 columns
+    "slices_page",  # the Slices page's rerun at 50,000 images x 20 metadata columns
 )
 
 
