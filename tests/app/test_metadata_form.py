@@ -3,10 +3,8 @@ files are refused before anything runs; hosted, only paths inside the allowed ro
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +22,7 @@ from ui.new_run import save_metadata_upload
 SLOW = pytest.mark.slow  # AppTests over the evaluated sample
 
 
-@pytest.fixture(autouse=True)
-def _no_settings_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """app.py exports the hosted settings to os.environ: undo it after each test."""
-    keep = ("CLASSLENS_RUNS_DIR", "CLASSLENS_CACHE_DIR")
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        monkeypatch.delenv(name)
-    yield
-    for name in [k for k in os.environ if k.startswith("CLASSLENS_") and k not in keep]:
-        os.environ.pop(name)
+pytestmark = pytest.mark.usefixtures("no_settings_leak")  # tests/app/conftest.py
 
 
 def _sites(path: Path) -> pd.DataFrame:
@@ -69,9 +59,10 @@ def test_the_forms_metadata_file_is_attached_to_the_run(
     at.sidebar.text_input(key="md_path").input(str(file)).run()
     assert not at.exception, at.exception
     assert not _errors(at)
+    before = metadata.info(good)  # the stored run may carry the dataset's own metadata.csv
     next(b for b in at.sidebar.button if b.label == "Evaluate").click().run()
     deadline = time.monotonic() + 240  # the child process finds the stored run: no inference
-    while metadata.info(good) is None and time.monotonic() < deadline:
+    while metadata.info(good) == before and time.monotonic() < deadline:
         time.sleep(0.5)
     info = metadata.info(good)
     assert info is not None, "the job attached nothing"
