@@ -202,3 +202,33 @@ def test_search_equals_the_one_with_scipys_p_values(monkeypatch: pytest.MonkeyPa
         )
         assert a.p_value == pytest.approx(b.p_value, rel=1e-9, abs=1e-290)
         assert a.q_value == pytest.approx(b.q_value, rel=1e-9, abs=1e-290)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (999.7, "1,000"),  # was "1e+03"
+        (1234.5, "1,234"),
+        (123456.7, "123,457"),
+        (12.34, "12.3"),
+        (0.2134, "0.213"),
+        (0.5, "0.5"),
+        (-0.0625, "-0.0625"),
+        (0.000012345, "0.0000123"),  # was "1.23e-05"
+        (np.float32(2.5), "2.5"),
+        (1500.0, "1,500"),
+        (3e20, "300,000,000,000,000,000,000"),
+        (np.int64(20000), "20,000"),
+        (True, "true"),
+        ("B", "B"),
+    ],
+)
+def test_condition_values_read_as_numbers(value: object, shown: str) -> None:
+    assert slices.Condition("x", "<", value).text() == f"x < {shown}"
+    assert slices.Condition("x", "==", value).text() == f"x is {shown}"
+
+
+def test_a_between_condition_writes_both_edges_as_numbers() -> None:
+    assert slices.Condition("width", "between", (999.7, 12345.6)).text() == (
+        "1,000 ≤ width < 12,346"
+    )

@@ -18,6 +18,7 @@ accuracy is below the rest are ranked by effect (points below the rest) x suppor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from core.analysis import diagnostics
 from core.analysis import where as where_
 
 N_BINS = 4  # quantile bins per numeric column
@@ -91,9 +93,13 @@ def _fmt(value: Any) -> str:
         return f"{int(value):,}"
     if isinstance(value, float | np.floating):
         v = float(value)
-        if v == int(v) and abs(v) < 1e15:
+        if not math.isfinite(v):
+            return str(v)
+        if v.is_integer() and abs(v) < 1e15:
             return f"{int(v):,}"
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        if abs(v) < 1e-4:  # positional too: never an exponent ("0.0000123", not "1.23e-05")
+            return f"{v:.{2 - math.floor(math.log10(abs(v)))}f}".rstrip("0")
+        return diagnostics.number(v)  # as the app writes numbers: 999.7 -> "1,000", not "1e+03"
     if isinstance(value, pd.Timestamp):
         return value.date().isoformat() if value == value.normalize() else value.isoformat()
     return str(value)
