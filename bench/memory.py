@@ -31,7 +31,7 @@ import resource, sys
 sys.path.insert(0, {root!r})
 import numpy, pandas, plotly.graph_objects, pyarrow.parquet
 from core.analysis import confusion, diagnostics, tables
-from core.figures import confusion_image
+from core.figures import confusion as confusion_fig
 from core.runs import RunStore
 case = {case!r}
 if case != "baseline":
@@ -41,7 +41,7 @@ if case != "baseline":
     diagnostics.health(m, t), tables.per_class_table(m, t), tables.failing_classes(m, t)
     res = confusion.split_results(run.predictions(), "test", run.class_names)
     confusion.most_confused_pairs(res.cm, run.class_names)
-    confusion_image.heatmap_image_figure(res.cm, run.class_names).to_json()
+    confusion_fig.matrix_figure(res.cm, run.class_names, image=True).figure.to_json()
     if case == "open + probs":
         run.probs()
 maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux

@@ -2,28 +2,25 @@
 
 Click a cell of the heatmap, pick a row of the most-confused pairs, or choose the cell with
 the two selectboxes: all three set the same (true class, predicted class) cell
-(ui.confusion_cell), whose images are shown below. From ``confusion_image.IMAGE_FROM`` shown
-classes on, the heatmap is one image (its most frequent mistakes stay clickable) and a class
-search filters the pairs.
+(ui.confusion_cell), whose images are shown below. From ``confusion.PAIRS_FROM`` classes on,
+the heatmap opens on the most confused classes and a class search filters the pairs; from
+``confusion_image.IMAGE_FROM`` shown classes on, it is one image (its most frequent mistakes
+stay clickable).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis import confusion, exports
-from core.figures import confusion as confusion_fig
-from core.figures import confusion_image
+from core.analysis import confusion
 from core.images import gallery
-from ui import confusion_cell, downloads
+from ui import confusion_cell
 from ui.boot import ensure_app
-from ui.gallery import class_filter, md_escape, pager, thumbnail_grid
+from ui.gallery import md_escape, pager, thumbnail_grid
 from ui.page_state import keep
 from ui.state import current_run, split_picker
 
 ensure_app()
-
-PAIRS_SHOWN = 300  # pairs listed without a search: the table stays light at 1,000 classes
 
 st.title("Confusion matrix")
 st.caption(
@@ -52,73 +49,22 @@ if results.cm.sum() == 0:
 pairs = confusion.most_confused_pairs(results.cm, names)
 confusion_cell.open_cell(run.run_id, split, pairs, len(names))
 
-shown = list(range(len(names)))
-many = len(names) >= confusion.PAIRS_FROM
-if many:
-    whole = len(names) >= confusion_image.IMAGE_FROM  # opens on the whole matrix as an image
-    shown = (
-        class_filter(
-            "Classes shown in the heatmap",
-            names,
-            key=f"cm_classes-{run.run_id}-{split}",
-            default=[] if whole else confusion.focus_classes(results.cm),
-            placeholder="All classes",
-        )
-        or shown
-    )
-    st.caption(
-        f"{len(names)} classes: the heatmap opens on "
-        + ("all of them as one image; pick classes to zoom into a clickable heatmap. " if whole
-           else "the classes of the most confused pairs. ")
-        + "Percentages stay relative to whole classes."
-    )  # fmt: skip
-
-if len(shown) >= confusion_image.IMAGE_FROM:  # a square image beside the search and the pairs
-    chart_col, side_col = st.columns([3, 2], gap="large")
-elif len(shown) > confusion_fig.TEXT_MAX_CLASSES:  # a big matrix gets the full width
-    chart_col, side_col = st.container(), st.container()
-else:
-    chart_col, side_col = st.columns([5, 3], gap="large")
+shown = confusion_cell.classes_shown(results.cm, names, key=f"cm_classes-{run.run_id}-{split}")
+chart_col, side_col = confusion_cell.columns(len(shown))
 with chart_col:
     confusion_cell.heatmap(
         results.cm, names, view=view, shown=shown, run_id=run.run_id, split=split
     )
-
 with side_col:
     st.subheader("Most confused pairs")
-    found = confusion_cell.search(names, pairs, key=f"cm_find-{run.run_id}") if many else None
-    listed, more = confusion.listed_pairs(pairs, found, limit=PAIRS_SHOWN)
-    if pairs.empty:
-        st.success("No mistakes in this split: every image is on the diagonal.")
-    elif listed.empty:
-        st.success(f"'{md_escape(names[found])}' is in no confused pair: all its images are right.")
-    else:
-        confusion_cell.pairs_table(listed, key=f"cm_pairs-{found}" if many else "cm_pairs")
-        st.caption(
-            "Select a row to see its images."
-            + (f" The {len(listed):,} most frequent of {len(pairs):,} pairs: search a class "
-               "for all of its pairs." if more > 0 else "")
-        )  # fmt: skip
-        downloads.offer(  # every pair, and the whole matrix (rows true, columns predicted)
-            exports.pairs_table(pairs),
-            what="Confused pairs",
-            stem=downloads.file_stem(run, split, "confused-pairs"),
-            key="cm_pairs",
-        )
-        downloads.offer(
-            lambda: exports.matrix_table(results.cm, names),
-            what="Matrix",
-            stem=downloads.file_stem(run, split, "confusion-matrix"),
-            key="cm_matrix",
-        )
+    confusion_cell.pairs_panel(run, split, results.cm, pairs)
     st.subheader("Images of one cell")
     true_idx, pred_idx = confusion_cell.pickers(names)
 
 cell = run.predictions().loc[results.cell_rows(true_idx, pred_idx)]
 st.divider()
 st.subheader(
-    f"{len(cell):,} image{'' if len(cell) == 1 else 's'}: true '{md_escape(names[true_idx])}' "
-    f"predicted '{md_escape(names[pred_idx])}'"
+    confusion.cell_heading(len(cell), md_escape(names[true_idx]), md_escape(names[pred_idx]))
 )
 if cell.empty:
     st.info("No image falls in this cell. Pick another cell.")

@@ -211,6 +211,12 @@ def test_cell_text_blanks_empty_cells_and_writes_counts_or_percentages() -> None
     ]
 
 
+def test_cell_heading_counts_the_images_in_words() -> None:
+    assert confusion.cell_heading(1, "cat", "dog") == "1 image: true 'cat' predicted 'dog'"
+    assert confusion.cell_heading(0, "a", "a") == "0 images: true 'a' predicted 'a'"
+    assert confusion.cell_heading(1200, "b", "c") == "1,200 images: true 'b' predicted 'c'"
+
+
 def test_selected_cell_maps_overlay_points_to_cells() -> None:
     shown = [2, 5, 7]
     assert confusion_fig.overlay_cells(shown)[4] == (5, 5)
@@ -225,7 +231,10 @@ def test_heatmap_shows_the_matrix_and_clickable_cells(norm: str | None) -> None:
     y_true, y_pred = _random(3, 5)
     cm = sk_confusion_matrix(y_true, y_pred, labels=range(5))
     names = list("vwxyz")
-    fig = confusion_fig.heatmap_figure(cm, names, normalize=norm, highlight=(1, 3))
+    drawn = confusion_fig.matrix_figure(cm, names, normalize=norm, highlight=(1, 3))
+    assert not drawn.image and drawn.trace == confusion_fig.OVERLAY_TRACE
+    assert drawn.cells == confusion_fig.overlay_cells(range(5))
+    fig = drawn.figure
     heat, overlay = fig.data[0], fig.data[confusion_fig.OVERLAY_TRACE]
     expected = sk_confusion_matrix(y_true, y_pred, labels=range(5), normalize=norm)
     np.testing.assert_allclose(np.asarray(heat.z, dtype=float), expected, atol=1e-12)
@@ -254,12 +263,13 @@ def test_heatmap_of_a_class_subset_and_many_classes_hides_cell_text() -> None:
     y_true, y_pred = _random(4, 40, n=2000)
     cm = sk_confusion_matrix(y_true, y_pred, labels=range(40))
     names = [f"c{i}" for i in range(40)]
-    full = confusion_fig.heatmap_figure(cm, names)
+    full = confusion_fig.matrix_figure(cm, names).figure
     assert full.data[0].text is None
     assert [s.type for s in full.layout.shapes] == ["line"]  # one diagonal line, no boxes
-    assert full.layout.height > confusion_fig.heatmap_figure(cm[:5, :5], names[:5]).layout.height
+    small = confusion_fig.matrix_figure(cm[:5, :5], names[:5]).figure
+    assert full.layout.height > small.layout.height
     shown = [4, 9, 30]
-    sub = confusion_fig.heatmap_figure(cm, names, normalize="true", classes=shown)
+    sub = confusion_fig.matrix_figure(cm, names, normalize="true", classes=shown).figure
     assert list(sub.data[0].x) == ["c4", "c9", "c30"]
     row_share = sk_confusion_matrix(y_true, y_pred, labels=range(40), normalize="true")
     # shares stay relative to the whole true class, not to the shown subset
@@ -268,13 +278,13 @@ def test_heatmap_of_a_class_subset_and_many_classes_hides_cell_text() -> None:
     points = [{"point_index": 7, "curve_number": 1}]
     assert confusion_fig.selected_cell(points, shown) == (30, 9)
     with pytest.raises(ValueError, match="classes is empty"):
-        confusion_fig.heatmap_figure(cm, names, classes=[])
+        confusion_fig.matrix_figure(cm, names, classes=[])
 
 
 def test_word_class_names_stay_readable_on_the_axes() -> None:
     names = ["airplane", "golden_retriever", "Staffordshire_bullterrier_mix", "cat"]
     cm = np.array([[5, 1, 0, 0], [0, 4, 2, 0], [1, 0, 6, 0], [0, 0, 0, 3]])
-    fig = confusion_fig.heatmap_figure(cm, names)
+    fig = confusion_fig.matrix_figure(cm, names).figure
     for axis in (fig.layout.xaxis, fig.layout.yaxis):
         assert axis.automargin is True  # labels push the margin instead of being clipped
         assert list(axis.tickvals) == names  # the categories stay the full names...
@@ -288,8 +298,8 @@ def test_word_class_names_stay_readable_on_the_axes() -> None:
     overlay = fig.data[confusion_fig.OVERLAY_TRACE]
     p = confusion_fig.overlay_cells(range(4)).index((2, 1))
     assert list(overlay.customdata[p][:2]) == [names[2], names[1]]
-    many = confusion_fig.heatmap_figure(np.eye(13, dtype=int), [f"class_{i}" for i in range(13)])
-    assert many.layout.xaxis.tickangle == -45
+    many = confusion_fig.matrix_figure(np.eye(13, dtype=int), [f"class_{i}" for i in range(13)])
+    assert many.figure.layout.xaxis.tickangle == -45
 
 
 def test_tick_text_cuts_only_long_names() -> None:
@@ -327,14 +337,16 @@ def test_image_heatmap_hover_escapes_class_names_like_the_heatmap() -> None:
 
     names = ["<b>cat</b>", "a & b", "<img src=x onerror=alert(1)>"]
     cm = np.array([[3, 2, 0], [0, 4, 1], [5, 0, 2]])
-    fig = confusion_image.heatmap_image_figure(cm, names)
-    targets = fig.data[confusion_image.TARGET_TRACE]
+    drawn = confusion_fig.matrix_figure(cm, names, image=True)  # 3 classes drawn as the image
+    assert drawn.image and drawn.trace == confusion_image.TARGET_TRACE
+    targets = drawn.figure.data[confusion_image.TARGET_TRACE]
     cells = confusion_image.target_cells(cm, range(3))
+    assert drawn.cells == cells
     assert cells == [(2, 0), (0, 1), (1, 2)]  # off-diagonal counts 5, 2, 1 by hand
     for (i, j), data in zip(cells, targets.customdata, strict=True):
         assert list(data[:3]) == [html.escape(names[i], quote=False),
                                   html.escape(names[j], quote=False), cm[i, j]]  # fmt: skip
-    small = confusion_fig.heatmap_figure(cm, names).data[confusion_fig.OVERLAY_TRACE]
+    small = confusion_fig.matrix_figure(cm, names).figure.data[confusion_fig.OVERLAY_TRACE]
     p = confusion_fig.overlay_cells(range(3)).index((2, 0))
     assert list(small.customdata[p][:2]) == list(targets.customdata[0][:2])
     assert "<" not in "".join(str(v) for row in targets.customdata for v in row[:2])

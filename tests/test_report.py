@@ -207,7 +207,8 @@ def test_report_axes_keep_room_for_their_labels_under_streamlits_template(
         configure_streamlit_plotly_theme()
         assert pio.templates.default == "streamlit"
         assert pio.templates["streamlit"].layout.xaxis.automargin is None  # the cause
-        fig = report.report_layout(confusion_fig.heatmap_figure(np.eye(3, dtype=int), list("abc")))
+        drawn = confusion_fig.matrix_figure(np.eye(3, dtype=int), list("abc"))
+        fig = report.report_layout(drawn.figure)
         assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin
         assert fig.layout.template.layout.xaxis.automargin is True
         html_text = build_report(evil_run, "test")
@@ -252,7 +253,7 @@ def test_every_figure_keeps_room_for_its_axis_labels() -> None:
         "confidence": calibration_fig.confidence_histogram(y, pred, probs.max(1)),
         "pr": thresholds_fig.pr_figure(curves, class_name="a"),
         "roc": thresholds_fig.roc_figure(curves, class_name="a"),
-        "confusion": confusion_fig.heatmap_figure(m["confusion_matrix"], ["a", "b", "c"]),
+        "confusion": confusion_fig.matrix_figure(m["confusion_matrix"], ["a", "b", "c"]).figure,
         "robustness": robustness_fig.severity_figure(
             pd.DataFrame(
                 {

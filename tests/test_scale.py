@@ -141,10 +141,13 @@ def test_probability_views_agree_with_sklearn_on_float32_inputs(tmp_path: Path) 
 
 def test_image_heatmap_is_small_and_its_targets_open_cells(many: runs.Run) -> None:
     res = confusion.split_results(many.predictions(), "test", many.class_names)
-    fig = ci.heatmap_image_figure(res.cm, many.class_names, highlight=(0, 1))
+    drawn = confusion_fig.matrix_figure(res.cm, many.class_names, highlight=(0, 1))
+    assert drawn.image  # 300 classes: the one image, not a heatmap
+    fig = drawn.figure
     assert fig.data[0].type == "image" and fig.data[0].source.startswith("data:image/png")
     assert len(fig.to_json()) < 400_000
     cells = ci.target_cells(res.cm, range(300))
+    assert drawn.cells == cells and drawn.trace == ci.TARGET_TRACE
     pairs = confusion.most_confused_pairs(res.cm, many.class_names)
     assert len(cells) == min(len(pairs), ci.TARGETS_MAX)
     assert [res.cm[i, j] for i, j in cells] == pairs["count"].tolist()[: len(cells)]

@@ -1,7 +1,8 @@
 """The Confusion page's one selected cell (true class, predicted class) and the widgets that set
 it: a click on the heatmap, a row of the most-confused pairs, a class search, and the two
 selectboxes that show it. Kept across pages (ui.page_state); a new run or split opens on its
-most confused pair."""
+most confused pair. Also the page's panels around them: the classes the heatmap shows, its
+columns, and the pairs with their downloads."""
 
 from __future__ import annotations
 
@@ -10,16 +11,20 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from core.analysis import confusion
+from core.analysis import confusion, exports
 from core.figures import confusion as confusion_fig
 from core.figures import confusion_image
+from core.runs import Run
+from ui import downloads
+from ui.gallery import class_filter, md_escape
 from ui.page_state import STORE, keep, put
 
 TRUE_KEY, PRED_KEY = "cm_true", "cm_pred"
 OPENED_KEY = "cm_opened"  # the (run id, split) the cell was opened for
+PAIRS_SHOWN = 300  # pairs listed without a search: the table stays light at 1,000 classes
 
 
 def open_cell(run_id: str, split: str, pairs: pd.DataFrame, n_classes: int) -> None:
@@ -59,24 +64,62 @@ def _select(cell: tuple[int, int] | None) -> None:
         st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = cell
 
 
-def _from_chart(shown: list[int], targets: list | None) -> None:
+def _from_chart(cells: list[tuple[int, int]], trace: int) -> None:
     points = st.session_state["cm_chart"]["selection"]["points"]
-    if targets is None:
-        _select(confusion_fig.selected_cell(points, shown))
-    else:
-        trace = confusion_image.TARGET_TRACE
-        _select(confusion_fig.selected_cell(points, shown, cells=targets, trace=trace))
+    _select(confusion_fig.selected_cell(points, (), cells=cells, trace=trace))
+
+
+def _draw(
+    cm: np.ndarray, names: Sequence[str], view: str, shown: list[int], highlight: tuple[int, int]
+) -> confusion_fig.MatrixFigure:
+    normalize = confusion.VIEWS[view][1]
+    return confusion_fig.matrix_figure(
+        cm, names, normalize=normalize, classes=shown, highlight=highlight
+    )
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _image_figure(
+def _cached(
     run_id: str, split: str, view: str, shown: tuple, highlight: tuple, _cm: np.ndarray, _names
-) -> go.Figure:
-    """Return the image heatmap of one run's split (coloring and PNG take ~0.2 s at 1,000
-    classes; a rerun that changes nothing here reuses it)."""
-    return confusion_image.heatmap_image_figure(
-        _cm, _names, normalize=confusion.VIEWS[view][1], classes=list(shown), highlight=highlight
+) -> confusion_fig.MatrixFigure:
+    """Return the image of one run's split (coloring and PNG take ~0.2 s at 1,000 classes; a
+    rerun that changes nothing here reuses it)."""
+    return _draw(_cm, _names, view, list(shown), highlight)
+
+
+def classes_shown(cm: np.ndarray, names: Sequence[str], *, key: str) -> list[int]:
+    """Return the classes the heatmap shows: all of them below ``confusion.PAIRS_FROM``
+    classes; from there on the choice of a class filter rendered here, which opens on the
+    classes of the most confused pairs (from ``confusion_image.IMAGE_FROM`` on: on all)."""
+    every = list(range(len(names)))
+    if len(names) < confusion.PAIRS_FROM:
+        return every
+    whole = len(names) >= confusion_image.IMAGE_FROM  # opens on the whole matrix as an image
+    shown = class_filter(
+        "Classes shown in the heatmap",
+        names,
+        key=key,
+        default=[] if whole else confusion.focus_classes(cm),
+        placeholder="All classes",
     )
+    st.caption(
+        f"{len(names)} classes: the heatmap opens on "
+        + ("all of them as one image; pick classes to zoom into a clickable heatmap. " if whole
+           else "the classes of the most confused pairs. ")
+        + "Percentages stay relative to whole classes."
+    )  # fmt: skip
+    return shown or every
+
+
+def columns(n_shown: int) -> tuple[DeltaGenerator, DeltaGenerator]:
+    """Return the (chart, side) containers for a heatmap of ``n_shown`` classes."""
+    if n_shown >= confusion_image.IMAGE_FROM:  # a square image beside the search and the pairs
+        chart, side = st.columns([3, 2], gap="large")
+    elif n_shown > confusion_fig.TEXT_MAX_CLASSES:  # a big matrix gets the full width
+        chart, side = st.container(), st.container()
+    else:
+        chart, side = st.columns([5, 3], gap="large")
+    return chart, side
 
 
 def heatmap(
@@ -84,27 +127,22 @@ def heatmap(
 ) -> None:
     """Render the clickable heatmap of the ``shown`` classes (one image from
     ``confusion_image.IMAGE_FROM`` classes on, its most frequent mistakes clickable)."""
-    image_mode = len(shown) >= confusion_image.IMAGE_FROM
-    targets = confusion_image.target_cells(cm, shown) if image_mode else None
-    if image_mode:
-        fig = _image_figure(run_id, split, view, tuple(shown), selected(), cm, names)
-    else:
-        normalize = confusion.VIEWS[view][1]
-        fig = confusion_fig.heatmap_figure(
-            cm, names, normalize=normalize, classes=shown, highlight=selected()
-        )
+    if len(shown) >= confusion_image.IMAGE_FROM:
+        drawn = _cached(run_id, split, view, tuple(shown), selected(), cm, names)
+    else:  # the heatmap is drawn quicker than a cached copy comes back
+        drawn = _draw(cm, names, view, shown, selected())
     st.plotly_chart(
-        fig,
+        drawn.figure,
         key="cm_chart",
-        on_select=partial(_from_chart, shown, targets),
+        on_select=partial(_from_chart, drawn.cells, drawn.trace),
         selection_mode="points",
         config={"displayModeBar": False},
     )
-    if targets is not None:
+    if drawn.image:
         st.caption(
             "Log color scale: a mistake of a few images still shows. Hover the dots off the "
-            f"diagonal (the {len(targets):,} most frequent mistakes) for their classes; click "
-            "one to see its images. Drag to zoom, double-click to zoom out."
+            f"diagonal (the {len(drawn.cells):,} most frequent mistakes) for their classes; "
+            "click one to see its images. Drag to zoom, double-click to zoom out."
         )
     else:
         st.caption("Hover a cell for its count and both percentages; click it to see its images.")
@@ -173,3 +211,37 @@ def pickers(names: Sequence[str]) -> tuple[int, int]:
         "Predicted class", range(len(names)), key=PRED_KEY, format_func=lambda c: names[c]
     )
     return true_idx, pred_idx
+
+
+def pairs_panel(run: Run, split: str, cm: np.ndarray, pairs: pd.DataFrame) -> None:
+    """Render the most confused ``pairs``: a class search from ``confusion.PAIRS_FROM``
+    classes on, at most ``PAIRS_SHOWN`` of them without one (a selected row selects its
+    cell), and downloads of every pair and of the whole matrix ``cm``."""
+    names = run.class_names
+    many = len(names) >= confusion.PAIRS_FROM
+    found = search(names, pairs, key=f"cm_find-{run.run_id}") if many else None
+    listed, more = confusion.listed_pairs(pairs, found, limit=PAIRS_SHOWN)
+    if pairs.empty:
+        st.success("No mistakes in this split: every image is on the diagonal.")
+        return
+    if found is not None and listed.empty:  # (without a search the first pairs are listed)
+        st.success(f"'{md_escape(names[found])}' is in no confused pair: all its images are right.")
+        return
+    pairs_table(listed, key=f"cm_pairs-{found}" if many else "cm_pairs")
+    st.caption(
+        "Select a row to see its images."
+        + (f" The {len(listed):,} most frequent of {len(pairs):,} pairs: search a class "
+           "for all of its pairs." if more > 0 else "")
+    )  # fmt: skip
+    downloads.offer(  # every pair, and the whole matrix (rows true, columns predicted)
+        exports.pairs_table(pairs),
+        what="Confused pairs",
+        stem=downloads.file_stem(run, split, "confused-pairs"),
+        key="cm_pairs",
+    )
+    downloads.offer(
+        lambda: exports.matrix_table(cm, names),
+        what="Matrix",
+        stem=downloads.file_stem(run, split, "confusion-matrix"),
+        key="cm_matrix",
+    )

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.analysis import metrics
+from core.analysis.diagnostics import plural
 
 Normalize = Literal["true", "pred"] | None
 # The heatmap's views: name -> (what the selector says, the normalisation it applies).
@@ -202,3 +203,9 @@ def cell_text(cm: Any, normalize: Normalize = None) -> np.ndarray:
     for i, j in zip(*np.nonzero(cm), strict=True):
         text[i, j] = str(cm[i, j]) if normalize is None else _percent(shares[i, j])
     return text
+
+
+def cell_heading(n_images: int, true_name: str, pred_name: str) -> str:
+    """Return the heading over one cell's images, names as they are to be shown:
+    "1 image: true 'cat' predicted 'dog'", "1,200 images: ..."."""
+    return f"{plural(n_images, 'image')}: true '{true_name}' predicted '{pred_name}'"

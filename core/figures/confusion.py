@@ -1,29 +1,33 @@
 """The confusion-matrix heatmap: counts or shares per cell, click targets, outlines.
 
 Draws what core.analysis.confusion computed (the count matrix, its normalisations and cell
-labels). Heatmap cells themselves cannot be selected in Streamlit, so trace ``OVERLAY_TRACE`` is
-a transparent marker per shown cell in :func:`overlay_cells` order, and :func:`selected_cell`
+labels). :func:`matrix_figure` is the one entry point: a heatmap here, or from
+``confusion_image.IMAGE_FROM`` shown classes on one image (core.figures.confusion_image).
+Heatmap cells themselves cannot be selected in Streamlit, so trace ``OVERLAY_TRACE`` is a
+transparent marker per shown cell in :func:`overlay_cells` order, and :func:`selected_cell`
 maps a plotly selection back to its (true, predicted) cell.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
 from core.analysis.confusion import Normalize, cell_text, normalize_cm
+from core.figures import confusion_image
 from core.figures.theme import plot_text
 
 TEXT_MAX_CLASSES = 30  # above this, per-cell numbers are unreadable: hover only
-OVERLAY_TRACE = 1  # curve number of the transparent click targets in heatmap_figure
+OVERLAY_TRACE = 1  # curve number of the heatmap's transparent click targets
 TICK_CHARS = 18  # longer class names are cut on the axes ("…"); the cell hover shows them whole
 
 
 def overlay_cells(classes: Sequence[int]) -> list[tuple[int, int]]:
-    """Return the (true_idx, pred_idx) of each click target of :func:`heatmap_figure`, in
+    """Return the (true_idx, pred_idx) of each click target of the heatmap, in
     point order, for the shown ``classes``."""
     return [(i, j) for i in classes for j in classes]
 
@@ -67,38 +71,71 @@ def _hover_data(cm: np.ndarray, class_names: Sequence[str], classes: list[int]) 
     ]
 
 
-def shown_classes(cm: Any, classes: Sequence[int] | None) -> tuple[np.ndarray, list[int]]:
-    """Return (cm as int64, the class indices a matrix figure shows: ``classes``, default
-    all); ValueError when ``classes`` is empty."""
-    cm = np.asarray(cm, dtype=np.int64)
-    shown = list(range(len(cm))) if classes is None else [int(c) for c in classes]
-    if not shown:
-        raise ValueError("classes is empty: choose at least one class to show.")
-    return cm, shown
-
-
 def tick_text(name: object, *, max_chars: int = TICK_CHARS) -> str:
     """Return a class name short enough for an axis tick: cut to ``max_chars`` with "…"."""
     name = str(name)
     return name if len(name) <= max_chars else name[: max_chars - 1] + "…"
 
 
-def heatmap_figure(
+@dataclass(frozen=True)
+class Matrix:
+    """What a renderer draws: the counts of every class, their names, the classes shown
+    (indices, in order), the normalisation and the cell to outline."""
+
+    cm: np.ndarray  # (n, n) int64 counts; rows true, columns predicted
+    class_names: Sequence[str]
+    shown: list[int]
+    normalize: Normalize
+    highlight: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class MatrixFigure:
+    """The drawn matrix and its click targets (for :func:`selected_cell`)."""
+
+    figure: go.Figure
+    cells: list[tuple[int, int]]  # the (true_idx, pred_idx) of each click target, point order
+    trace: int  # the curve number of the click targets
+    image: bool  # drawn as one image (core.figures.confusion_image), not a heatmap
+
+
+def matrix_figure(
     cm: Any,
     class_names: Sequence[str],
     *,
     normalize: Normalize = None,
     classes: Sequence[int] | None = None,
     highlight: tuple[int, int] | None = None,
-) -> go.Figure:
-    """Return the confusion-matrix heatmap (rows true, columns predicted, Blues).
+    image: bool | None = None,
+) -> MatrixFigure:
+    """Return the confusion matrix drawn (rows true, columns predicted, Blues): the one entry
+    point to both renderers.
 
-    cm: (n, n) counts; classes: the class indices to show (default all), percentages stay
-    relative to whole classes; highlight: a (true_idx, pred_idx) cell to outline. Trace 1 is a
-    transparent marker per shown cell in :func:`overlay_cells` order, the click targets that
-    Streamlit can select (heatmap cells themselves cannot be selected).
+    cm: (n, n) counts; classes: the class indices to show (default all; ValueError when
+    empty), percentages stay relative to whole classes; highlight: a (true_idx, pred_idx) cell
+    to outline; image: draw one image with the most frequent mistakes as click targets
+    (core.figures.confusion_image), default from ``IMAGE_FROM`` shown classes on; else a
+    heatmap whose every cell is a click target.
     """
-    cm, shown = shown_classes(cm, classes)
+    cm = np.asarray(cm, dtype=np.int64)
+    shown = list(range(len(cm))) if classes is None else [int(c) for c in classes]
+    if not shown:
+        raise ValueError("classes is empty: choose at least one class to show.")
+    m = Matrix(cm, class_names, shown, normalize, highlight)
+    if image is None:
+        image = len(shown) >= confusion_image.IMAGE_FROM
+    if image:
+        cells = confusion_image.target_cells(cm, shown)
+        figure = confusion_image.image_figure(m, cells)
+        return MatrixFigure(figure, cells, confusion_image.TARGET_TRACE, image=True)
+    return MatrixFigure(_heatmap(m), overlay_cells(shown), OVERLAY_TRACE, image=False)
+
+
+def _heatmap(m: Matrix) -> go.Figure:
+    """Return the heatmap of ``m``. Trace 1 is a transparent marker per shown cell in
+    :func:`overlay_cells` order, the click targets that Streamlit can select (heatmap cells
+    themselves cannot be selected)."""
+    cm, class_names, shown, normalize = m.cm, m.class_names, m.shown, m.normalize
     sub = np.ix_(shown, shown)
     names = [plot_text(class_names[c]) for c in shown]
     k = len(shown)
@@ -156,7 +193,7 @@ def heatmap_figure(
         hoverlabel={"bgcolor": "white", "bordercolor": "#0b3d91", "font_size": 13},
         clickmode="event+select",
         dragmode=False,
-        shapes=_outlines(shown, highlight),
+        shapes=_outlines(shown, m.highlight),
     )
     # Full names stay the categories (hover, clicks); the ticks show them cut to TICK_CHARS.
     # Few classes: plotly tilts the labels only when they would overlap; many: always.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -25,8 +25,10 @@ from PIL import Image
 from plotly.colors import sequential
 
 from core.analysis.confusion import Normalize, normalize_cm
-from core.figures.confusion import shown_classes
 from core.figures.theme import plot_text
+
+if TYPE_CHECKING:  # core.figures.confusion draws through this module: no import at run time
+    from core.figures.confusion import Matrix
 
 IMAGE_FROM = 100  # from this many shown classes on, the heatmap is an image
 TARGETS_MAX = 2_000  # most frequent off-diagonal cells that get a hover/click target
@@ -94,21 +96,15 @@ def _ticks(normalize: Normalize, zmax: float) -> tuple[list[float], list[str]]:
     return [float(intensity(v, None, zmax)) for v in values], [f"{v:,}" for v in values]
 
 
-def heatmap_image_figure(
-    cm: Any,
-    class_names: Sequence[str],
-    *,
-    normalize: Normalize = None,
-    classes: Sequence[int] | None = None,
-    highlight: tuple[int, int] | None = None,
-) -> go.Figure:
-    """Return the confusion matrix as one image (rows true, columns predicted, log Blues).
+def image_figure(m: Matrix, cells: Sequence[tuple[int, int]]) -> go.Figure:
+    """Return the confusion matrix ``m`` as one image (rows true, columns predicted, log
+    Blues; highlight: the cell to ring); drawn through
+    :func:`core.figures.confusion.matrix_figure`.
 
-    Arguments as :func:`core.figures.confusion.heatmap_figure` (highlight: the cell to ring).
-    Trace ``TARGET_TRACE`` holds a transparent marker per :func:`target_cells` entry, in that
-    order.
+    Trace ``TARGET_TRACE`` holds a transparent marker per cell of ``cells`` (the
+    :func:`target_cells`), in that order.
     """
-    cm, shown = shown_classes(cm, classes)
+    cm, class_names, shown, normalize = m.cm, m.class_names, m.shown, m.normalize
     k = len(shown)
     pos = {c: p for p, c in enumerate(shown)}
     z = normalize_cm(cm, normalize)[np.ix_(shown, shown)]
@@ -126,7 +122,6 @@ def heatmap_image_figure(
                                  "tickvals": tickvals, "ticktext": ticktext, "thickness": 14}},
         )
     )  # fmt: skip
-    cells = target_cells(cm, shown)
     row_share, col_share = normalize_cm(cm, "true"), normalize_cm(cm, "pred")
     fig.add_trace(
         go.Scatter(
@@ -155,8 +150,8 @@ def heatmap_image_figure(
         )
     )  # fmt: skip
     shapes = []
-    if highlight is not None and highlight[0] in pos and highlight[1] in pos:
-        r, c = pos[highlight[0]], pos[highlight[1]]
+    if m.highlight is not None and m.highlight[0] in pos and m.highlight[1] in pos:
+        r, c = pos[m.highlight[0]], pos[m.highlight[1]]
         pad = max(0.5, k / 120)  # a one-pixel cell needs a ring a few pixels wide to be seen
         shapes.append(
             {"type": "rect", "xref": "x", "yref": "y", "x0": c - pad, "x1": c + pad,

@@ -77,7 +77,11 @@ def build_report(
         _per_class(m, t),
         "<h2>Confusion matrix</h2>",
         '<p class="muted">Rows: true class; columns: predicted class.</p>',
-        _figure(confusion_fig.heatmap_figure(m["confusion_matrix"], run.class_names), "confusion"),
+        # every cell with its hover at any size (the page's image from 100 classes is not used)
+        _figure(
+            confusion_fig.matrix_figure(m["confusion_matrix"], run.class_names, image=False).figure,
+            "confusion",
+        ),
         _overfitting(run, t),
         _segments(run, split),
         _mistakes(run, split, top_mistakes),
