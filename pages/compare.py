@@ -9,7 +9,6 @@ from core.analysis import compare, compare_view
 from core.analysis.compare_view import N_RESAMPLES
 from core.errors import ClassLensError
 from ui import compare_tables, slice_filter
-from ui.alerts import verdict_box
 from ui.boot import ensure_app
 from ui.disagreements import disagreements
 from ui.gallery import md_escape
@@ -89,55 +88,20 @@ if (dropped := compare_view.dropped_text(aligned.dropped, md)) is not None:
 
 st.subheader("Conclusion")
 md_classes = [md_escape(c) for c in aligned.class_names]
-for i, finding in enumerate(
+compare_tables.conclusion(
     compare.conclude(boot, result.tests, names=md, class_names=md_classes, baseline=baseline)
-):
-    body = compare_view.conclusion_body(finding)
-    if finding.direction:
-        verdict_box(
-            "good" if finding.direction > 0 else "needs attention", body, key=f"verdict_{i}"
-        )
-    else:
-        st.info(body, icon=":material/balance:")
+)
 
 st.subheader("Overall")
 compare_tables.overall(boot, names=names, baseline=baseline, run=run, split=split)
-st.caption(
-    f"Δ: each run minus the baseline ({md[baseline]}) in percentage points, with its 95% "
-    f"interval from {N_RESAMPLES:,} paired bootstrap resamples. An interval that excludes 0 "
-    "is a difference larger than resampling noise."
-)
 
 st.subheader("Per class")
-keep("cmp_metric", "recall", options=list(compare.PER_CLASS))
-metric = st.segmented_control(
-    "Metric",
-    list(compare.PER_CLASS),
-    format_func=compare_tables.METRIC_LABELS.get,
-    key="cmp_metric",
-    required=True,
-)
 compare_tables.per_class(
-    boot,
-    names=names,
-    class_names=aligned.class_names,
-    baseline=baseline,
-    metric=metric,
-    run=run,
-    split=split,
-)
-st.caption(
-    f"Δ: {metric} minus the baseline's in percentage points, with its 95% interval. Green: "
-    "higher than the baseline, red: lower, where the interval excludes 0."
+    boot, names=names, class_names=aligned.class_names, baseline=baseline, run=run, split=split
 )
 
 st.subheader("Is the difference more than chance?")
 compare_tables.mcnemar(result.tests, names=names, run=run, split=split)
-st.caption(
-    "McNemar's exact test looks only at the images the two models disagree on: b are right "
-    "in A only, c in B only. If neither model were better, each disagreement would fall either "
-    "way with probability ½; a p-value below 0.05 says the split b : c is unlikely by chance."
-)
 
 st.subheader("Where they disagree")
 disagreements(result, chosen, ids=ids, baseline=baseline, split=split)
