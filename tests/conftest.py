@@ -20,14 +20,16 @@ import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
-from safetensors.torch import save_file
 
-from core.engine.nets import DigitsCNN
+if TYPE_CHECKING:  # torch, PIL and the nets are imported where used: see pytest_sessionstart
+    import torch
+    from PIL import Image
+
+    from core.engine.nets import DigitsCNN
 
 REPO = Path(__file__).resolve().parents[1]
 # Created out of order on purpose: scan() must sort them.
@@ -37,8 +39,17 @@ SIZE = 16
 PREPROCESSING = {"image_size": SIZE, "channels": 1, "mean": [0.5], "std": [0.5]}
 CLI_TIMEOUT = 180
 
-# Tiny models on a shared 2-core box: one thread avoids OpenMP spin-waiting (10x faster here).
-torch.set_num_threads(1)
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Tiny models on a shared 2-core box: one torch thread avoids OpenMP spin-waiting (10x
+    faster here). Set in every process that runs tests, before collection; not in an xdist
+    controller, which only hands out tests: it need not import torch (seconds of CPU while
+    its workers start on the same cores)."""
+    if not session.config.pluginmanager.has_plugin("dsession"):
+        import torch
+
+        torch.set_num_threads(1)
+
 
 # Every module under tests/browser carries these marks (pytestmark).
 BROWSER_MARKS = frozenset({"browser", "slow"})
@@ -173,6 +184,8 @@ def runs_dir(
 
 def draw(label: int, seed: int, *, size: int = SIZE, mode: str = "L") -> Image.Image:
     """Return a small image whose pattern depends on ``label`` (stripes, bars, a square)."""
+    from PIL import Image
+
     rng = np.random.default_rng(1000 * label + seed)
     yy, xx = np.mgrid[0:size, 0:size]
     pattern = [
@@ -219,6 +232,10 @@ def dataset(tmp_path: Path) -> Path:
 
 def make_model(num_classes: int = 3, in_channels: int = 1, seed: int = 0) -> DigitsCNN:
     """Return a DigitsCNN in eval mode with random weights AND random batch-norm statistics."""
+    import torch
+
+    from core.engine.nets import DigitsCNN
+
     torch.manual_seed(seed)
     model = DigitsCNN(num_classes=num_classes, in_channels=in_channels)
     with torch.no_grad():
@@ -245,6 +262,8 @@ def classlens_meta(
 
 def save_safetensors(model: torch.nn.Module, path: Path, meta: dict | None = None) -> Path:
     """Write the model's state_dict as .safetensors, with ClassLens metadata when given."""
+    from safetensors.torch import save_file
+
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     metadata = {"classlens": json.dumps(meta)} if meta is not None else None
     save_file(state, str(path), metadata=metadata)
