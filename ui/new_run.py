@@ -147,7 +147,7 @@ def _choose_checkpoint(settings: Settings) -> tuple[list[Path], bool]:
         trusted = _trust_box(TRUST_MANY, "ck_trust_up", settings)
         saved, refused = save_checkpoint_uploads(uploads or [], settings)
         for message in refused:
-            st.error(message)
+            st.error(for_form(message, trust=TRUST_MANY))
         return saved, trusted
     text = st.text_input(
         "Checkpoint path on the server (a file, or a Hugging Face save_pretrained folder)",
@@ -262,7 +262,7 @@ def form() -> None:
         data_path = _choose_dataset(settings)
         meta_path = None if data_path is None else _choose_metadata(settings, data_path)
     except ClassLensError as exc:  # a path outside the roots, a refused zip or metadata file
-        st.error(str(exc))
+        st.error(for_form(str(exc)))
         return
     if not ckpt_paths or data_path is None:
         st.caption("Pick a checkpoint and a dataset to evaluate.")

@@ -21,6 +21,7 @@ from core.runs import Run, RunStore
 from ui import tasks as ui_tasks
 from ui.auth import can_edit
 from ui.gallery import md_escape, pager, thumbnail_grid
+from ui.text import md_text
 
 Pair = tuple[str, int]  # (corruption, severity)
 
@@ -38,7 +39,7 @@ def stored_runs(
     key = ("robustness", str(store.root), base.run_id, split, sample, seed)
     task = tasks.get(key)
     if task is not None and task.finished and task.error is not None:
-        st.error(task.error)
+        st.error(md_text(task.error))  # an engine error: may quote the checkpoint's path
     if task is not None and not task.finished:
         if ui_tasks.ready(task, f"Evaluating corrupted copies ({task.label})"):
             st.rerun()  # it finished while this rerun waited: read its runs from the store
