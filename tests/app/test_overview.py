@@ -305,31 +305,62 @@ def test_calibration_line_quotes_the_calibration_pages_ece(sample_runs: dict[str
 def test_embedding_leakage_waits_for_its_button(
     sample_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """'Compute now' starts the shared task; while it runs the Overview is drawn in full with
+    the task's progress bar and the line still 'not computed', and asks for a rerun; once the
+    task finished, a rerun shows the finding."""
     import threading
+
+    import streamlit as st
 
     from core.hosting import tasks
     from core.images import embeddings
     from ui import health as ui_health
+    from ui import tasks as ui_tasks
 
     threads: list[str] = []
+    gate = threading.Event()  # holds the computation until the running page has been read
 
     def spy(run: Run, **kwargs: object) -> object:
         threads.append(threading.current_thread().name)
+        gate.wait(60)
         return embeddings.run_embeddings(run, **kwargs)
 
     kind, _, verb, path = ui_health.COSTLY["embeddings"]
     monkeypatch.setitem(ui_health.COSTLY, "embeddings", (kind, spy, verb, path))
+    reruns: list[str] = []  # the tasks a rerun was asked for (instead of a sleep and st.rerun)
+
+    def rerun_if_pending(poll: float = 0) -> None:
+        reruns.extend(st.session_state.pop(ui_tasks.PENDING_KEY, None) or [])
+
+    monkeypatch.setattr("ui.tasks.rerun_if_pending", rerun_if_pending)
     run = sample_runs["good"]
     embeddings.cache_path(run).unlink(missing_ok=True)
     at = open_page("overview", run)
     assert level_of(check_line(at, "Leakage (embeddings)")) == "not computed"
     assert "Not computed yet" in check_line(at, "Leakage (embeddings)")
     assert at.get("plotly_chart")  # the page is drawn in full meanwhile
-    at.button(key="hl_compute_embedding_leakage").click().run()
+    assert not reruns
+    try:
+        at.button(key="hl_compute_embedding_leakage").click().run()
+        assert not at.exception
+        # While it runs: the task's progress bar, the line not computed yet, the rest drawn.
+        bars = [b.proto.text for b in at.get("progress")]
+        assert len(bars) == 1 and bars[0].startswith(f"{verb} the images"), bars
+        assert level_of(check_line(at, "Leakage (embeddings)")) == "not computed"
+        assert at.get("plotly_chart")
+        assert reruns == [f"{verb} {run.run_id}"]
+        task = tasks.get((kind, run.run_id))
+        assert task is not None and not task.finished
+    finally:
+        gate.set()
+    assert task.wait(120)
+    at.run()  # the rerun the page asked for
     assert not at.exception
+    assert reruns == [f"{verb} {run.run_id}"]  # no further rerun asked for
     line = check_line(at, "Leakage (embeddings)")
     assert level_of(line) in ("pass", "attention", "fail")
     assert "embedding cosine similarity at least 0.998" in line
+    assert not at.get("progress")
     assert embeddings.cache_path(run).exists()
     # Computed once, off the script thread, on the shared task the Leakage page also uses.
     assert len(threads) == 1 and threads[0].startswith("classlens-task"), threads
