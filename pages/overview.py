@@ -97,7 +97,8 @@ with st.container(horizontal=True, key="share_row"):
 
 m = m_all["splits"][split]
 summary = health.summary(run, split, t)
-health.verdict(summary, run.class_names)
+sliced = [run.meta["slice"]["label"]] if run.meta.get("slice") else []  # quoted by core too
+health.verdict(summary, [*run.class_names, *sliced])
 with st.container(border=True, key="health_checklist"):
     health.checklist(summary, run)
 

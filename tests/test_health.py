@@ -405,6 +405,27 @@ def test_all_passing_is_good() -> None:
     assert (s.level, s.headline) == ("pass", "Good: a is fine; the 2 other checks pass.")
 
 
+def test_a_slices_headline_says_it_is_about_the_slice() -> None:
+    checks = [check("a", "attention", "a is amber"), check("b", "fail", "b is red")]
+    s = health.summarize(checks, slice_label="scanner is D")
+    assert s.headline == (
+        "On the slice 'scanner is D': not production-ready — b is red. Also a needs attention."
+    )
+    assert not s.headline.startswith("Not production-ready")
+    amber = health.summarize(checks[:1], slice_label="x < 0.5")
+    assert amber.headline == "On the slice 'x < 0.5': needs attention — a is amber."
+    good = health.summarize([check("a", "pass", "a is fine"), check("c", "pass")], slice_label="s")
+    assert good.headline == "On the slice 's': good — a is fine; the other passes."
+    # health.summary reads the label from a Run.subset's meta; a whole run keeps the old words
+    metrics = gap_metrics(0.875, 0.8125)
+    sliced = health.summary(metrics, {"slice": {"label": "scanner is D"}}, "test", T16)
+    whole = health.summary(metrics, {}, "test", T16)
+    assert whole.headline.startswith("Needs attention: ")
+    assert sliced.headline == whole.headline.replace(
+        "Needs attention: ", "On the slice 'scanner is D': needs attention — ", 1
+    )
+
+
 def test_not_computed_and_unavailable_checks_do_not_set_the_level() -> None:
     s = health.summarize(
         [

@@ -52,7 +52,9 @@ def md_code(text: str) -> str:
 
 def md_names(text: str, class_names: Sequence[str]) -> str:
     """Return ``text`` (markdown from core, which quotes class names as 'name') with every
-    quoted class name escaped, so a class called **bold** or <script> shows as typed."""
+    quoted class name escaped, so a class called **bold** or <script> shows as typed. Other
+    strings core quotes the same way (a slice's label in the health headline) may be passed
+    among ``class_names``."""
     for name in sorted(set(class_names), key=len, reverse=True):
         escaped = md_escape(name)
         if escaped != name:

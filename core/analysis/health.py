@@ -578,23 +578,35 @@ def check_clusters(
 # --- the summary --------------------------------------------------------------------------------
 
 
-def summarize(checks: Sequence[Check]) -> Summary:
+def _opening(level: str, slice_label: str | None) -> str:
+    """Return the headline's opening: "Not production-ready: " about a whole run; on a slice
+    "On the slice 'scanner is D': not production-ready — " (the verdict is the slice's numbers',
+    not the model's; core quotes the label as it quotes class names, for the page to escape)."""
+    if slice_label is None:
+        return f"{PREFIX[level]}: "
+    return f"On the slice '{slice_label}': {PREFIX[level].lower()} — "
+
+
+def summarize(checks: Sequence[Check], *, slice_label: str | None = None) -> Summary:
     """Return the verdict over ``checks`` (in order of importance): the worst computed level,
-    the first check at that level named as the reason, the other problems listed after it."""
+    the first check at that level named as the reason, the other problems listed after it.
+    ``slice_label``: the filter in words when the checks were computed on a slice of a run
+    (``Run.subset``'s meta ``slice.label``): the headline then says it is about that slice."""
     rank = {level: i for i, level in enumerate(LEVELS)}
     judged = [c for c in checks if c.level in rank]
     if not judged:
         raise ValueError("no check was computed; pass at least one computed check.")
     level = max((c.level for c in judged), key=rank.__getitem__)
     worst = next(c for c in judged if c.level == level)
+    opening = _opening(level, slice_label)
     if level == "pass":
-        headline = f"Good: {worst.reason or worst.title.lower() + ' passes'}"
+        headline = f"{opening}{worst.reason or worst.title.lower() + ' passes'}"
         others = len(judged) - 1
         if others:
             headline += f"; the {others} other checks pass" if others > 1 else "; the other passes"
         headline += "."
     else:
-        headline = f"{PREFIX[level]}: {worst.reason or worst.sentence.rstrip('.')}."
+        headline = f"{opening}{worst.reason or worst.sentence.rstrip('.')}."
         clauses = []
         for lvl, one, many in (("fail", "fails", "fail"), ("attention", "needs", "need")):
             also = [c.title.lower() for c in judged if c.level == lvl and c is not worst]
@@ -641,7 +653,8 @@ def summary(
     default: the check is left out); clusters: the worst cluster of
     core.analysis.failure_clusters on the split (None: not computed yet; False: left out),
     clusters_unavailable: why the run cannot have it; whole: the whole dataset's metrics when
-    the run is a slice (the train/test gap is then not called overfitting).
+    the run is a slice (the train/test gap is then not called overfitting). A slice's meta
+    (``slice``) makes the headline say it is about that slice.
     """
     m = metrics["splits"][split]
     return summarize(
@@ -676,5 +689,6 @@ def summary(
             check_imbalance(m, t),
             check_skipped(m, split, limits),
             check_preprocessing(meta, preprocessing_warning),
-        ]
+        ],
+        slice_label=(meta.get("slice") or {}).get("label"),
     )

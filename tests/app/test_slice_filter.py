@@ -15,7 +15,7 @@ import pytest
 from sklearn import metrics as skm
 from streamlit.testing.v1 import AppTest
 
-from core.analysis.diagnostics import pct
+from core.analysis.diagnostics import pct, pct_brief
 from core.runs import Run
 from tests.app.conftest import ROOT, open_page
 from tests.app.test_calibration import _bins
@@ -29,6 +29,11 @@ UNSURE = "confidence~lt~0.9"
 
 
 SCANNER_D = "scanner~is~D"
+LABELS = {
+    CLASSES_3_8: "true class is 3 or 8",
+    UNSURE: "confidence < 0.9",
+    SCANNER_D: "scanner is D",
+}
 METADATA = ROOT / "sample_data" / "digits" / "metadata.csv"
 
 
@@ -82,6 +87,19 @@ def test_overview_headline_is_the_slices(sample_runs: dict[str, Run], where: str
         assert _metric(at, f"Balanced accuracy ({split})") == pct(skm.balanced_accuracy_score(y, p))
         macro = skm.f1_score(y, p, labels=present, average="macro", zero_division=0)
         assert _metric(at, f"Macro F1 ({split})") == pct(macro)
+    # the verdict is the slice's, says so, and quotes the numbers shown beside it (test split)
+    verdict = next(e.value for e in [*at.error, *at.warning, *at.success] if "**" in e.value)
+    assert verdict.startswith(
+        f"**On the slice '{md_escape(LABELS[where])}': not production-ready — "
+    )
+    assert "Not production-ready" not in verdict
+    said = re.search(r"accuracy is (?:only )?(\S+%)", verdict)
+    assert said is not None and said[1] == _metric(at, "Accuracy (test)"), verdict
+    score = re.search(r"(recall|precision) on '(.+?)' is (\S+%)", verdict)
+    assert score is not None, verdict
+    c = run.class_names.index(score[2])  # y, p: the loop's last split, test
+    of = skm.recall_score if score[1] == "recall" else skm.precision_score
+    assert score[3] == pct_brief(of(y, p, labels=[c], average=None, zero_division=0)[0])
 
 
 def test_per_class_table_is_the_slices(sample_runs: dict[str, Run]) -> None:
