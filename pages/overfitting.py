@@ -17,12 +17,12 @@ from ui.state import current_run, thresholds
 ensure_app()
 
 
-run = current_run()
 st.title("Overfitting")
 st.caption(
     "A model that learned its training images rather than the classes scores far higher on "
     "train than on images it has not seen."
 )
+run = current_run()
 t = thresholds()
 held_out = [s for s in ("test", "val") if s in run.splits]
 other = None

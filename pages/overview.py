@@ -66,10 +66,11 @@ def _reset_thresholds() -> None:
     forget(*(f"thr_{name}" for name in THRESHOLD_INPUTS))
 
 
+st.title("Overview")
+facts_line = st.empty()  # the run's caption, filled once the run is known: above the slice note
 run = current_run()
 m_all = run.metrics
-st.title("Overview")
-st.caption(
+facts_line.caption(
     f"{md_code(run.meta['checkpoint']['name'])} · {md_escape(run.meta['architecture'])} · "
     f"{len(run.class_names)} classes · run `{run.run_id[:6]}`"
 )

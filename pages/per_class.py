@@ -24,8 +24,8 @@ FLAGGED_NAMED = 12  # worst classes named in the flag line; the table has them a
 PAGE_FROM = 60  # from this many classes on: search, sort and pages (1,000 styled rows are slow)
 PAGE_SIZES = (25, 50, 100)
 
-run = current_run()
 st.title("Per-class metrics")
+run = current_run()
 split = split_picker(run)
 t = thresholds()
 m = run.metrics["splits"][split]

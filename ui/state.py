@@ -49,7 +49,9 @@ def load_run(run_id: str) -> Run | None:
 
 def current_run() -> Run:
     """Return the run chosen in the sidebar under the sidebar's slice filter (ui.slice_filter:
-    a ``Run.subset``, with "n of N images" shown), or tell the user how to make one and stop."""
+    a ``Run.subset``, with "n of N images" shown), or tell the user how to make one and stop.
+    Call it right below the page's title and caption: the slice note goes where it is called,
+    the same place on every page (tests/app/test_slice_filter.py checks the order)."""
     rid = st.session_state.get(RUN_KEY)
     run = load_run(rid) if rid else None
     if run is None:

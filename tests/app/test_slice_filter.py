@@ -67,6 +67,17 @@ def _note(at: AppTest) -> str:
     return found[0]
 
 
+def _assert_placed(at: AppTest, *, caption: bool = True) -> None:
+    """The slice note is placed alike on every page: right below the title and its caption."""
+    kinds = []
+    for node in at.main.children.values():
+        if str(getattr(node.proto, "id", "")).endswith("-slice_note"):
+            kinds.append("slice note")
+            break
+        kinds.append(node.type)
+    assert kinds == ["title", *(["caption"] if caption else []), "slice note"], kinds
+
+
 def _assert_note(at: AppTest, run: Run, where: str) -> None:
     n, total = int(_rows(run, where).sum()), len(run.predictions())
     assert f"**{n:,} of {total:,} images**" in _note(at)
@@ -76,6 +87,7 @@ def _assert_note(at: AppTest, run: Run, where: str) -> None:
 def test_overview_headline_is_the_slices(sample_runs: dict[str, Run], where: str) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("overview", run, where=where)
+    _assert_placed(at)
     _assert_note(at, run, where)
     in_slice = run.predictions()[_rows(run, where)]
     present = sorted(set(in_slice["y_true"]))  # classes without an image are absent
@@ -105,6 +117,7 @@ def test_overview_headline_is_the_slices(sample_runs: dict[str, Run], where: str
 def test_per_class_table_is_the_slices(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("per_class", run, where=CLASSES_3_8)
+    _assert_placed(at, caption=False)
     _assert_note(at, run, CLASSES_3_8)
     rows, _ = _slice(run, CLASSES_3_8, "test")
     labels = list(range(len(run.class_names)))
@@ -122,6 +135,7 @@ def test_per_class_table_is_the_slices(sample_runs: dict[str, Run]) -> None:
 def test_confusion_matrix_is_the_slices(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("confusion", run, where=CLASSES_3_8)
+    _assert_placed(at)
     rows, _ = _slice(run, CLASSES_3_8, "test")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     z = _array(spec["data"][0]["z"]).astype(float)
@@ -132,6 +146,7 @@ def test_confusion_matrix_is_the_slices(sample_runs: dict[str, Run]) -> None:
 def test_mistakes_count_is_the_slices(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("mistakes", run, where=CLASSES_3_8)
+    _assert_placed(at)
     rows, _ = _slice(run, CLASSES_3_8, "test")
     wrong = int((rows["y_true"] != rows["y_pred"]).sum())
     count = re.compile(r"^\*\*([\d,]+)\*\* misclassified images match these filters$")
@@ -142,6 +157,7 @@ def test_mistakes_count_is_the_slices(sample_runs: dict[str, Run]) -> None:
 def test_calibration_is_the_slices(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("calibration", run, where=UNSURE)
+    _assert_placed(at)
     rows, _ = _slice(run, UNSURE, "test")
     conf = rows["confidence"].to_numpy(dtype=np.float64)
     correct = (rows["y_true"] == rows["y_pred"]).to_numpy()
@@ -153,6 +169,7 @@ def test_calibration_is_the_slices(sample_runs: dict[str, Run]) -> None:
 def test_thresholds_are_the_slices(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("thresholds", run, where=CLASSES_3_8)
+    _assert_placed(at)
     cls = run.class_names.index("8")
     at.selectbox(key="th_class").set_value(cls)
     at.slider(key="th_threshold").set_value(0.3)
@@ -170,6 +187,7 @@ def test_thresholds_are_the_slices(sample_runs: dict[str, Run]) -> None:
 def test_overfitting_is_the_slices(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["overfit"]
     at = open_page("overfitting", run, where=CLASSES_3_8)
+    _assert_placed(at)
     overall = at.dataframe[0].value
     for split in ("train", "test"):
         rows, _ = _slice(run, CLASSES_3_8, split)
@@ -194,6 +212,7 @@ def test_compare_takes_both_runs_slices(sample_runs: dict[str, Run]) -> None:
 def test_suspicious_labels_are_the_slices(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["imbalanced"]
     at = open_page("suspicious", run, where=CLASSES_3_8)
+    _assert_placed(at)
     rows, probs = _slice(run, CLASSES_3_8, "test")
     y = rows["y_true"].to_numpy()
     k = probs.shape[1]
@@ -213,6 +232,7 @@ def test_suspicious_labels_are_the_slices(sample_runs: dict[str, Run]) -> None:
 def test_leakage_counts_the_slices_images(sample_runs: dict[str, Run]) -> None:
     run = sample_runs["good"]
     at = open_page("leakage", run, where=CLASSES_3_8)
+    _assert_placed(at)
     n = len(_slice(run, CLASSES_3_8, "test")[0])
     assert _metric(at, "Images").replace(",", "").isdigit()
     assert any(f"of {n:,} test images nearly duplicate" in e.value for e in at.markdown), [
