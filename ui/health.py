@@ -133,12 +133,20 @@ def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
 
     rid = run.run_id
     asked = st.session_state.get(REQUESTS, set())
+    todo = []
     if health.held_out_split(run.splits, split) is not None:
         if ("pixels", rid) in asked and not leakage.cache_path(run).exists():
-            _compute(run, "pixels")
+            todo.append("pixels")
         can_embed = checkup.no_leakage(run, split) is None and checkup.no_embeddings(run) is None
         if can_embed and ("embeddings", rid) in asked and not embeddings.cache_path(run).exists():
-            _compute(run, "embeddings")
+            todo.append("embeddings")
+    # Progress goes in a slot the page always has: what follows keeps its place while a task
+    # runs (a bar pushing it down left the old checklist's lines on screen between reruns).
+    slot = st.empty()
+    if todo:
+        with slot.container():
+            for kind in todo:
+                _compute(run, kind)
     error = st.session_state.get(ERRORS, {}).get(("embeddings", rid))
     return checkup.run_summary(run, split, t, inputs=CACHED, embedding_error=error)
 

@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 from sklearn.calibration import calibration_curve
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from core.runs import Run
 
@@ -204,6 +206,14 @@ def test_headline_count_explained_when_a_file_is_skipped(
 LEVEL_COLOR = {"pass": "green", "attention": "orange", "fail": "red"}
 
 
+def checklist_place(at: AppTest) -> int:
+    """Return the index in the main area of the block holding the health checklist (what
+    Streamlit's browser matches the previous run's elements by)."""
+    blocks = {i: n for i, n in at.main.children.items() if isinstance(n, Block)}
+    line = "**Per-class thresholds** · "
+    return next(i for i, b in blocks.items() if any(line in m.value for m in b.markdown))
+
+
 def level_of(line: str) -> str:
     """Return the level a checklist line shows (its icon colour and its word agree)."""
     word = line.split("** · ", 1)[1].split("  \n", 1)[0]
@@ -340,6 +350,7 @@ def test_embedding_leakage_waits_for_its_button(
     assert "Not computed yet" in check_line(at, "Leakage (embeddings)")
     assert at.get("plotly_chart")  # the page is drawn in full meanwhile
     assert not reruns
+    place = checklist_place(at)
     try:
         at.button(key="hl_compute_embedding_leakage").click().run()
         assert not at.exception
@@ -348,6 +359,9 @@ def test_embedding_leakage_waits_for_its_button(
         assert len(bars) == 1 and bars[0].startswith(f"{verb} the images"), bars
         assert level_of(check_line(at, "Leakage (embeddings)")) == "not computed"
         assert at.get("plotly_chart")
+        # The bar takes a slot the page always has: the checklist keeps its place (pushed
+        # down, the browser kept the previous run's lines beside the new ones between reruns).
+        assert checklist_place(at) == place
         assert reruns == [f"{verb} {run.run_id}"]
         task = tasks.get((kind, run.run_id))
         assert task is not None and not task.finished
@@ -361,6 +375,7 @@ def test_embedding_leakage_waits_for_its_button(
     assert level_of(line) in ("pass", "attention", "fail")
     assert "embedding cosine similarity at least 0.998" in line
     assert not at.get("progress")
+    assert checklist_place(at) == place
     assert embeddings.cache_path(run).exists()
     # Computed once, off the script thread, on the shared task the Leakage page also uses.
     assert len(threads) == 1 and threads[0].startswith("classlens-task"), threads
