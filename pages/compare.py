@@ -24,8 +24,6 @@ def _comparison(run_ids: tuple[str, ...], split: str) -> compare_view.Comparison
     return compare_view.compare_runs([load_run(rid) for rid in run_ids], split=split)
 
 
-run = current_run()
-whole = run.parent or run  # the stored run (current_run is under the sidebar's slice filter)
 st.title("Compare runs")
 st.caption(
     "Two or more checkpoints on the same images. A few points of accuracy can be luck of the "
@@ -33,6 +31,8 @@ st.caption(
     f"{N_RESAMPLES:,} resamples of the images) and McNemar's test asks whether the models' "
     "disagreements lean one way more than chance would."
 )
+run = current_run()
+whole = run.parent or run  # the stored run (current_run is under the sidebar's slice filter)
 
 runs = {r.run_id: r for r in list_runs()}
 write_runs = seed_from_link("cmp_runs", "with", list(runs), many=True)  # ?with=&baseline=
