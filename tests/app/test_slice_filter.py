@@ -198,6 +198,7 @@ def test_overfitting_is_the_slices(sample_runs: dict[str, Run]) -> None:
 def test_compare_takes_both_runs_slices(sample_runs: dict[str, Run]) -> None:
     good, overfit = sample_runs["good"], sample_runs["overfit"]
     at = open_page("compare", good, where=CLASSES_3_8)
+    _assert_placed(at)
     at.multiselect(key="cmp_runs").set_value([good.run_id, overfit.run_id]).run()
     assert not at.exception, at.exception
     overall = at.dataframe[0].value.set_index("model")
