@@ -123,6 +123,11 @@ def test_describe_in_words() -> None:
     assert describe(parse("confidence~between~0.2,0.6")) == "confidence between 0.2 and 0.6"
     assert describe(parse("date~ge~2024-01-10")) == "date >= 2024-01-10"
     assert describe(parse("scanner~not~A")) == "scanner is not A"
+    # numbers as numbers, never an exponent (was "1e+06" / "1.23e-05" with {:g})
+    assert describe(parse("width~ge~1000000")) == "width >= 1,000,000"
+    assert describe(parse("width~lt~1234567.891")) == "width < 1,234,568"
+    assert describe(parse("brightness~lt~0.0000123")) == "brightness < 0.0000123"
+    assert describe(parse("brightness~lt~0.213456789")) == "brightness < 0.213457"
 
 
 JUNK = {

@@ -336,8 +336,14 @@ def mask(
 
 
 def _say(value: Any) -> str:
+    """Return a filter's value in words: six significant digits, never an exponent (a bound of
+    1e6 reads "1,000,000", 1.23e-05 reads "0.0000123")."""
     if isinstance(value, float):
-        return f"{value:g}"
+        if math.isfinite(value) and abs(value) >= 1e5:
+            return f"{value:,.0f}"
+        return np.format_float_positional(
+            value, precision=6, unique=True, fractional=False, trim="-"
+        )
     return _fmt(value)
 
 
