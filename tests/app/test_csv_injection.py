@@ -19,7 +19,7 @@ import streamlit as st
 from core.analysis.exports import FORMULA_START, csv_bytes, neutralise
 from core.engine.evaluate import evaluate
 from core.runs import Run
-from tests.app.conftest import open_page
+from tests.app.conftest import Visitor
 from tests.conftest import SIZE, classlens_meta, make_model, save_safetensors, write_dataset
 from ui.state import RUN_KEY, list_runs
 
@@ -81,6 +81,12 @@ def formula_runs(sample_runs: dict[str, Run], tmp_path_factory: pytest.TempPathF
     return run
 
 
+@pytest.fixture(scope="module")
+def formula_pages(formula_runs: Run) -> Visitor:
+    """One AppTest session on the formula run that the page cases visit in turn."""
+    return Visitor(formula_runs)
+
+
 @pytest.fixture()
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
     """Record every st.download_button call (label, data, file name) the pages make."""
@@ -111,6 +117,7 @@ def _cells(data) -> list[str]:  # noqa: ANN001
 
 
 PAGES_WITH_CSV = {
+    "overview": 0,  # its report and metrics.json; and the Overview opens on this run
     "per_class": 1,
     "confusion": 2,
     "mistakes": 1,
@@ -126,9 +133,9 @@ PAGES_WITH_CSV = {
 
 @pytest.mark.parametrize("page", sorted(PAGES_WITH_CSV))
 def test_no_csv_download_starts_a_cell_like_a_formula(
-    formula_runs: Run, recorded: list[dict], page: str
+    formula_runs: Run, formula_pages: Visitor, recorded: list[dict], page: str
 ) -> None:
-    at = open_page(page, formula_runs)
+    at = formula_pages.visit(page)
     assert at.session_state[RUN_KEY] == formula_runs.run_id
     csvs = [c for c in recorded if str(c["file_name"]).endswith(".csv")]
     names = sorted({c["file_name"] for c in csvs})

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
+from streamlit.testing.v1 import AppTest
+
 from core.runs import Run
 from tests.app.conftest import open_page
 
 
-def test_runs_page_lists_the_sample_runs_with_their_metrics(sample_runs: dict[str, Run]) -> None:
-    at = open_page("runs", sample_runs["good"])
+@pytest.fixture(scope="module")
+def runs_page(sample_runs: dict[str, Run]) -> AppTest:
+    """The All runs page, opened once for the cases that only read it."""
+    return open_page("runs", sample_runs["good"])
+
+
+def test_runs_page_lists_the_sample_runs_with_their_metrics(
+    sample_runs: dict[str, Run], runs_page: AppTest
+) -> None:
+    at = runs_page
     df = at.dataframe[0].value
     assert {"good.safetensors", "overfit.safetensors", "imbalanced.safetensors"} <= set(
         df["checkpoint"]
@@ -20,9 +31,9 @@ def test_runs_page_lists_the_sample_runs_with_their_metrics(sample_runs: dict[st
             assert shown["images"].item() == m["n"]
 
 
-def test_each_run_shows_overviews_verdict(sample_runs: dict[str, Run]) -> None:
+def test_each_run_shows_overviews_verdict(sample_runs: dict[str, Run], runs_page: AppTest) -> None:
     """The verdict column is the headline Overview shows for that run and split."""
-    at = open_page("runs", sample_runs["good"])
+    at = runs_page
     df = at.dataframe[0].value
     for name, run in sample_runs.items():
         shown = df[(df.run == run.run_id) & (df.split == "test")]["verdict"].item()
@@ -36,8 +47,8 @@ def test_each_run_shows_overviews_verdict(sample_runs: dict[str, Run]) -> None:
         assert shown == f"{level[first.split(':')[0]]} {first}", (name, shown, first)
 
 
-def test_headline_metric_in_the_run_picker(sample_runs: dict[str, Run]) -> None:
-    at = open_page("runs", sample_runs["good"])
+def test_headline_metric_in_the_run_picker(sample_runs: dict[str, Run], runs_page: AppTest) -> None:
+    at = runs_page
     (picker,) = [s for s in at.sidebar.selectbox if s.label == "Stored runs"]
     for run in sample_runs.values():
         test = run.metrics["splits"]["test"]
