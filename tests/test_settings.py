@@ -152,3 +152,19 @@ def test_hosted_mode_lowers_the_default_upload_cap_only():
     assert load({}, env={"CLASSLENS_HOSTED": "1"}).max_upload_mb == 100
     assert load({"hosted": True, "max_upload_mb": 300}, env={}).max_upload_mb == 300
     assert load({"hosted": True}, env={"CLASSLENS_MAX_UPLOAD_MB": "20"}).max_upload_mb == 20
+
+
+def test_the_job_memory_cap_is_off_locally_and_on_by_default_when_hosted():
+    from core.hosting.settings import HOSTED_JOB_MEMORY_MB
+
+    assert load({}, env={}).job_memory_mb is None  # local: the analyst's own machine
+    assert load({"hosted": True}, env={}).job_memory_mb == HOSTED_JOB_MEMORY_MB == 8192
+    assert load({}, env={"CLASSLENS_HOSTED": "1"}).job_memory_mb == HOSTED_JOB_MEMORY_MB
+    assert load({"hosted": True, "job_memory_mb": 16384}, env={}).job_memory_mb == 16384
+    assert load({}, env={"CLASSLENS_JOB_MEMORY_MB": "2048"}).job_memory_mb == 2048  # local too
+    with pytest.raises(ClassLensError, match="CLASSLENS_JOB_MEMORY_MB must be at least 1"):
+        load({"hosted": True, "job_memory_mb": 0}, env={})
+    with pytest.raises(ClassLensError, match="CLASSLENS_JOB_MEMORY_MB must be a whole number"):
+        load({}, env={"CLASSLENS_JOB_MEMORY_MB": "8 GB"})
+    assert " job_memory_mb=none" in describe(load({}, env={}))
+    assert " job_memory_mb=8192" in describe(load({"hosted": True}, env={}))

@@ -35,7 +35,7 @@ USER_KEY = "_classlens_user"  # who is signed in, as shown in the sidebar
 TITLE = "ClassLens"
 # Settings core code needs (through core.hosting.settings.current()); never the passwords.
 EXPORTED = ("hosted", "allowed_roots", "max_upload_mb", "max_zip_total_mb", "max_zip_files",
-            "max_image_pixels", "inspect_memory_mb")  # fmt: skip
+            "max_image_pixels", "inspect_memory_mb", "job_memory_mb")  # fmt: skip
 
 
 class Role(StrEnum):

@@ -6,6 +6,8 @@ crawl under load), watched by a thread that mirrors its progress. A second reque
 same inputs joins the running job instead of starting another. Across server
 processes the run-id lock in core.runs does the same. Each job writes one line to stderr when
 its inference starts (``classlens: inference started: <label>``), which the load test counts.
+The child's memory is capped at ``Settings.job_memory_mb`` (``core.hosting.child_memory``): a
+job stopped there ends with that module's one line as its error, and the server keeps serving.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.hosting import child_memory, settings
 from core.runs import Run, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +55,8 @@ class Job:
     phase: str = STARTING
     detail: str = ""  # the last line evaluate() logged (the probe's choice, the device...)
     evaluating_since: float | None = None  # when the first batch was reported
+    # The child's memory watch once it ended (peak, polls, its CPU; core.hosting.child_memory).
+    memory: child_memory.Watch | None = None
 
     @property
     def rate(self) -> float:
@@ -142,35 +147,41 @@ def _watch(job: Job, kwargs: str) -> None:
     said = False
     result: dict[str, Any] = {}
     try:
-        proc = subprocess.Popen(
+        limit = settings.current().job_memory_mb
+        with child_memory.watched(
             [*WORKER, kwargs],
+            limit,
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )
-        errors: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None  # both piped above
-        stderr = proc.stderr
-        drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
-        drain.start()
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue  # a library printing to stdout
-            if not isinstance(msg, dict):
-                continue
-            if "progress" in msg and not said:  # the first progress report: inference runs
-                said = True
-                print(f"classlens: inference started: {job.label}", file=sys.stderr, flush=True)
-            if {"phase", "log", "progress"} & msg.keys():
-                job.update(msg)
-            else:
-                result = msg
-        proc.wait()
+        ) as watch:
+            proc = watch.proc
+            errors: list[str] = []
+            assert proc.stdout is not None and proc.stderr is not None  # both piped above
+            stderr = proc.stderr
+            drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
+            drain.start()
+            for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue  # a library printing to stdout
+                if not isinstance(msg, dict):
+                    continue
+                if "progress" in msg and not said:  # the first progress report: inference runs
+                    said = True
+                    print(f"classlens: inference started: {job.label}", file=sys.stderr, flush=True)
+                if {"phase", "log", "progress"} & msg.keys():
+                    job.update(msg)
+                else:
+                    result = msg
+            proc.wait()
+        job.memory = watch
         drain.join(timeout=5)
-        if "error" in result:
+        if watch.exceeded and limit is not None:  # stopped by the watch: its line, not a crash
+            job.error = child_memory.message("the evaluation", limit)
+        elif "error" in result:
             job.error = result["error"]
         elif "run" in result:
             job.run = RunStore(result["runs_dir"]).get(result["run"])

@@ -26,6 +26,10 @@ AUTH_MODES = ("none", "oidc", "password")
 # Hosted default upload cap, megabytes: Streamlit holds an upload in server memory, and its
 # upload endpoint takes one from any session, the login screen's too (see README, Hosting).
 HOSTED_MAX_UPLOAD_MB = 100
+# Hosted default memory cap of one job process (evaluation, robustness), megabytes: room for
+# real classifiers (the sample's evaluation child holds ~0.5 GB, a ResNet-50 on CPU ~2 GB),
+# while a runaway forward pass is stopped long before it exhausts a typical 16-64 GB host.
+HOSTED_JOB_MEMORY_MB = 8192
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class Settings:
     # process (core.engine.vetting), before the server loads it: a small file declaring a
     # huge model is refused there instead of in the server.
     inspect_memory_mb: int = 4096
+    # Memory (MB) one evaluation or robustness child process may hold (its own anonymous
+    # memory and what its workers add; core.hosting.child_memory watches it and stops the job
+    # above it). None: no cap, the local default (the analyst's own machine and checkpoints);
+    # hosted, an unset value is HOSTED_JOB_MEMORY_MB.
+    job_memory_mb: int | None = None
 
     @property
     def allow_code_checkpoints(self) -> bool:
@@ -147,6 +156,8 @@ def load(
         values["auth"] = "password"
     if values.get("hosted") and "max_upload_mb" not in values:
         values["max_upload_mb"] = HOSTED_MAX_UPLOAD_MB
+    if values.get("hosted") and "job_memory_mb" not in values:
+        values["job_memory_mb"] = HOSTED_JOB_MEMORY_MB
     settings = Settings(**values)
     _check_passwords(settings)
     return settings
@@ -173,6 +184,8 @@ def describe(settings: Settings) -> str:
         value = getattr(settings, f.name)
         if f.name in SECRET_FIELDS:
             text = "set" if value else "unset"
+        elif value is None:
+            text = "none"
         elif isinstance(value, tuple):
             text = "[" + ",".join(str(v) for v in value) + "]"
         else:

@@ -6,7 +6,9 @@ core.images.robustness_worker '<json>'``: inference in a thread of the server wo
 GIL with every session's reruns (the reason evaluations run in core/engine/worker.py). The
 child reports one JSON object per line on stdout: ``{"started": true}`` once imported (the
 parent records the start-up, see ``startup_s``), ``{"progress": [done, total]}`` while it
-runs, then ``{"runs": [ids]}`` or ``{"error": message}``.
+runs, then ``{"runs": [ids]}`` or ``{"error": message}``. Its memory is capped at
+``Settings.job_memory_mb`` (``core.hosting.child_memory``): stopped there, the caller gets a
+ClassLensError with that module's one line.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from core import runs
 from core.engine.inference import Progress
 from core.errors import ClassLensError
+from core.hosting import child_memory, settings
 from core.images import robustness
 
 # The child's start-up until it can work (Python, importing torch and core): ``python -c
@@ -35,6 +38,8 @@ from core.images import robustness
 # a child has run on the store: then its own measured start-up (``STARTUP_FILE``) is used.
 STARTUP_S = 8.0
 STARTUP_FILE = ".robustness_startup.json"  # in the store's root; listings skip dot names
+# The child process command (the JSON arguments follow); tests put a stand-in here.
+WORKER = [sys.executable, "-m", "core.images.robustness_worker"]
 
 
 def startup_s(store: runs.RunStore) -> float:
@@ -145,33 +150,39 @@ def _in_child(
         "seed": seed,
     }
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "core.images.robustness_worker", json.dumps(args)],
+    limit = settings.current().job_memory_mb
+    with child_memory.watched(
+        [*WORKER, json.dumps(args)],
+        limit,
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    assert proc.stdout is not None and proc.stderr is not None  # both piped above
-    errors: list[str] = []
-    stderr = proc.stderr
-    drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
-    drain.start()
-    result: dict[str, Any] = {}
-    for line in proc.stdout:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue  # a library printing to stdout
-        if isinstance(msg, dict) and "started" in msg:
-            _record_startup(store, time.perf_counter() - t0)
-        elif isinstance(msg, dict) and "progress" in msg:
-            if progress is not None:
-                progress(*msg["progress"])
-        elif isinstance(msg, dict):
-            result = msg
-    proc.wait()
+    ) as watch:
+        proc = watch.proc
+        assert proc.stdout is not None and proc.stderr is not None  # both piped above
+        errors: list[str] = []
+        stderr = proc.stderr
+        drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
+        drain.start()
+        result: dict[str, Any] = {}
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # a library printing to stdout
+            if isinstance(msg, dict) and "started" in msg:
+                _record_startup(store, time.perf_counter() - t0)
+            elif isinstance(msg, dict) and "progress" in msg:
+                if progress is not None:
+                    progress(*msg["progress"])
+            elif isinstance(msg, dict):
+                result = msg
+        proc.wait()
     drain.join(timeout=5)
+    if watch.exceeded and limit is not None:
+        kept = "the runs it finished before stay stored, none half-done"
+        raise ClassLensError(child_memory.message("the robustness computation", limit, kept))
     if "error" in result:
         raise ClassLensError(str(result["error"]))
     if "runs" not in result:
