@@ -203,3 +203,37 @@ def test_logged_lines_that_mark_a_phase(line: str, phase: str) -> None:
     job = jobs.Job("k", "x", phase="preparing")
     job.update({"log": line})
     assert job.phase == phase and job.detail == line
+
+
+# --- a job stopped at the server's memory cap (core.hosting.child_memory) ---------------------
+
+HOG = """
+import json, time
+print(json.dumps({"phase": "loading the model"}), flush=True)
+held = []
+for _ in range(100):  # bounded: 800 MB at most; the cap stops it long before
+    held.append(b"x" * (8 << 20))
+    time.sleep(0.02)
+print(json.dumps({"error": "not stopped"}), flush=True)
+"""
+
+
+def test_a_job_past_the_memory_cap_ends_with_one_clear_line(tmp_path: Path, monkeypatch) -> None:
+    from core.hosting import child_memory
+    from ui.form_errors import for_form
+
+    script = tmp_path / "hog.py"
+    script.write_text(HOG)
+    monkeypatch.setattr(jobs, "WORKER", [sys.executable, str(script)])
+    monkeypatch.setenv("CLASSLENS_JOB_MEMORY_MB", "64")
+    job = jobs.start(f"k-hog-{time.time_ns()}", "m on d", {"checkpoint": "c"})
+    _until(lambda: job.finished)
+    assert job.run is None and job.phase == "loading the model"
+    assert job.error == child_memory.message("the evaluation", 64)
+    assert job.error.startswith("the evaluation used more than 64 MB of memory")
+    assert job.error.endswith("an administrator can raise CLASSLENS_JOB_MEMORY_MB.")
+    assert job.memory is not None and job.memory.exceeded and job.memory.peak_mb > 64
+    assert for_form(job.error) == job.error  # shown in the job status as written
+    again = jobs.start(job.key, "m on d", {"checkpoint": "c"})  # the server keeps serving
+    assert again is not job  # a failed job may be retried
+    _until(lambda: again.finished)

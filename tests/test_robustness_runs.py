@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -209,9 +210,12 @@ def test_the_cli_prints_the_stored_runs_numbers(good, capsys: pytest.CaptureFixt
     assert_cli_error(bad, "no run 'nope'")
 
 
-def test_the_child_process_variant_stores_the_same_runs(good, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_child_process_variant_stores_the_same_runs(good, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from core.hosting.settings import HOSTED_JOB_MEMORY_MB
     from core.images import robustness_worker
 
+    # under a hosted server's default memory cap (core.hosting.child_memory): unaffected
+    monkeypatch.setenv("CLASSLENS_JOB_MEMORY_MB", str(HOSTED_JOB_MEMORY_MB))
     store, run = good
     stored = robustness.corrupted_run(store, run, "test", "contrast", 1, sample=30, seed=4)
     settings = [("contrast", 1), ("contrast", 2), ("jpeg", 3)]
@@ -239,3 +243,32 @@ def test_the_child_process_variant_stores_the_same_runs(good, tmp_path: Path) ->
     changed = store.get(run.run_id)
     with pytest.raises(ClassLensError, match="changed since this run was evaluated"):
         robustness_worker.corrupted_run(store, changed, "test", "jpeg", 1, sample=10)
+
+
+HOG = """
+import json, time
+print(json.dumps({"started": True}), flush=True)
+held = []
+for _ in range(100):  # bounded: 800 MB at most; the cap stops it long before
+    held.append(b"x" * (8 << 20))
+    time.sleep(0.02)
+print(json.dumps({"runs": []}), flush=True)
+"""
+
+
+def test_a_robustness_child_past_the_memory_cap_is_one_clear_error(good, tmp_path, monkeypatch):  # noqa: ANN001
+    from core.hosting import child_memory
+    from core.images import robustness_worker
+
+    store, run = good
+    script = tmp_path / "hog.py"
+    script.write_text(HOG)
+    monkeypatch.setattr(robustness_worker, "WORKER", [sys.executable, str(script)])
+    monkeypatch.setenv("CLASSLENS_JOB_MEMORY_MB", "64")
+    kept = "the runs it finished before stay stored, none half-done"
+    expected = child_memory.message("the robustness computation", 64, kept)
+    with pytest.raises(ClassLensError) as caught:
+        robustness_worker.corrupted_runs(store, run, "test", [("blur", 1)], sample=10)
+    assert str(caught.value) == expected
+    assert "used more than 64 MB" in expected and expected.endswith("CLASSLENS_JOB_MEMORY_MB.")
+    assert store.list(derived=True) == [run]  # nothing stored

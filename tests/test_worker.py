@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.engine.worker import PHASES
+from core.hosting.settings import HOSTED_JOB_MEMORY_MB
 from core.runs import RunStore
 from ui import jobs
 
@@ -25,12 +26,16 @@ def _wait(job: jobs.Job, timeout: float = 120) -> None:
 
 
 def test_a_job_evaluates_in_a_child_process_and_reads_the_stored_run(
-    checkpoint: Path, dataset: Path, runs_dir: Path
+    checkpoint: Path, dataset: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # under a hosted server's default memory cap, watched: unaffected
+    monkeypatch.setenv("CLASSLENS_JOB_MEMORY_MB", str(HOSTED_JOB_MEMORY_MB))
     kwargs = {"checkpoint": str(checkpoint), "dataset": str(dataset), "num_workers": 0}
     job = jobs.start("k-ok", "m on d", kwargs)
     _wait(job)
     assert job.error is None
+    assert job.memory is not None and not job.memory.exceeded and job.memory.polls > 0
+    assert 0 < job.memory.peak_mb < HOSTED_JOB_MEMORY_MB  # the child was measured
     stored = RunStore(runs_dir).list()
     assert [r.run_id for r in stored] == [job.run.run_id]
     assert job.done == job.total == len(job.run.predictions())
