@@ -221,6 +221,20 @@ def test_a_named_torchvision_arch_is_fitted_without_building_the_signature_index
     assert archs.signature("digits_cnn") is None and archs.signature("resnet181") is None
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "googlenet"])
+def test_a_meta_build_has_the_keys_and_shapes_of_a_real_build(name: str) -> None:
+    from core.engine import archs
+
+    arch = archs.registry()[name]
+    with archs.meta_build():
+        assert torch.get_default_device().type == "meta"  # what model_budget's callers see
+        shapes = archs.signature(name)
+    real = arch.build(num_classes=archs.SIGNATURE_CLASSES)  # initialisers run, on the CPU
+    assert shapes == {k: tuple(v.shape) for k, v in real.state_dict().items()}
+    assert torch.get_default_device().type == "cpu"
+    assert next(real.parameters()).abs().sum() > 0  # a real build still initialises
+
+
 @pytest.mark.slow  # builds torchvision's signature index
 def test_one_architectures_signature_equals_its_entry_in_the_index() -> None:
     from core.engine import archs

@@ -162,7 +162,7 @@ def signature(name: str) -> dict[str, list[int]] | None:
     index = _index()
     if name not in index:
         try:
-            with torch.device("meta"):
+            with archs.meta_build():
                 model = _create(name, archs.SIGNATURE_CLASSES, 3)
             index[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
         except Exception:  # a few models compute on tensors while being built
