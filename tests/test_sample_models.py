@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -26,28 +28,30 @@ def sample_runs(tmp_path_factory: pytest.TempPathFactory, sample_store: Path) ->
     """Return {name: run dir} as the CLI prints it for every sample checkpoint, over a copy of
     the session's evaluated sample store (evaluated once per session by the same
     ``evaluate`` the CLI calls). The CLI must resolve the very inputs that made each run (the
-    run id hashes checkpoint, data and preprocessing) and print that run's folder."""
+    run id hashes checkpoint, data and preprocessing) and print that run's folder.
+
+    The CLI's ``main`` runs in this process (three interpreter start-ups are not the point);
+    the last test below starts the real ``python -m core`` on this store."""
+    from core.__main__ import main
+
     base = tmp_path_factory.mktemp("sample")
     shutil.copytree(sample_store, base / "runs")
-    env = {
-        **os.environ,
-        "CLASSLENS_RUNS_DIR": str(base / "runs"),
-        "CLASSLENS_CACHE_DIR": str(base / "cache"),
-        "OMP_NUM_THREADS": "1",
-    }
-    procs = {}
-    for name, ckpt in CHECKPOINTS.items():  # at once: interpreter start-up dominates
-        cmd = [sys.executable, "-m", "core", "evaluate", "--checkpoint", str(ckpt),
-               "--data", str(DATASET), "--device", "cpu"]  # fmt: skip
-        procs[name] = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
     out = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr
-        out[name] = Path(stdout.strip().splitlines()[-1])
-        assert (sample_store / out[name].name).is_dir(), f"{name}: not the stored run\n{stderr}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSLENS_RUNS_DIR", str(base / "runs"))
+        mp.setenv("CLASSLENS_CACHE_DIR", str(base / "cache"))
+        for name, ckpt in CHECKPOINTS.items():
+            argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(DATASET),
+                    "--device", "cpu"]  # fmt: skip
+            stdout, stderr = io.StringIO(), io.StringIO()
+            with redirect_stdout(stdout), redirect_stderr(stderr):
+                code = main(argv)
+            assert code == 0, stderr.getvalue()
+            out[name] = Path(stdout.getvalue().strip().splitlines()[-1])
+            assert out[name].parent == base / "runs", stdout.getvalue()
+            assert (sample_store / out[name].name).is_dir(), (
+                f"{name}: not the stored run\n{stderr.getvalue()}"
+            )
     return out
 
 
