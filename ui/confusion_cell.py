@@ -129,7 +129,7 @@ def heatmap(
     ``confusion_image.IMAGE_FROM`` classes on, its most frequent mistakes clickable)."""
     if len(shown) >= confusion_image.IMAGE_FROM:
         drawn = _cached(run_id, split, view, tuple(shown), selected(), cm, names)
-    else:  # the heatmap is drawn quicker than a cached copy comes back
+    else:  # the heatmap: drawn on each rerun, as before
         drawn = _draw(cm, names, view, shown, selected())
     st.plotly_chart(
         drawn.figure,
