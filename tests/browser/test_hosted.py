@@ -9,9 +9,9 @@ login; a viewer the views and no uploader; an editor uploads a checkpoint and ev
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +20,13 @@ import torch
 import werkzeug.serving
 from oidc_provider_mock import User
 from oidc_provider_mock import app as oidc_app
+from playwright.sync_api import expect
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from core.engine.sample import CHECKPOINTS
-from tests.browser.conftest import ROOT, Server, start_server
-from tests.browser.test_e2e import error_count, settle, shoot
+from tests.browser.conftest import ROOT, Server, idle, start_server
+from tests.browser.test_e2e import error_count, shoot
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -77,40 +78,42 @@ def hosted(
         yield srv
 
 
+def _shown(page, locator, timeout_ms: float = 30_000) -> None:  # noqa: ANN001
+    """Wait for ``locator`` (what the page must show), then for the script run to end (the
+    app's data-test-script-state): the page's state, never a fixed pause."""
+    locator.first.wait_for(timeout=timeout_ms)
+    idle(page)
+
+
 def _log_in(page, url: str, email: str) -> None:
     # Widgets load their code lazily; on a loaded 2-core CI box that can take a minute.
     page.set_default_timeout(120_000)
     page.goto(url)
-    settle(page)
+    _shown(page, page.get_by_role("button", name="Log in"), 120_000)
     page.get_by_role("button", name="Log in").click()
     # The provider's authorize page: one button per predefined user.
     page.get_by_role("button", name=email, exact=True).click()
     page.wait_for_url(f"{url}/**", timeout=60_000)
-    settle(page)
-    page.get_by_text(f"Signed in as {email}").wait_for(timeout=60_000)
+    _shown(page, page.get_by_text(f"Signed in as {email}"), 60_000)
 
 
 def test_anonymous_visitor_sees_only_the_login(hosted: Server, page) -> None:
     page.goto(hosted.url)
-    settle(page)
-    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    _shown(page, page.get_by_role("button", name="Log in"))
     assert page.get_by_role("heading", name="ClassLens").count() == 1
     assert page.locator(DASHBOARD).count() == 0, "no sidebar, page list or metrics"
     assert page.get_by_role("combobox", name="Stored runs").count() == 0
     assert error_count(page) == 0
-    # A deep link to a view is no way around the login either.
-    run_id = next(p.name for p in hosted.runs_dir.iterdir() if (p / "meta.json").is_file())
-    page.goto(f"{hosted.url}/confusion?run={run_id}")
-    settle(page)
-    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
-    assert page.locator(DASHBOARD).count() == 0
-    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
-    page.goto(hosted.url)
-    settle(page)
     shot = shoot(page, "login")
     if shot is not None:  # `make screenshots`: the README's login picture
         shutil.copyfile(shot, ROOT / "docs" / "screenshots" / "login.png")
         assert shot.stat().st_size > 0
+    # A deep link to a view is no way around the login either.
+    run_id = next(p.name for p in hosted.runs_dir.iterdir() if (p / "meta.json").is_file())
+    page.goto(f"{hosted.url}/confusion?run={run_id}")
+    _shown(page, page.get_by_role("button", name="Log in"))
+    assert page.locator(DASHBOARD).count() == 0
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
 
 
 def test_viewer_sees_the_views_but_no_uploader_then_logs_out(hosted: Server, page) -> None:
@@ -118,7 +121,7 @@ def test_viewer_sees_the_views_but_no_uploader_then_logs_out(hosted: Server, pag
     assert page.get_by_text(f"Signed in as {VIEWER} · viewer").count() == 1
     page.get_by_role("heading", name="Overview").first.wait_for(timeout=30_000)
     page.locator(VERDICT).first.wait_for(timeout=30_000)  # the good sample's verdict
-    page.locator('[data-testid="stMetric"]').first.wait_for(timeout=180_000)
+    _shown(page, page.locator('[data-testid="stMetric"]'), 180_000)
     shoot(page, "hosted-viewer-overview")
     page.get_by_role("combobox", name="Stored runs").wait_for()
     assert page.get_by_text("New run").count() == 0
@@ -126,8 +129,7 @@ def test_viewer_sees_the_views_but_no_uploader_then_logs_out(hosted: Server, pag
     assert page.get_by_role("button", name="Evaluate").count() == 0
     # Every other view opens too.
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Confusion matrix").click()
-    settle(page)
-    page.get_by_role("heading", name="Confusion matrix").first.wait_for(timeout=30_000)
+    _shown(page, page.get_by_role("heading", name="Confusion matrix"))
     assert error_count(page) == 0
     shoot(page, "hosted-viewer")
 
@@ -135,8 +137,7 @@ def test_viewer_sees_the_views_but_no_uploader_then_logs_out(hosted: Server, pag
     # The provider's end-session page, then back to the dashboard's login.
     page.get_by_role("button", name="End session").click()
     page.wait_for_url(f"{hosted.url}/**", timeout=60_000)
-    settle(page)
-    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    _shown(page, page.get_by_role("button", name="Log in"))
     assert page.locator(DASHBOARD).count() == 0
 
 
@@ -151,18 +152,16 @@ def test_editor_uploads_and_evaluates_a_checkpoint(hosted: Server, page, tmp_pat
     assert page.get_by_text(f"Signed in as {EDITOR} · editor").count() == 1
     page.get_by_text("New run").click()
     page.get_by_role("radiogroup", name="Checkpoint").get_by_text("Upload", exact=True).click()
-    settle(page)
+    _shown(page, page.locator(UPLOADER))
     page.locator('input[type="file"]').set_input_files(str(ckpt))
-    settle(page)
+    # The button shows once the file is stored and read (in the vetting server's fork).
+    _shown(page, page.get_by_role("button", name="Evaluate"), 120_000)
     page.get_by_role("button", name="Evaluate").click()
     chosen = page.get_by_role("combobox", name="Stored runs")
-    chosen.wait_for(timeout=180_000)
-    deadline = time.monotonic() + 180  # bounded: 1,797 images on a busy CPU
-    while "editor_digits.pt" not in chosen.input_value() and time.monotonic() < deadline:
-        page.wait_for_timeout(1000)
+    # bounded: 1,797 images in a child process on a busy CPU
+    expect(chosen).to_have_value(re.compile(r"editor_digits\.pt"), timeout=180_000)
     assert "editor_digits.pt" in chosen.input_value(), "the evaluated upload must open"
-    settle(page)
-    page.locator('[data-testid="stMetric"]').first.wait_for(timeout=180_000)
+    _shown(page, page.locator('[data-testid="stMetric"]'), 180_000)
     assert error_count(page) == 0
     assert any(
         json.loads((p / "meta.json").read_text())["checkpoint"]["name"] == "editor_digits.pt"
