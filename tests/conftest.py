@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # torch, PIL and the nets are imported where used: see pytest
     from PIL import Image
 
     from core.engine.nets import DigitsCNN
+    from tests.digits64 import Evaluated
 
 REPO = Path(__file__).resolve().parents[1]
 # Created out of order on purpose: scan() must sort them.
@@ -160,6 +161,21 @@ def digits64_checkpoint(shared_tmp: Path) -> Path:
             folder.mkdir(exist_ok=True)
             built.replace(path)  # whole or absent: a worker never sees half a file
     return path
+
+
+@pytest.fixture(scope="session")
+def digits64_runs(shared_tmp: Path, digits64_checkpoint: Path) -> Evaluated:
+    """Return the 64-px checkpoint evaluated on the sample, probed and with the size typed
+    (tests/digits64.py), once per test session: the first worker evaluates under a file lock,
+    the others wait and find the runs. Read-only: copy a store before writing into it."""
+    from filelock import FileLock
+
+    from tests import digits64
+
+    folder = shared_tmp / "digits64-runs"
+    with FileLock(str(shared_tmp / "digits64-runs.lock")), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSLENS_CACHE_DIR", str(folder.with_name("digits64-cache")))
+        return digits64.evaluated(folder, digits64_checkpoint)
 
 
 @pytest.fixture(autouse=True)

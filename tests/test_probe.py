@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from core.engine import data, evaluate, models, probe
 from core.engine.nets import DigitsCNN
 from core.engine.preprocessing import resolve_with_sources
 from core.engine.sample import CHECKPOINTS, DATASET
+from tests import digits64
 from tests.conftest import (
     assert_cli_run,
-    cli,
+    cli_inprocess,
     last_line,
     make_model,
     save_safetensors,
@@ -139,10 +141,13 @@ def test_an_untrained_model_keeps_the_defaults(tmp_path: Path, dataset: Path) ->
 # --- the probe on a model trained at 64 px -------------------------------------------------------
 
 
-@pytest.mark.slow  # trains/probes a model over the sample (~20 s)
-def test_the_probe_chooses_64px_for_a_model_trained_at_64px(ckpt64: Path) -> None:
-    said: list[str] = []
-    run = evaluate.evaluate(ckpt64, DATASET, device="cpu", log=said.append)
+@pytest.mark.slow  # the sample probed and evaluated twice at 64 px (session fixture, ~20 s)
+def test_the_probe_chooses_64px_for_a_model_trained_at_64px(
+    ckpt64: Path, digits64_runs: digits64.Evaluated, runs_dir: Path
+) -> None:
+    # evaluate(ckpt64, DATASET, device="cpu", log=said.append), nothing typed (tests/digits64.py)
+    run, said = digits64_runs.probed, digits64_runs.log
+    assert any(s.startswith("probing") for s in said), said  # the sweep ran there
     meta = run.meta
     assert meta["preprocessing"]["image_size"] == 64
     assert meta["preprocessing_source"] == {"image_size": "probed", "channels": "read",
@@ -169,14 +174,10 @@ def test_the_probe_chooses_64px_for_a_model_trained_at_64px(ckpt64: Path) -> Non
         chosen["accuracy"], abs=1e-4
     )
 
-    # The same run with the size typed: the same predictions, the source says "typed".
-    typed = evaluate.evaluate(
-        ckpt64,
-        DATASET,
-        device="cpu",
-        runs_dir=run.path.parent.parent / "typed-runs",
-        preprocessing_overrides={"image_size": 64},
-    )
+    # The same run with the size typed (inference run again in a store of its own): the same
+    # predictions, the source says "typed".
+    typed = digits64_runs.typed
+    assert typed.path.parent != run.path.parent
     assert typed.meta["preprocessing_source"]["image_size"] == "typed"
     assert typed.meta["preprocessing"] == meta["preprocessing"]
     for split in ("train", "test"):
@@ -190,15 +191,21 @@ def test_the_probe_chooses_64px_for_a_model_trained_at_64px(ckpt64: Path) -> Non
     assert facts["input"] == "64px (probed on train), 1 channel(s) (read), resize stretch (default)"
     assert facts["mean / std"] == "0.5 / 0.5 (probed on train)"
 
-    # Evaluated again: the probe's record is reused and no inference runs.
+    # Evaluated again (in this test's copy of the store): the probe's record is reused and no
+    # inference runs.
+    shutil.copytree(run.path.parent, runs_dir)
     again: list[str] = []
-    assert evaluate.evaluate(ckpt64, DATASET, device="cpu", log=again.append).path == run.path
+    found = evaluate.evaluate(ckpt64, DATASET, device="cpu", log=again.append)
+    assert found.path == runs_dir / run.run_id
     assert not any(s.startswith("probing") for s in again), again  # the sweep is cached
     assert any("cached run" in s for s in again)
 
 
-@pytest.mark.slow  # a second evaluation of the sample at another size (~20 s here)
-def test_a_typed_wrong_size_gets_a_warning_naming_the_better_setting(ckpt64: Path) -> None:
+@pytest.mark.slow  # an evaluation of the sample at 32 px (the sweep shared, ~5 s)
+def test_a_typed_wrong_size_gets_a_warning_naming_the_better_setting(
+    ckpt64: Path, digits64_runs: digits64.Evaluated, runs_dir: Path
+) -> None:
+    digits64_runs.seed_probes(runs_dir)  # the sweep the probed run made: the same record
     run = evaluate.evaluate(
         ckpt64, DATASET, device="cpu", preprocessing_overrides={"image_size": 32}
     )
@@ -291,9 +298,13 @@ def test_run_facts_of_a_run_without_provenance_are_unchanged() -> None:
 # --- the CLI -------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_cli_probes_and_typed_flags_win(ckpt64: Path, runs_dir: Path) -> None:
-    proc = cli("evaluate", "--checkpoint", ckpt64, "--data", DATASET, "--device", "cpu")
+@pytest.mark.slow  # an evaluation of the sample at 64 px (the sweep shared, ~5 s)
+def test_cli_probes_and_typed_flags_win(
+    ckpt64: Path, digits64_runs: digits64.Evaluated, runs_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    digits64_runs.seed_probes(runs_dir)  # the sweep the probed run made: the same record
+    proc = cli_inprocess(capsys, "evaluate", "--checkpoint", ckpt64, "--data", DATASET,
+                         "--device", "cpu")  # fmt: skip
     run = assert_cli_run(proc, runs_dir)
     said = [s for s in proc.stderr.splitlines() if s.startswith("probe:")]
     assert len(said) == 1 and "chose 64 px" in said[0] and "128 train images" in said[0]
@@ -301,8 +312,8 @@ def test_cli_probes_and_typed_flags_win(ckpt64: Path, runs_dir: Path) -> None:
     meta = json.loads((run / "meta.json").read_text())
     assert meta["preprocessing_source"]["image_size"] == "probed"
 
-    typed = cli(
-        "evaluate", "--checkpoint", ckpt64, "--data", DATASET, "--device", "cpu",
+    typed = cli_inprocess(
+        capsys, "evaluate", "--checkpoint", ckpt64, "--data", DATASET, "--device", "cpu",
         "--image-size", 64, "--mean", 0.5, "--std", 0.5,
     )  # fmt: skip
     assert not any(s.startswith("probe") for s in typed.stderr.splitlines()), typed.stderr
