@@ -75,13 +75,15 @@ def test_oidc_roles_from_email_lists() -> None:
 
 
 def test_password_gate_wrong_viewer_editor(sample_runs: dict[str, Run]) -> None:
-    conf = {"editor_password": EDITOR_PW, "viewer_password": VIEWER_PW, "max_image_pixels": 1234}
+    conf = {"editor_password": EDITOR_PW, "viewer_password": VIEWER_PW, "max_image_pixels": 1234,
+            "job_memory_mb": 2048}  # fmt: skip
     at = _app(sample_runs["good"], conf)
     _only_login(at)
     assert [t.label for t in at.text_input] == ["Password"]
     assert at.text_input[0].proto.type == at.text_input[0].proto.PASSWORD
     # Core code (core.hosting.settings.current() reads only the environment) enforces them too.
     assert current().hosted and current().max_image_pixels == 1234
+    assert current().job_memory_mb == 2048  # the job children's memory cap (ui.jobs reads it)
     assert not any("PASSWORD" in k for k in os.environ)
 
     at.text_input[0].input(EDITOR_PW[:-1])
