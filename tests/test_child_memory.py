@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from core.hosting import child_memory
 
 # Allocate `step` MB of resident memory (filled, not just reserved) up to `steps` times;
@@ -83,6 +85,7 @@ def test_a_child_allocating_past_the_cap_is_stopped_with_its_group(tmp_path: Pat
     assert pids["pgid"] == pids["me"] != os.getpgrp()  # its own group: the server is not in it
 
 
+@pytest.mark.slow  # seconds of children held on purpose: not in test-fast
 def test_under_the_cap_or_without_one_the_child_runs_to_its_end(tmp_path: Path) -> None:
     watch, out = _hog(tmp_path, 512, steps=10)  # 80 MB of 512
     assert not watch.exceeded and json.loads(out) == {"allocated_mb": 80}
@@ -92,6 +95,7 @@ def test_under_the_cap_or_without_one_the_child_runs_to_its_end(tmp_path: Path) 
     assert json.loads(out) == {"allocated_mb": 80} and watch.polls == 0 and watch.peak_mb == 0
 
 
+@pytest.mark.slow  # seconds of children held on purpose: not in test-fast
 def test_forked_workers_are_charged_what_they_add_not_the_pages_they_share(tmp_path) -> None:  # noqa: ANN001
     # 40 MB held, shared with 3 forked children: counted once (RssAnon would say 160 MB)
     watch, out = _hog(tmp_path, 100, steps=4, fork=3)
@@ -101,6 +105,7 @@ def test_forked_workers_are_charged_what_they_add_not_the_pages_they_share(tmp_p
         os.kill(kid, 9)  # nothing else would end them before their sleep
 
 
+@pytest.mark.slow  # seconds of children held on purpose: not in test-fast
 def test_a_grandchild_allocating_past_the_cap_stops_the_whole_group(tmp_path: Path) -> None:
     watch, out = _hog(tmp_path, 64, steps=100, grandchild=1)
     assert watch.exceeded and out == ""
