@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,11 +23,28 @@ def _wait(job: jobs.Job, timeout: float = 120) -> None:
     assert job.finished, f"job still running after {timeout}s"
 
 
+class _Recorded:
+    """Stands in for ui.jobs' ``json``: keeps every object the job parsed from the child."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    def loads(self, line: str) -> object:
+        msg = json.loads(line)
+        if isinstance(msg, dict):  # what the job reads as a message
+            self.messages.append(msg)
+        return msg
+
+    dumps = staticmethod(json.dumps)
+
+
 def test_a_job_evaluates_in_a_child_process_and_reads_the_stored_run(
     checkpoint: Path, dataset: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # under a hosted server's default memory cap, watched: unaffected
     monkeypatch.setenv("CLASSLENS_JOB_MEMORY_MB", str(HOSTED_JOB_MEMORY_MB))
+    said = _Recorded()  # every line the real child printed, as the job read it, in order
+    monkeypatch.setattr(jobs, "json", said)
     kwargs = {"checkpoint": str(checkpoint), "dataset": str(dataset), "num_workers": 0}
     job = jobs.start("k-ok", "m on d", kwargs)
     _wait(job)
@@ -42,6 +57,20 @@ def test_a_job_evaluates_in_a_child_process_and_reads_the_stored_run(
     assert json.loads((job.run.path / "meta.json").read_text())["checkpoint"]["name"] == (
         checkpoint.name
     )
+
+    # The child's messages (issue 10: progress where the analyst looks, from the first
+    # second): loading, scanning, preparing (with the image count), then progress, then the run.
+    msgs = said.messages
+    phases = [m["phase"] for m in msgs if "phase" in m]
+    assert phases == list(PHASES)
+    assert msgs[-1] == {"run": job.run.run_id, "runs_dir": str(runs_dir)}
+    n = len(RunStore(runs_dir).get(msgs[-1]["run"]).predictions())
+    assert next(m for m in msgs if m.get("phase") == PHASES[-1])["total"] == n
+    kinds = [next(iter(m)) for m in msgs]
+    first_progress = kinds.index("progress")
+    assert kinds.index("phase") < first_progress and kinds[-1] == "run"
+    assert any(m.get("log", "").startswith("evaluating ") for m in msgs[:first_progress])
+    assert [m["progress"] for m in msgs if "progress" in m][-1] == [n, n]
 
 
 def test_a_bad_input_becomes_the_jobs_one_line_error(dataset: Path, tmp_path: Path) -> None:
@@ -57,23 +86,3 @@ def test_an_unexpected_failure_in_the_child_is_reported_not_hung() -> None:
     job = jobs.start("k-crash", "crash", {"checkpoint": "x", "dataset": "y", "nonsense": 1})
     _wait(job)
     assert job.run is None and "unexpected TypeError" in job.error
-
-
-def test_the_worker_reports_each_phase_in_order(checkpoint: Path, dataset: Path, runs_dir: Path):
-    """The real child process: loading, scanning, preparing (with the image count), then
-    progress, then the run (issue 10: progress where the analyst looks, from the first second)."""
-    kwargs = {"checkpoint": str(checkpoint), "dataset": str(dataset), "num_workers": 0}
-    out = subprocess.run(
-        [sys.executable, "-m", "core.engine.worker", json.dumps(kwargs)],
-        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
-    ).stdout  # fmt: skip
-    msgs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    phases = [m["phase"] for m in msgs if "phase" in m]
-    assert phases == list(PHASES)
-    n = len(RunStore(runs_dir).get(msgs[-1]["run"]).predictions())
-    assert next(m for m in msgs if m.get("phase") == PHASES[-1])["total"] == n
-    kinds = [next(iter(m)) for m in msgs]
-    first_progress = kinds.index("progress")
-    assert kinds.index("phase") < first_progress and kinds[-1] == "run"
-    assert any(m.get("log", "").startswith("evaluating ") for m in msgs[:first_progress])
-    assert [m["progress"] for m in msgs if "progress" in m][-1] == [n, n]
