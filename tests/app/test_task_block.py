@@ -27,7 +27,19 @@ def _page(key: str) -> None:
     from ui import tasks as ui_tasks
 
     task = tasks.submit(key, lambda: None)  # the test started it: this returns that task
+    st.markdown("above")
     st.markdown(f"result: {ui_tasks.result(task, 'Hashing the images')}")
+
+
+def _content(at: AppTest) -> list[str]:
+    """Return the page's markdown lines below "above" (the test page's first line)."""
+    return [m.value for m in at.markdown if m.value != "above"]
+
+
+def _places(at: AppTest) -> dict[str, int]:
+    """Return {markdown line: its index in the main area} (what Streamlit's browser matches
+    the previous run's elements by)."""
+    return {n.value: i for i, n in at.main.children.items() if n.type == "markdown"}
 
 
 def _open(key: str) -> AppTest:
@@ -41,7 +53,7 @@ def test_a_finished_task_gives_its_result() -> None:
     task = tasks.submit("done", lambda: 42)
     assert task.wait(5)
     at = _open("done")
-    assert [m.value for m in at.markdown] == ["result: 42"]
+    assert _content(at) == ["result: 42"]
     assert not at.get("progress") and not at.info
 
 
@@ -54,7 +66,7 @@ def test_a_refused_task_says_why_and_stops() -> None:
     assert [i.value for i in at.info] == [
         "this checkpoint is ONNX: no embeddings. Save it as a state_dict."
     ]
-    assert not at.markdown  # stopped before the line that uses the result
+    assert not _content(at)  # stopped before the line that uses the result
 
 
 def test_a_running_task_shows_progress_and_asks_for_a_rerun(
@@ -79,9 +91,20 @@ def test_a_running_task_shows_progress_and_asks_for_a_rerun(
         bars = at.get("progress")
         assert len(bars) == 1 and "Hashing the images: 3 of 12" in bars[0].proto.text
         assert reruns == ["rerun"]
+        # The bar sits in a slot the block always draws: what follows it keeps its place
+        # (rerun_if_pending is a stub here, so the page went on past the block).
+        running = _places(at)
+        assert at.main.children[running["above"] + 1].type == "progress"
+        at.run()
+        assert not at.exception, at.exception
+        assert _places(at) == running and len(at.get("progress")) == 1
     finally:
         gate.set()
     assert task.wait(5)
+    at.run()  # the same session's rerun once it finished
+    assert not at.exception, at.exception
+    assert not at.get("progress")
+    assert _places(at) == {"above": running["above"], "result: hashed": running["result: None"]}
     at = _open("running")
-    assert [m.value for m in at.markdown] == ["result: hashed"]
+    assert _content(at) == ["result: hashed"]
     assert not at.get("progress")
