@@ -362,7 +362,7 @@ def test_cli_refuses_a_malicious_pickle(
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
-@pytest.mark.slow  # builds torchvision's key index / starts CLI subprocesses
+@pytest.mark.slow  # exports and probes a model (~3 s CPU)
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_cli_evaluates_code_bearing_files_only_with_trust(
     tmp_path: Path,
@@ -381,9 +381,12 @@ def test_cli_evaluates_code_bearing_files_only_with_trust(
     assert_cli_error(refused, r"m\.torchscript\.pt is a TorchScript archive.*--trust-checkpoint")
     assert not runs_dir.exists()
 
-    for path, fmt in ((ts, "torchscript"), (pt2, "torch_export")):
+    # The probe sweeps 12 sizes x 3 normalisations (the files declare none): kept for the
+    # export (whose fixed 16 px input fails the other sizes), left out for the TorchScript
+    # (seconds of a small CNN at up to 384 px; no assertion here is about the probe).
+    for path, fmt, probe in ((ts, "torchscript", ["--no-probe"]), (pt2, "torch_export", [])):
         proc = cli_inprocess(
-            capsys, "evaluate", "--checkpoint", path, *common, "--trust-checkpoint"
+            capsys, "evaluate", "--checkpoint", path, *common, "--trust-checkpoint", *probe
         )
         run = assert_cli_run(proc, runs_dir)
         meta = json.loads((run / "meta.json").read_text())
