@@ -129,20 +129,25 @@ def shared_arch_signatures(shared_tmp: Path) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def sample_store(shared_tmp: Path) -> Path:
     """Return a run store holding the three bundled sample runs, evaluated once per test
-    session: the first worker evaluates under a file lock, the others wait and find them.
+    session and shared by the xdist workers: each worker starts on a different checkpoint
+    (gw0 on the first, gw1 on the second, ...), so two workers evaluate two at once; a worker
+    reaching a run another one is evaluating waits on that run's lock (``evaluate`` holds one
+    per run id, across processes) and then finds it stored.
 
     Shared and read-only: copy it (``shutil.copytree``) before anything writes into it.
     """
-    from filelock import FileLock
+    from core.engine.evaluate import evaluate
+    from core.engine.sample import CHECKPOINTS, DATASET, ensure_sample_runs
 
-    from core.engine.sample import ensure_sample_runs
-
-    folder = shared_tmp / "sample-store"
-    folder.mkdir(exist_ok=True)
-    with FileLock(str(shared_tmp / "sample-store.lock")), pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLASSLENS_CACHE_DIR", str(folder / "cache"))
-        ensure_sample_runs(folder / "runs")  # finds the runs when another worker made them
-    return folder / "runs"
+    runs = shared_tmp / "sample-store" / "runs"
+    paths = list(CHECKPOINTS.values())
+    k = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % len(paths)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSLENS_CACHE_DIR", str(runs.parent / "cache"))
+        for path in paths[k:] + paths[:k]:
+            evaluate(path, DATASET, runs_dir=runs, device="cpu")  # as ensure_sample_runs does
+        ensure_sample_runs(runs)  # finds all three: no inference
+    return runs
 
 
 @pytest.fixture(scope="session")
