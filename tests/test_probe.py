@@ -27,6 +27,12 @@ from tests.conftest import (
     write_dataset,
 )
 
+# The tests that read the shared evaluations (digits64_runs) are meant for one xdist worker
+# (--dist loadgroup), so that the other never idles on its file lock while the first evaluates.
+# NB: with pytest 9.2 and xdist 3.8 no xdist_group is applied (xdist renames item._nodeid,
+# pytest 9 reads item._id), here as for the browser tests.
+SHARED_RUNS = pytest.mark.xdist_group("digits64_runs")
+
 
 @pytest.fixture
 def ckpt64(digits64_checkpoint: Path) -> Path:
@@ -141,6 +147,7 @@ def test_an_untrained_model_keeps_the_defaults(tmp_path: Path, dataset: Path) ->
 # --- the probe on a model trained at 64 px -------------------------------------------------------
 
 
+@SHARED_RUNS
 @pytest.mark.slow  # the sample probed and evaluated twice at 64 px (session fixture, ~20 s)
 def test_the_probe_chooses_64px_for_a_model_trained_at_64px(
     ckpt64: Path, digits64_runs: digits64.Evaluated, runs_dir: Path
@@ -201,6 +208,7 @@ def test_the_probe_chooses_64px_for_a_model_trained_at_64px(
     assert any("cached run" in s for s in again)
 
 
+@SHARED_RUNS
 @pytest.mark.slow  # an evaluation of the sample at 32 px (the sweep shared, ~5 s)
 def test_a_typed_wrong_size_gets_a_warning_naming_the_better_setting(
     ckpt64: Path, digits64_runs: digits64.Evaluated, runs_dir: Path
@@ -298,6 +306,7 @@ def test_run_facts_of_a_run_without_provenance_are_unchanged() -> None:
 # --- the CLI -------------------------------------------------------------------------------------
 
 
+@SHARED_RUNS
 @pytest.mark.slow  # an evaluation of the sample at 64 px (the sweep shared, ~5 s)
 def test_cli_probes_and_typed_flags_win(
     ckpt64: Path, digits64_runs: digits64.Evaluated, runs_dir: Path, capsys: pytest.CaptureFixture
