@@ -155,7 +155,8 @@ def _served(request: dict[str, Any]) -> dict | None:
                     theirs.close()
                 mine.settimeout(TIMEOUT_S + 60)  # the server ends a read at TIMEOUT_S itself
                 reply = _receive(mine)
-            except TimeoutError:
+            except TimeoutError:  # the server itself stopped answering: not used again
+                _drop(control)
                 return {"error": timeout_message(name, TIMEOUT_S)}
             except OSError:
                 reply = None
