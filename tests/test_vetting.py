@@ -99,6 +99,7 @@ def test_a_reader_that_dies_or_hangs_is_answered_and_the_server_goes_on(
     started = time.monotonic()
     assert _vet(hangs, trusted=True) == "reading hangs.pt took over 2 s, so it was not loaded."
     assert time.monotonic() - started < 30
+    monkeypatch.undo()
     assert _vet(GOOD) == "ok"
 
 
@@ -121,7 +122,7 @@ def test_a_dead_or_idle_server_is_replaced_and_none_means_a_child_of_our_own(
     first = vetting.server_pid()
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    monkeypatch.setattr(vetting, "SERVER_IDLE_S", 1)  # the next one exits after 1 s idle
+    monkeypatch.setattr(vetting, "SERVER_IDLE_S", 3)  # the next one exits after 3 s idle
     assert _vet(GOOD) == "ok"
     assert vetting.server_pid() not in (None, first), "a new server read it"
     deadline = time.monotonic() + 60  # bounded: it exits by itself

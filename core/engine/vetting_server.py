@@ -19,7 +19,7 @@ thread (no thread of the multi-threaded dashboard is ever forked, and none runs 
 A reader that had to import torchvision or onnx (seconds each) says so; its monitor passes the
 names (only those: ``LEARNED``) back on a pipe with its "done", and the server imports them
 when no read has run for ``QUIET_S``, so later readers inherit them. The server exits when the
-dashboard closes its end (the dashboard ended) or after ``IDLE_S`` seconds without a request
+dashboard closes its end (the dashboard ended) or after ``IDLE_S`` seconds without a read
 (its 0.3-0.45 GB go back; the next read starts a new one). Its monitors and readers are
 separate processes: those in progress finish and answer on their own.
 """
@@ -48,8 +48,8 @@ CAPTURE_BYTES = 1 << 20  # the last MB of a reader's stdout and of its stderr ar
 
 
 def serve(control: socket.socket, idle_s: float) -> int:
-    """Answer the requests arriving on ``control`` until its other end closes or none came
-    for ``idle_s`` seconds; return the exit status."""
+    """Answer the requests arriving on ``control`` until its other end closes or, with no
+    read running, none came for ``idle_s`` seconds; return the exit status."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
     done_r, done_w = os.pipe()  # monitors -> server: "done" and the modules their reader imported
     requests = control.fileno()
@@ -58,12 +58,13 @@ def serve(control: socket.socket, idle_s: float) -> int:
     last = time.monotonic()  # the last request, or the last monitor done
     while True:
         quiet = time.monotonic() - last
-        importing = later and not running
-        wait = max(0.0, (QUIET_S if importing else idle_s) - quiet)
+        importing = bool(later) and not running
+        # While a read runs, wait for it (or a request); then import, or count the idle time.
+        wait = None if running else max(0.0, (QUIET_S if importing else idle_s) - quiet)
         ready = select.select([requests, done_r], [], [], wait)[0]
         if not ready:
             if not importing:
-                return 0  # idle
+                return 0  # idle: no read for idle_s, none running
             with contextlib.suppress(Exception):  # a reader meets the failure in words
                 __import__(later.pop(0))
             continue
