@@ -18,12 +18,14 @@ from core.errors import ClassLensError
 from core.runs import RunStore
 
 
-def _floats(text: str, name: str) -> tuple[float, ...]:
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    """Return the numbers typed in a field; the error names its flag (``--mean``), which
+    ``ui.form_errors.for_form`` shows as the form's field in bold, the typed text as typed."""
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
         raise ClassLensError(
-            f"**{name}** must be comma-separated numbers (one per channel, like 0.5 or "
+            f"{flag} must be comma-separated numbers (one per channel, like 0.5 or "
             f"0.485,0.456,0.406), got {text!r}."
         ) from None
 
@@ -67,7 +69,7 @@ def _typed_values(sha: str) -> dict:
         if value is None:  # the widget is not on the page (yet): nothing typed to use
             continue
         if field in ("mean", "std"):
-            typed[field] = _floats(str(value), PREP_FIELDS[field][1])
+            typed[field] = _floats(str(value), f"--{field}")
         else:
             typed[field] = int(value) if field == "image_size" else value
     return typed
