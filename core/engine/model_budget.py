@@ -53,9 +53,11 @@ def check_build_size(arch: Any, kwargs: dict, state_dict: Mapping[str, object]) 
     """Raise ClassLensError when ``arch.build(**kwargs)`` (an ``archs.Architecture``) would hold
     far more numbers than ``state_dict`` has; return quietly when it fits or cannot be counted
     without building it (regnet's builder cannot run on the meta device)."""
+    from core.engine.archs import meta_build  # archs imports this module
+
     have = stored_numbers(state_dict)
     try:
-        with torch.device("meta"):
+        with meta_build():
             need = sum(t.numel() for t in arch.build(**kwargs).state_dict().values())
     except Exception:
         return
