@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from core.runs import Run
 
@@ -14,6 +15,12 @@ pytestmark = pytest.mark.slow
 
 def _urls(at: AppTest) -> list[str]:
     return [img.url for e in at.image for img in e.proto.imgs]
+
+
+def _grid_place(at: AppTest) -> int:
+    """Return the index in the main area of the gallery's first row (what Streamlit's browser
+    matches the previous run's elements by)."""
+    return next(i for i, n in at.main.children.items() if isinstance(n, Block) and n.image)
 
 
 def test_toggle_replaces_the_visible_thumbnails_with_overlays(sample_runs: dict[str, Run]) -> None:
@@ -61,18 +68,25 @@ def test_two_sessions_share_one_computation_and_never_wait_for_it(
     monkeypatch.setattr("ui.tasks.rerun_if_pending", lambda poll=0: None)  # one rerun at a time
     sessions = [open_page("mistakes", sample_runs["good"]) for _ in range(2)]
     before = _urls(sessions[0])
+    places = []
     for at in sessions:
         at.toggle(key="mk_gradcam").set_value(True).run()
         assert not at.exception, at.exception
         assert any("Computing Grad-CAM" in p.proto.text for p in at.get("progress"))
         assert _urls(at) == before  # plain thumbnails while it computes
+        places.append(_grid_place(at))
+        assert at.main.children[places[-1] - 1].type == "progress"  # the bar just above
     gate.set()
     task = next(t for t in tasks._RUNNING.values()) if tasks._RUNNING else None
     if task is not None:
         assert task.wait(60)
-    for at in sessions:
+    for at, place in zip(sessions, places, strict=True):
         at.run()
         assert not at.exception, at.exception
         assert not at.get("progress")
         assert not set(_urls(at)) & set(before)  # overlays now
+        # The bar had a slot the block always draws: the gallery keeps its place once done
+        # (pushed down while running, the browser kept the previous run's rows beside the
+        # new ones between reruns).
+        assert _grid_place(at) == place
     assert len(calls) == 1  # one computation for both sessions

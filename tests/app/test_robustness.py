@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import accuracy_score, recall_score
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from core.analysis import robustness as rb
 from core.engine import corruptions
@@ -219,4 +220,62 @@ def test_a_hosted_viewer_sees_stored_runs_but_cannot_start_new_ones(
     assert "Only an editor can start them" in info
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in spec["data"]][1:] == [corruptions.corruption_label("blur")]
+    assert _started() == []
+
+
+def test_the_running_computation_takes_the_place_of_its_button(
+    sample_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the derived runs compute, their progress bar is drawn where the estimate and its
+    "Compute them" button were (one slot): the button is gone, nothing moves. Every running
+    rerun ends in st.rerun, so a bar elsewhere left the button on screen as long as it ran."""
+    import threading
+
+    import streamlit as st
+
+    from core.hosting.tasks import Task
+    from ui import tasks as ui_tasks
+
+    run = sample_runs["imbalanced"]  # none of its derived runs stored by the tests above
+    tasks.clear()
+    at = _choose(open_page("robustness", run))
+    main = at.main.children
+
+    def place(kind: str) -> int:
+        return next(
+            i
+            for i, n in main.items()
+            if n.type == kind
+            or getattr(n, "key", None) == kind
+            or (isinstance(n, Block) and any(b.key == kind for b in n.button))
+        )
+
+    start = place("rb_start")
+    n_before = len(main)
+    reruns: list[str] = []  # the tasks a rerun was asked for (instead of a sleep and st.rerun)
+
+    def rerun_if_pending(poll: float = 0) -> None:
+        reruns.extend(st.session_state.pop(ui_tasks.PENDING_KEY, None) or [])
+
+    monkeypatch.setattr("ui.tasks.rerun_if_pending", rerun_if_pending)
+    gate = threading.Event()  # an editor's computation, held until the page has been read
+    key = ("robustness", str(RunStore(run.path.parent).root), run.run_id, "test", N, 0)
+    task: Task = tasks.submit(key, lambda: gate.wait(30), label="held")
+    try:
+        at.run()
+        assert not at.exception, at.exception
+        main = at.main.children
+        assert place("progress") == start and len(main) == n_before
+        assert "Evaluating corrupted copies (held)" in at.get("progress")[0].proto.text
+        assert not [b for b in at.button if b.key == "rb_start"]
+        assert not any("not computed yet" in i.value for i in at.info)
+        assert reruns == ["held"]
+    finally:
+        gate.set()
+    assert task.wait(10)
+    tasks.clear()  # nothing was stored: the estimate and its button again, in the same place
+    at.run()
+    assert not at.exception, at.exception
+    main = at.main.children
+    assert place("rb_start") == start and not at.get("progress")
     assert _started() == []
