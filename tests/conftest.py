@@ -52,6 +52,29 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         torch.set_num_threads(1)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` group again (``make test``). pytest-xdist 3.8 marks a grouped
+    test by appending "@group" to ``item._nodeid``, which pytest 9 no longer reads (a node id
+    now comes from ``item._id``), so every ``xdist_group`` was silently ignored: both workers
+    started their own browser server and Chromium, for instance. Runs after every other
+    collection hook (tests/browser/conftest.py adds its group there) and writes the same
+    suffix where pytest 9 reads it; does nothing where the ids already carry it."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # an older pytest: xdist's own suffix works there
+        return
+    for item in items:
+        names = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+             for m in item.iter_markers("xdist_group")}
+        )  # fmt: skip
+        if names and "@" not in item.nodeid and isinstance(getattr(item, "_id", None), NodeId):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
 # Every module under tests/browser carries these marks (pytestmark).
 BROWSER_MARKS = frozenset({"browser", "slow"})
 

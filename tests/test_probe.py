@@ -27,10 +27,9 @@ from tests.conftest import (
     write_dataset,
 )
 
-# The tests that read the shared evaluations (digits64_runs) are meant for one xdist worker
-# (--dist loadgroup), so that the other never idles on its file lock while the first evaluates.
-# NB: with pytest 9.2 and xdist 3.8 no xdist_group is applied (xdist renames item._nodeid,
-# pytest 9 reads item._id), here as for the browser tests.
+# The tests that read the shared evaluations (digits64_runs) run in one xdist worker
+# (--dist loadgroup; tests/conftest.py makes the group hold under pytest 9), so that the other
+# never idles on its file lock while the first evaluates.
 SHARED_RUNS = pytest.mark.xdist_group("digits64_runs")
 
 
