@@ -36,6 +36,17 @@ def idle(page, timeout_ms: float = WAIT_MS) -> None:  # noqa: ANN001
     expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout_ms)
 
 
+def loaded(page, shown, timeout_ms: float = WAIT_MS) -> None:  # noqa: ANN001
+    """Wait for ``shown`` (a locator the page or action must bring up; its first match), then
+    for the script run to end: the app's own state, never a fixed pause. Waiting on the
+    element first matters: right after a click the state still reads the previous run's
+    ``notRunning`` until the server starts the new one."""
+    from playwright.sync_api import expect
+
+    expect(shown.first).to_be_visible(timeout=timeout_ms)
+    idle(page, timeout_ms)
+
+
 def pick(page, label: str, option: str, tries: int = 3) -> None:  # noqa: ANN001
     """Choose ``option`` in the selectbox or multiselect ``label``: typed, so the list shows
     it however little room it has; re-opened if a rerun closes it first (bounded)."""
@@ -62,6 +73,15 @@ class Server:
 
     url: str  # http://127.0.0.1:<port>
     runs_dir: Path  # its private run store
+
+
+def run_id(server: Server, checkpoint: str) -> str:
+    """Return the id of the server's stored run of ``checkpoint`` (e.g. "good.safetensors"),
+    read from its store's meta.json files (no page load; the All runs picker is e2e's)."""
+    from core.runs import RunStore
+
+    runs = RunStore(server.runs_dir).list()
+    return next(r.run_id for r in runs if r.meta["checkpoint"]["name"] == checkpoint)
 
 
 @contextmanager

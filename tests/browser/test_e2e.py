@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from safetensors.torch import load_file
 
 from core.engine.sample import CHECKPOINTS
-from tests.browser.conftest import SHOTS, WAIT_MS, Server, pick
+from tests.browser.conftest import SHOTS, WAIT_MS, Server, idle, loaded, pick, run_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PAGES = {
@@ -51,7 +51,9 @@ def error_count(page) -> int:  # noqa: ANN001
 
 
 def settle(page, timeout: float = 60) -> None:
-    """Wait until Streamlit has finished running the script (bounded)."""
+    """Wait until Streamlit has finished running the script (bounded): a status-widget poll
+    and a pause for plotly (the screenshots' wait; the tests here wait with conftest's
+    ``loaded``/``idle`` on what the page must show and the app's script state)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
     deadline = time.monotonic() + timeout
     quiet = 0
@@ -88,25 +90,22 @@ def shoot(page, name: str) -> Path | None:
     return path
 
 
-def run_id_for(server: Server, page, checkpoint: str) -> str:
-    """Return the id of the sample run of ``checkpoint``, read from the All runs page URL."""
-    page.goto(f"{server.url}/runs")
-    settle(page)
-    page.get_by_role("combobox", name="Stored runs").click()
-    page.get_by_role("option", name=re.compile(re.escape(checkpoint))).click()
-    settle(page)
-    return re.search(r"run=([0-9a-f]{16})", page.url).group(1)
-
-
 def test_every_page_renders_without_errors(server: Server, page) -> None:
-    rid = run_id_for(server, page, "good.safetensors")
+    rid = run_id(server, "good.safetensors")
     for path, title in PAGES.items():
         page.goto(f"{server.url}/{path}?run={rid}")
-        settle(page)
-        page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+        loaded(page, page.get_by_role("heading", name=title))
         assert error_count(page) == 0, f"error element on /{path}"
         assert f"run={rid}" in page.url, "the chosen run must stay in the URL"
         shoot(page, f"good-{path or 'overview'}")
+    # On All runs (the last page): the sidebar's picker chooses another run by its label, and
+    # its id (the store's, read independently) replaces the URL's.
+    other = run_id(server, "imbalanced.safetensors")
+    page.get_by_role("combobox", name="Stored runs").click()
+    page.get_by_role("option", name=re.compile(re.escape("imbalanced.safetensors"))).click()
+    expect(page).to_have_url(re.compile(rf"run={other}\b"), timeout=WAIT_MS)
+    loaded(page, page.get_by_role("heading", name="All runs"))
+    assert error_count(page) == 0
 
 
 @pytest.mark.parametrize(
@@ -152,18 +151,16 @@ def test_the_lessons_show_on_the_sample_models(
     server: Server, page, checkpoint: str, path: str, verdict: str
 ) -> None:
     """The flawed sample models: verdict boxes may be red, but nothing may crash."""
-    rid = run_id_for(server, page, checkpoint)
+    rid = run_id(server, checkpoint)
     page.goto(f"{server.url}/{path}?run={rid}")
-    settle(page)
-    page.get_by_text(verdict).first.wait_for(timeout=30_000)
+    loaded(page, page.get_by_text(verdict))
     assert page.locator('[data-testid="stException"]').count() == 0
     shoot(page, path or "overview")
 
 
 def test_deep_link_on_first_visit_opens_the_full_app(server: Server, page) -> None:
-    rid = run_id_for(server, page, "imbalanced.safetensors")
-    page.goto(f"{server.url}/per_class?run={rid}")
-    settle(page)
+    rid = run_id(server, "imbalanced.safetensors")
+    page.goto(f"{server.url}/per_class?run={rid}")  # this page's first request to the app
     # Waits on what the page must show (a count taken right after navigating failed on a busy
     # machine): the page, the whole app's navigation, and the linked run chosen.
     heading = page.get_by_role("heading", name="Per-class metrics").first
@@ -175,19 +172,18 @@ def test_deep_link_on_first_visit_opens_the_full_app(server: Server, page) -> No
 
 
 def test_confusion_cell_selection_shows_that_cells_images(server: Server, page) -> None:
-    rid = run_id_for(server, page, "imbalanced.safetensors")
+    rid = run_id(server, "imbalanced.safetensors")
     page.goto(f"{server.url}/confusion?run={rid}")
-    settle(page)
     metrics = json.loads((server.runs_dir / rid / "metrics.json").read_text())
     cm = metrics["splits"]["test"]["confusion_matrix"]
     # click the heatmap cell true '8' -> predicted '6' (its invisible overlay marker)
     points = page.locator(".js-plotly-plot .scatterlayer path.point")
-    points.first.wait_for(state="attached", timeout=30_000)
+    points.first.wait_for(state="attached", timeout=WAIT_MS)
+    idle(page)
     assert points.count() == 100
     points.nth(8 * 10 + 6).click(force=True)
-    settle(page)
     clicked = page.get_by_role("heading", name=re.compile(r"images: true '8' predicted '6'"))
-    clicked.wait_for(timeout=30_000)
+    loaded(page, clicked)
     assert clicked.inner_text().startswith(f"{cm[8][6]} images")
     assert page.locator('[data-testid="stImage"]').count() == min(cm[8][6], 24)
     # choose true '8', predicted '0' with the cell pickers
@@ -216,19 +212,23 @@ def test_upload_two_checkpoints_at_once_for_comparison(
         files.append(str(path))
 
     page.goto(server.url)
-    settle(page)
+    loaded(page, page.get_by_text("New run"))
     page.get_by_text("New run").click()
-    page.get_by_role("radiogroup", name="Checkpoint").get_by_text("Upload", exact=True).click()
-    settle(page)
-    page.locator('input[type="file"]').set_input_files(files)
-    settle(page)
-    page.get_by_role("button", name="Evaluate all").click()
+    upload = page.get_by_role("radiogroup", name="Checkpoint").get_by_text("Upload", exact=True)
+    loaded(page, upload)
+    upload.click()
+    uploader = page.locator('input[type="file"]')  # the form has none before Upload is chosen
+    expect(uploader).to_have_count(1, timeout=WAIT_MS)
+    idle(page)
+    uploader.set_input_files(files)
+    start = page.get_by_role("button", name="Evaluate all")
+    expect(start).to_be_enabled(timeout=WAIT_MS)  # both files read (each in a vetting child)
+    idle(page)
+    start.click()
     chosen = page.get_by_role("combobox", name="Stored runs")
-    deadline = time.monotonic() + 300  # bounded: two evaluations on a busy CPU
-    while "batch_" not in chosen.input_value() and time.monotonic() < deadline:
-        page.wait_for_timeout(1000)
-    assert "batch_" in chosen.input_value(), "the last evaluated upload must open"
-    settle(page)
+    opens = expect(chosen, "the last evaluated upload must open")
+    opens.to_have_value(re.compile("batch_"), timeout=300_000)  # two evaluations, busy CPU
+    idle(page)
     opened = (
         "batch_overfit.pt" if "batch_overfit.pt" in chosen.input_value() else "batch_imbalanced.pt"
     )
