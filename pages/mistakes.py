@@ -65,10 +65,10 @@ show_cam = st.toggle(
     help="Colour where the model looked for its (wrong) prediction: red = strong evidence. "
     "Computed for this page's images only; needs a CNN checkpoint.",
 )
-thumbnail_grid(
-    visible,
-    run,
-    key="mk_gallery",
-    overlays=gradcam_overlays(visible, run) if show_cam else None,
-)
+if show_cam:
+    overlays = gradcam_overlays(visible, run)  # one element: its progress while it computes
+else:
+    overlays = None
+    st.empty()  # the same place with it off: turning it on moves nothing below (ui.tasks)
+thumbnail_grid(visible, run, key="mk_gallery", overlays=overlays)
 ui_tasks.rerun_if_pending()  # Grad-CAM still computing: show it when done

@@ -40,12 +40,11 @@ def stored_runs(
     task = tasks.get(key)
     if task is not None and task.finished and task.error is not None:
         st.error(md_text(task.error))  # an engine error: may quote the checkpoint's path
-    # One slot for the bar, or the estimate and its button: "Compute them" and the running
+    # One element for the bar, or the estimate and its button: "Compute them" and the running
     # computation's progress take the same place (the button left beside the bar otherwise,
     # each running rerun ending in st.rerun), and what follows keeps its place.
-    slot = st.empty()
     if task is not None and not task.finished:
-        if ui_tasks.ready(task, f"Evaluating corrupted copies ({task.label})", slot=slot):
+        if ui_tasks.ready(task, f"Evaluating corrupted copies ({task.label})"):
             st.rerun()  # it finished while this rerun waited: read its runs from the store
     elif missing:
         names = sorted({c for c, _ in pairs})
@@ -57,9 +56,9 @@ def stored_runs(
             "start) at this run's speed."
         )
         if not can_edit():
-            slot.info(f"{todo} Only an editor can start them; the stored ones are shown below.")
+            st.info(f"{todo} Only an editor can start them; the stored ones are shown below.")
             return stored
-        box = slot.container()
+        box = st.container()
         box.info(todo, icon=":material/schedule:")
         if box.button("Compute them", type="primary", key="rb_start"):
             tasks.forget(key)  # a finished earlier computation of other settings

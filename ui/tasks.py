@@ -3,8 +3,9 @@
 ``ready(task, text)`` returns True once the task finished (after a short wait, so quick work
 shows in the same rerun); otherwise it draws a progress bar and marks the page, and the
 page's last line, ``rerun_if_pending()``, reruns it a moment later. ``ready`` always draws
-exactly one element, an ``st.empty`` slot (the bar in it while the task runs, nothing once it
-finished), so what the page draws after it keeps its place in both cases: a bar inserted
+exactly one element (the bar while the task runs, an empty ``st.empty`` once it finished), so
+what the page draws after it keeps its place in both cases (a caller that calls it only
+sometimes draws an ``st.empty`` in its place otherwise): a bar inserted
 only while running pushed every later element down one place, and since each such rerun ends
 in ``st.rerun`` (never a finished script) the browser kept the previous run's elements on
 screen beside the new ones for as long as the task ran. The script thread only
@@ -19,7 +20,6 @@ import time
 from typing import Any
 
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 
 from core.hosting.tasks import Task
 
@@ -28,23 +28,18 @@ FIRST_WAIT_S = 0.3  # wait this long in the script before drawing progress (quic
 POLL_S = 0.5  # then rerun the page this often until the task finishes
 
 
-def ready(
-    task: Task,
-    text: str,
-    *,
-    wait: float = FIRST_WAIT_S,
-    slot: DeltaGenerator | None = None,
-) -> bool:
+def ready(task: Task, text: str, *, wait: float = FIRST_WAIT_S) -> bool:
     """Return True when ``task`` finished; else draw its progress under ``text`` and mark the
-    page to rerun (``rerun_if_pending``). The progress goes in ``slot`` (an ``st.empty`` the
-    caller drew), else in a new ``st.empty`` drawn here either way, finished or not."""
-    slot = st.empty() if slot is None else slot
+    page to rerun (``rerun_if_pending``). Draws one element either way, after the wait (an
+    ``st.empty`` once finished, else the bar), so the previous rerun's bar stays on screen
+    while this one waits."""
     if task.wait(wait):
+        st.empty()
         return True
     frac = task.fraction
     done = f": {task.done:,} of {task.total:,}" if frac is not None else ""
     elapsed = time.time() - task.submitted
-    slot.progress(frac or 0.0, text=f"{text}{done}… ({elapsed:.0f} s)")
+    st.progress(frac or 0.0, text=f"{text}{done}… ({elapsed:.0f} s)")
     st.session_state.setdefault(PENDING_KEY, []).append(task.label)
     return False
 
