@@ -140,13 +140,13 @@ def summary(run: Run, split: str, t: Thresholds) -> health.Summary:
         can_embed = checkup.no_leakage(run, split) is None and checkup.no_embeddings(run) is None
         if can_embed and ("embeddings", rid) in asked and not embeddings.cache_path(run).exists():
             todo.append("embeddings")
-    # Progress goes in a slot the page always has: what follows keeps its place while a task
-    # runs (a bar pushing it down left the old checklist's lines on screen between reruns).
-    slot = st.empty()
-    if todo:
-        with slot.container():
-            for kind in todo:
-                _compute(run, kind)
+    # Progress goes in a container the page always has: what follows keeps its place while a
+    # task runs (a bar pushing it down left the old checklist's lines on screen between
+    # reruns). Not an st.empty drawn first: that blanked the previous rerun's bar during
+    # ui.tasks.ready's wait, so the bar blinked on every poll.
+    with st.container():
+        for kind in todo:
+            _compute(run, kind)
     error = st.session_state.get(ERRORS, {}).get(("embeddings", rid))
     return checkup.run_summary(run, split, t, inputs=CACHED, embedding_error=error)
 
