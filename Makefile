@@ -34,7 +34,7 @@ test test-fast screenshots: export PYTHONDONTWRITEBYTECODE =
 test: $(VENV)/.installed lint
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
-## Everything but the slow and browser marks: ~67 s on a quiet 2-core box (BENCHMARKS.md, "Test suite")
+## Everything but the slow and browser marks: 35-40 s on a quiet 2-core box (BENCHMARKS.md, "Test suite")
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 -m "not slow and not browser"
 
