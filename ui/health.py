@@ -175,6 +175,8 @@ def checklist(s: health.Summary, run: Run) -> None:
                     on_click=_ask,
                     args=("pixels" if c.key == "leakage" else "embeddings", run.run_id),
                 )
+            else:  # the button's place kept: else the browser shows the old one until the end
+                text.empty()
             if c.page == OVERVIEW:  # the facts behind the line are further down this page
                 link.markdown(":material/arrow_downward: Below, under **Run**")
             else:

@@ -214,6 +214,24 @@ def checklist_place(at: AppTest) -> int:
     return next(i for i, b in blocks.items() if any(line in m.value for m in b.markdown))
 
 
+def line_shape(at: AppTest, title: str) -> list[str]:
+    """Return the element types of the checklist line ``title``'s text column, in order (the
+    browser matches the previous run's elements by place: a button left out after it stays
+    on screen, stale, until the rerun ends)."""
+
+    def find(block: Block) -> Block | None:
+        for child in block.children.values():
+            if isinstance(child, Block) and (found := find(child)) is not None:
+                return found
+        direct = [c for c in block.children.values() if not isinstance(c, Block)]
+        own = any(f"**{title}** · " in str(getattr(c, "value", "")) for c in direct)
+        return block if own else None
+
+    column = find(at.main)
+    assert column is not None, title
+    return [child.type for child in column.children.values()]
+
+
 def level_of(line: str) -> str:
     """Return the level a checklist line shows (its icon colour and its word agree)."""
     word = line.split("** · ", 1)[1].split("  \n", 1)[0]
@@ -351,6 +369,7 @@ def test_embedding_leakage_waits_for_its_button(
     assert at.get("plotly_chart")  # the page is drawn in full meanwhile
     assert not reruns
     place = checklist_place(at)
+    shape = line_shape(at, "Leakage (embeddings)")
     try:
         at.button(key="hl_compute_embedding_leakage").click().run()
         assert not at.exception
@@ -376,6 +395,10 @@ def test_embedding_leakage_waits_for_its_button(
     assert "embedding cosine similarity at least 0.998" in line
     assert not at.get("progress")
     assert checklist_place(at) == place
+    # The line keeps its shape once computed: its button's place is taken (by an st.empty),
+    # so the browser does not keep the old 'Compute now' on screen until the rerun ends.
+    assert len(line_shape(at, "Leakage (embeddings)")) == len(shape), shape
+    assert "button" not in line_shape(at, "Leakage (embeddings)")
     assert embeddings.cache_path(run).exists()
     # Computed once, off the script thread, on the shared task the Leakage page also uses.
     assert len(threads) == 1 and threads[0].startswith("classlens-task"), threads
