@@ -143,7 +143,7 @@ def test_distinction_means_are_written_as_the_app_writes_numbers() -> None:
     [
         (1243.7, "1,244"), (720.0, "720"), (12.34, "12.3"), (0.4567, "0.457"),
         (999.7, "1,000"), (-1234.5, "-1,234"), (0.00012345, "0.000123"), (0.0, "0"),
-        (1_000_000.4, "1,000,000"), (1.0, "1"),
+        (1_000_000.4, "1,000,000"), (1.0, "1"), (0.0000123, "0.0000123"), (-0.00005, "-0.00005"),
     ],
 )  # fmt: skip
 def test_number_has_three_significant_digits_and_separators(x: float, text: str) -> None:

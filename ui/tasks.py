@@ -5,10 +5,10 @@ shows in the same rerun); otherwise it draws a progress bar and marks the page, 
 page's last line, ``rerun_if_pending()``, reruns it a moment later. ``ready`` always draws
 exactly one element (the bar while the task runs, an empty ``st.empty`` once it finished), so
 what the page draws after it keeps its place in both cases (a caller that calls it only
-sometimes draws an ``st.empty`` in its place otherwise): a bar inserted
-only while running pushed every later element down one place, and since each such rerun ends
-in ``st.rerun`` (never a finished script) the browser kept the previous run's elements on
-screen beside the new ones for as long as the task ran. The script thread only
+sometimes draws an ``st.empty`` in its place otherwise): a bar inserted only while running
+pushed every later element down one place, and since each such rerun ends in ``st.rerun``
+(never a finished script) the browser kept the previous run's elements on screen beside the
+new ones for as long as the task ran. The script thread only
 ever waits on its own session's short sleeps, never on another viewer's computation.
 ``result(task, text)`` is the whole block a page needs: progress and rerun while the task
 runs, its ClassLensError as an info box (and stop) when it failed, else its result.

@@ -85,13 +85,11 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
 
 def number(x: float) -> str:
     """Return ``x`` for sentences as the app writes numbers: three significant digits, thousands
-    separators, never an exponent above 0.0001: 1243.7 -> "1,244", 720.0 -> "720", 12.34 ->
-    "12.3", 0.4567 -> "0.457", 999.7 -> "1,000"."""
+    separators, never an exponent: 1243.7 -> "1,244", 720.0 -> "720", 12.34 -> "12.3", 0.4567 ->
+    "0.457", 999.7 -> "1,000", 0.0000123 -> "0.0000123"."""
     x = float(x)
     if not math.isfinite(x) or x == 0:
         return "0" if x == 0 else str(x)
-    if abs(x) < 1e-4:
-        return f"{x:.2e}"
     decimals = max(0, 2 - math.floor(math.log10(abs(x))))
     text = f"{x:,.{decimals}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text

@@ -97,8 +97,6 @@ def _fmt(value: Any) -> str:
             return str(v)
         if v.is_integer() and abs(v) < 1e15:
             return f"{int(v):,}"
-        if abs(v) < 1e-4:  # positional too: never an exponent ("0.0000123", not "1.23e-05")
-            return f"{v:.{2 - math.floor(math.log10(abs(v)))}f}".rstrip("0")
         return diagnostics.number(v)  # as the app writes numbers: 999.7 -> "1,000", not "1e+03"
     if isinstance(value, pd.Timestamp):
         return value.date().isoformat() if value == value.normalize() else value.isoformat()
