@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.engine.worker import PHASES
+from core.hosting import child_memory
 from core.hosting.settings import HOSTED_JOB_MEMORY_MB
 from core.runs import RunStore
 from ui import jobs
@@ -24,7 +25,8 @@ def _wait(job: jobs.Job, timeout: float = 120) -> None:
 
 
 class _Recorded:
-    """Stands in for ui.jobs' ``json``: keeps every object the job parsed from the child."""
+    """Stands in for core.hosting.child_memory's ``json`` (where a job parses its child's
+    lines): keeps every object the job parsed from the child."""
 
     def __init__(self) -> None:
         self.messages: list[dict] = []
@@ -44,7 +46,7 @@ def test_a_job_evaluates_in_a_child_process_and_reads_the_stored_run(
     # under a hosted server's default memory cap, watched: unaffected
     monkeypatch.setenv("CLASSLENS_JOB_MEMORY_MB", str(HOSTED_JOB_MEMORY_MB))
     said = _Recorded()  # every line the real child printed, as the job read it, in order
-    monkeypatch.setattr(jobs, "json", said)
+    monkeypatch.setattr(child_memory, "json", said)
     kwargs = {"checkpoint": str(checkpoint), "dataset": str(dataset), "num_workers": 0}
     job = jobs.start("k-ok", "m on d", kwargs)
     _wait(job)

@@ -158,17 +158,7 @@ def _watch(job: Job, kwargs: str) -> None:
         ) as watch:
             proc = watch.proc
             errors: list[str] = []
-            assert proc.stdout is not None and proc.stderr is not None  # both piped above
-            stderr = proc.stderr
-            drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
-            drain.start()
-            for line in proc.stdout:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue  # a library printing to stdout
-                if not isinstance(msg, dict):
-                    continue
+            for msg in child_memory.messages(proc, errors):
                 if "progress" in msg and not said:  # the first progress report: inference runs
                     said = True
                     print(f"classlens: inference started: {job.label}", file=sys.stderr, flush=True)
@@ -176,9 +166,7 @@ def _watch(job: Job, kwargs: str) -> None:
                     job.update(msg)
                 else:
                     result = msg
-            proc.wait()
         job.memory = watch
-        drain.join(timeout=5)
         if watch.exceeded and limit is not None:  # stopped by the watch: its line, not a crash
             job.error = child_memory.message("the evaluation", limit)
         elif "error" in result:

@@ -49,6 +49,7 @@ removed by the store's next write), so nothing half-done is visible.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import subprocess
@@ -193,6 +194,25 @@ def watched(cmd: list[str], limit_mb: int | None, **popen: Any) -> Iterator[Watc
         if proc.poll() is not None:
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
+
+
+def messages(proc: subprocess.Popen[str], errors: list[str]) -> Iterator[dict[str, Any]]:
+    """Yield each JSON object a job child prints on stdout, one per line (anything else a
+    library prints is skipped), while a thread collects its stderr lines into ``errors``;
+    return once its stdout closed and it ended (both pipes text, as ``watched`` starts jobs)."""
+    assert proc.stdout is not None and proc.stderr is not None  # both piped by the caller
+    stderr = proc.stderr
+    drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
+    drain.start()
+    for line in proc.stdout:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue  # a library printing to stdout
+        if isinstance(msg, dict):
+            yield msg
+    proc.wait()
+    drain.join(timeout=5)
 
 
 @atexit.register

@@ -19,7 +19,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -160,26 +159,16 @@ def _in_child(
         text=True,
     ) as watch:
         proc = watch.proc
-        assert proc.stdout is not None and proc.stderr is not None  # both piped above
         errors: list[str] = []
-        stderr = proc.stderr
-        drain = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
-        drain.start()
         result: dict[str, Any] = {}
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue  # a library printing to stdout
-            if isinstance(msg, dict) and "started" in msg:
+        for msg in child_memory.messages(proc, errors):
+            if "started" in msg:
                 _record_startup(store, time.perf_counter() - t0)
-            elif isinstance(msg, dict) and "progress" in msg:
+            elif "progress" in msg:
                 if progress is not None:
                     progress(*msg["progress"])
-            elif isinstance(msg, dict):
+            else:
                 result = msg
-        proc.wait()
-    drain.join(timeout=5)
     if watch.exceeded and limit is not None:
         kept = "the runs it finished before stay stored, none half-done"
         raise ClassLensError(child_memory.message("the robustness computation", limit, kept))
